@@ -6,11 +6,17 @@ import "strings"
 // of keygate's HTTP answers.
 type Code string
 
-// The failure codes that the parsing and checking in this package produce.
+// The failure codes, one per row of the error table in docs/DESIGN.md.
 const (
-	CodeMissing   Code = "missing_api_key"
-	CodeScheme    Code = "invalid_auth_scheme"
-	CodeMalformed Code = "malformed_api_key"
+	CodeMissing     Code = "missing_api_key"
+	CodeScheme      Code = "invalid_auth_scheme"
+	CodeMalformed   Code = "malformed_api_key"
+	CodeInvalid     Code = "invalid_api_key"
+	CodeRevoked     Code = "api_key_revoked"
+	CodeExpired     Code = "api_key_expired"
+	CodeScope       Code = "insufficient_scope"
+	CodeAmbiguous   Code = "ambiguous_credentials"
+	CodeUnavailable Code = "key_store_unavailable"
 )
 
 // Error is a failure to read a key from a request, with a message a client
@@ -20,6 +26,10 @@ type Error struct {
 	code Code
 	msg  string
 }
+
+// NewError returns an error with a fixed code and message. Packages keep the
+// result in a variable, so that returning it allocates nothing.
+func NewError(code Code, msg string) *Error { return &Error{code: code, msg: msg} }
 
 // Error returns the message.
 func (e *Error) Error() string { return e.msg }
