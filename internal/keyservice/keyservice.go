@@ -1,0 +1,254 @@
+// Package keyservice is the one implementation of key management: creating,
+// listing, showing, revoking and rotating keys, with the validation and the
+// JSON view that the admin API, the CLI (through the admin API) and the
+// console share.
+package keyservice
+
+import (
+	"context"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
+)
+
+// Limits on what a request may ask for.
+const (
+	// MaxNameLength is the longest key name, in characters.
+	MaxNameLength = 100
+	// DefaultGrace is how long a rotated key keeps working when the request
+	// names no grace period.
+	DefaultGrace = 24 * time.Hour
+	// MaxGrace is the longest grace period a rotation may give the old key.
+	MaxGrace = 7 * 24 * time.Hour
+)
+
+// Invalidator drops what a cache holds of keys that changed. The service
+// calls it after every change, so that a revocation made here takes effect
+// on this instance before the change is reported done.
+type Invalidator interface {
+	Sync(ctx context.Context) error
+}
+
+// PendingUses reports last uses noted but not yet written to the store.
+type PendingUses interface {
+	Pending(id string) (time.Time, bool)
+}
+
+// InputError is a request the service refuses: Field names what is wrong,
+// Message says why. The admin API answers it with 400.
+type InputError struct {
+	Field   string
+	Message string
+}
+
+// Error returns "<field>: <message>".
+func (e *InputError) Error() string { return e.Field + ": " + e.Message }
+
+// Service manages keys in a store. Its methods are safe for concurrent use.
+// Besides *InputError, its errors are keystore.ErrNotFound (no such key),
+// keystore.ErrRevoked (the key is revoked), and anything else, which means
+// the store failed.
+type Service struct {
+	store   keystore.Store
+	format  *apikey.Format
+	inv     Invalidator
+	pending PendingUses
+	now     func() time.Time
+}
+
+// New returns a service over store, making keys of format. inv and pending
+// may be nil; now defaults to time.Now.
+func New(store keystore.Store, format *apikey.Format, inv Invalidator, pending PendingUses, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: store, format: format, inv: inv, pending: pending, now: now}
+}
+
+// Now returns the service's current time, in UTC.
+func (s *Service) Now() time.Time { return s.now().UTC() }
+
+// Create makes a key and returns its secret, which is never available again,
+// and its record.
+func (s *Service) Create(ctx context.Context, name, scope, expiresIn string) (string, apikey.Key, error) {
+	if err := checkName(name); err != nil {
+		return "", apikey.Key{}, err
+	}
+	sc, err := apikey.ParseScope(scope)
+	if err != nil {
+		return "", apikey.Key{}, &InputError{Field: "scope", Message: err.Error()}
+	}
+	exp, err := apikey.ParseExpiry(expiresIn)
+	if err != nil {
+		return "", apikey.Key{}, &InputError{Field: "expires_in", Message: err.Error()}
+	}
+	secret, k, err := s.format.New(name, sc, exp, s.Now())
+	if err != nil {
+		return "", apikey.Key{}, fmt.Errorf("making key: %w", err)
+	}
+	if err := s.store.Create(ctx, k); err != nil {
+		return "", apikey.Key{}, fmt.Errorf("storing key %s: %w", k.ID, err)
+	}
+	// A create invalidates nothing a cache could hold but a negative entry
+	// for the same digest, which a fresh random key cannot have; syncing
+	// anyway keeps the local sequence current.
+	return secret, k, s.sync(ctx)
+}
+
+// List returns the keys with the given status ("active", "revoked",
+// "expired"; "" for all), newest first.
+func (s *Service) List(ctx context.Context, status string) ([]apikey.Key, error) {
+	now := s.Now()
+	f := keystore.Filter{Now: now}
+	if status != "" {
+		st, err := apikey.ParseStatus(status)
+		if err != nil {
+			return nil, &InputError{Field: "status", Message: err.Error()}
+		}
+		f.Status = st
+	}
+	keys, err := s.store.List(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	for i := range keys {
+		s.withPending(&keys[i])
+	}
+	return keys, nil
+}
+
+// Get returns the key with the given ID.
+func (s *Service) Get(ctx context.Context, id string) (apikey.Key, error) {
+	if err := checkID(id); err != nil {
+		return apikey.Key{}, err
+	}
+	k, err := s.store.Get(ctx, id)
+	if err != nil {
+		return apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
+	}
+	s.withPending(&k)
+	return k, nil
+}
+
+// Revoke revokes the key with the given ID, at once and for good. Revoking
+// a revoked key changes nothing. It returns after this instance's cache has
+// dropped the key.
+func (s *Service) Revoke(ctx context.Context, id string) (apikey.Key, error) {
+	if err := checkID(id); err != nil {
+		return apikey.Key{}, err
+	}
+	k, err := s.store.Revoke(ctx, id, s.Now())
+	if err != nil {
+		return apikey.Key{}, fmt.Errorf("revoking key %s: %w", id, err)
+	}
+	s.withPending(&k)
+	return k, s.sync(ctx)
+}
+
+// Rotate replaces the key with the given ID by a new one with the same name,
+// scope and lifetime counted from now, and makes the old key expire after
+// grace (a Go duration from 0s to 168h; "" means 24h) unless it expires
+// sooner anyway. It returns the new key's secret, the new key and the old
+// one as they are afterwards.
+func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, next, previous apikey.Key, err error) {
+	if err := checkID(id); err != nil {
+		return "", apikey.Key{}, apikey.Key{}, err
+	}
+	g, err := parseGrace(grace)
+	if err != nil {
+		return "", apikey.Key{}, apikey.Key{}, err
+	}
+	old, err := s.store.Get(ctx, id)
+	if err != nil {
+		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
+	}
+	if !old.RevokedAt.IsZero() {
+		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("rotating key %s: %w", id, keystore.ErrRevoked)
+	}
+	now := s.Now()
+	secret, next, err = s.format.New(old.Name, old.Scope, old.Expiry, now)
+	if err != nil {
+		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("making key: %w", err)
+	}
+	previous, err = s.store.Rotate(ctx, id, next, now.Add(g))
+	if err != nil {
+		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("rotating key %s: %w", id, err)
+	}
+	s.withPending(&previous)
+	return secret, next, previous, s.sync(ctx)
+}
+
+// sync makes this instance's cache forget the keys that just changed. The
+// change itself is stored by then; if the cache cannot catch up, the caller
+// hears of it, since a revocation not yet in force here must not be
+// reported done.
+func (s *Service) sync(ctx context.Context) error {
+	if s.inv == nil {
+		return nil
+	}
+	if err := s.inv.Sync(ctx); err != nil {
+		return fmt.Errorf("applying the change to this instance's cache: %w", err)
+	}
+	return nil
+}
+
+// withPending merges a last use noted but not yet written into k.
+func (s *Service) withPending(k *apikey.Key) {
+	if s.pending == nil {
+		return
+	}
+	if t, ok := s.pending.Pending(k.ID); ok && t.After(k.LastUsedAt) {
+		k.LastUsedAt = t.UTC()
+	}
+}
+
+func checkName(name string) error {
+	n := utf8.RuneCountInString(name)
+	switch {
+	case n == 0 || isBlank(name):
+		return &InputError{Field: "name", Message: "must not be empty"}
+	case n > MaxNameLength:
+		return &InputError{Field: "name", Message: fmt.Sprintf("must be at most %d characters, not %d", MaxNameLength, n)}
+	case !utf8.ValidString(name):
+		return &InputError{Field: "name", Message: "must be valid UTF-8"}
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return &InputError{Field: "name", Message: "must not hold control characters"}
+		}
+	}
+	return nil
+}
+
+func isBlank(s string) bool {
+	for _, r := range s {
+		if r != ' ' && r != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+func checkID(id string) error {
+	if !apikey.ValidID(id) {
+		return &InputError{Field: "id", Message: `is not a key ID: IDs are "key_" and 22 letters or digits`}
+	}
+	return nil
+}
+
+func parseGrace(grace string) (time.Duration, error) {
+	if grace == "" {
+		return DefaultGrace, nil
+	}
+	g, err := time.ParseDuration(grace)
+	if err != nil {
+		return 0, &InputError{Field: "grace", Message: fmt.Sprintf("%q is not a duration such as 24h or 30m", grace)}
+	}
+	if g < 0 || g > MaxGrace {
+		return 0, &InputError{Field: "grace", Message: fmt.Sprintf("must be between 0s and %s, not %s", "168h", g)}
+	}
+	return g, nil
+}
