@@ -1,0 +1,81 @@
+package apikey
+
+import (
+	"hash/crc32"
+	"strings"
+	"testing"
+)
+
+// FuzzParseAuthorization feeds arbitrary header values to the parser. The
+// seeds in testdata/fuzz/FuzzParseAuthorization are the header shapes of
+// DESIGN.md's error table.
+func FuzzParseAuthorization(f *testing.F) {
+	f.Add("ApiKey dk_00000000000000000000000000000000" + "4G66jy")
+	f.Add("")
+	f.Add("ApiKey")
+	f.Add("Bearer abc")
+	f.Add("ApiKey a b")
+	f.Fuzz(func(t *testing.T, value string) {
+		key, err := ParseAuthorization(value)
+		if err != nil {
+			if key != "" {
+				t.Fatalf("ParseAuthorization(%q) returned key %q with error %v", value, key, err)
+			}
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error %T is not *Error", err)
+			}
+			return
+		}
+		if key == "" || strings.ContainsAny(key, " \t") {
+			t.Fatalf("ParseAuthorization(%q) = %q: empty or holds white space", value, key)
+		}
+		if !strings.Contains(value, key) {
+			t.Fatalf("key %q is not part of the header %q", key, value)
+		}
+		scheme, _, _ := strings.Cut(strings.TrimSpace(value), " ")
+		if !strings.EqualFold(scheme, Scheme) {
+			t.Fatalf("accepted scheme %q", scheme)
+		}
+	})
+}
+
+// FuzzCheck feeds arbitrary keys to the format check, and checks that a
+// key that passes has exactly the documented shape and that no error
+// message repeats the key.
+func FuzzCheck(f *testing.F) {
+	f.Add("dk_00000000000000000000000000000000" + "4G66jy")
+	f.Add("dk_00000000000000000000000000000000" + "4G66jz")
+	f.Add("dk_short")
+	f.Add("xx_00000000000000000000000000000000" + "4G66jy")
+	format, err := NewFormat("dk")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		err := format.Check(key)
+		if err != nil {
+			if e, ok := err.(*Error); !ok || e.Code() != CodeMalformed {
+				t.Fatalf("Check(%q) = %v, want a malformed_api_key *Error", key, err)
+			}
+			if len(key) > 3 && strings.Contains(err.Error(), key) {
+				t.Fatalf("error %q repeats the key", err)
+			}
+			return
+		}
+		if len(key) != 41 || !strings.HasPrefix(key, "dk_") {
+			t.Fatalf("Check accepted %q", key)
+		}
+		for _, c := range key[3:] {
+			if !strings.ContainsRune(base62Alphabet, c) {
+				t.Fatalf("Check accepted %q with %q", key, c)
+			}
+		}
+		var want [checksumLength]byte
+		putChecksum(want[:], crc32IEEE(key[:35]))
+		if string(want[:]) != key[35:] {
+			t.Fatalf("Check accepted %q with a wrong checksum", key)
+		}
+	})
+}
+
+func crc32IEEE(s string) uint32 { return crc32.ChecksumIEEE([]byte(s)) }
