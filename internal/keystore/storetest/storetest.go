@@ -12,11 +12,29 @@
 //			return s
 //		})
 //	}
+//
+// Beyond what package keystore says, the suite fixes these details, which
+// the verifier's cache relies on:
+//   - Create adds one change (the new key), an effective Revoke one (the
+//     key), Rotate two (the new key and the old one); failed calls, a
+//     repeated Revoke and TouchLastUsed add none.
+//   - Change sequence numbers strictly increase, and a reader that follows
+//     Changes while others write sees every change exactly once.
+//   - Create refuses a key whose RevokedAt or LastUsedAt is set, storing
+//     nothing.
+//   - Times come back within a microsecond of what was stored (exactly, for
+//     times with microsecond precision), in UTC; a zero time comes back zero.
+//   - Closing a closed store returns nil or ErrClosed.
 package storetest
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore"
 )
 
@@ -25,7 +43,7 @@ import (
 type Options struct {
 	// AgeChanges makes every change s holds older than the time a backend
 	// keeps changes for (one hour), so that the next change written prunes
-	// them all but the newest.
+	// them all but the newest. It must not write a change itself.
 	AgeChanges func(t *testing.T, s keystore.Store)
 }
 
@@ -34,6 +52,7 @@ type Options struct {
 // empty store; open registers the store's Close with t.Cleanup (the suite
 // may close a store itself first: closing twice must be fine).
 func Run(t *testing.T, open func(t *testing.T) keystore.Store) {
+	t.Helper()
 	RunWith(t, open, Options{})
 }
 
@@ -41,6 +60,172 @@ func Run(t *testing.T, open func(t *testing.T) keystore.Store) {
 // need them.
 func RunWith(t *testing.T, open func(t *testing.T) keystore.Store, opts Options) {
 	t.Helper()
-	_ = open
-	_ = opts
+	for _, group := range []struct {
+		name string
+		run  func(t *testing.T, open func(t *testing.T) keystore.Store, opts Options)
+	}{
+		{"Create", testCreate},
+		{"Get", testGet},
+		{"List", testList},
+		{"Revoke", testRevoke},
+		{"Rotate", testRotate},
+		{"TouchLastUsed", testTouchLastUsed},
+		{"Changes", testChanges},
+		{"Concurrency", testConcurrency},
+		{"Closed", testClosed},
+	} {
+		t.Run(group.name, func(t *testing.T) { group.run(t, open, opts) })
+	}
+}
+
+// base is the time the suite's keys are created around. It has microsecond
+// precision, which every backend keeps exactly.
+var base = time.Date(2031, time.March, 4, 5, 6, 7, 123456000, time.UTC)
+
+var format = func() *apikey.Format {
+	f, err := apikey.NewFormat("dk")
+	if err != nil {
+		panic(err)
+	}
+	return f
+}()
+
+// newKey makes a key record as the key service does.
+func newKey(t *testing.T, name string, scope apikey.Scope, expiry apikey.Expiry, created time.Time) apikey.Key {
+	t.Helper()
+	_, k, err := format.New(name, scope, expiry, created)
+	if err != nil {
+		t.Fatalf("making key %q: %v", name, err)
+	}
+	return k
+}
+
+// create makes a key created at created and stores it.
+func create(t *testing.T, s keystore.Store, name string, expiry apikey.Expiry, created time.Time) apikey.Key {
+	t.Helper()
+	k := newKey(t, name, apikey.ScopeFull, expiry, created)
+	mustCreate(t, s, k)
+	return k
+}
+
+func mustCreate(t *testing.T, s keystore.Store, k apikey.Key) {
+	t.Helper()
+	if err := s.Create(t.Context(), k); err != nil {
+		t.Fatalf("Create(%q) = %v, want nil", k.Name, err)
+	}
+}
+
+// mustGet returns the stored key id, failing the test if Get fails.
+func mustGet(t *testing.T, s keystore.Store, id string) apikey.Key {
+	t.Helper()
+	k, err := s.Get(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Get(%s) = %v, want nil", id, err)
+	}
+	return k
+}
+
+// checkKey reports every field in which got differs from want.
+func checkKey(t *testing.T, what string, got, want apikey.Key) {
+	t.Helper()
+	for _, d := range diffKey(got, want) {
+		t.Errorf("%s: %s", what, d)
+	}
+}
+
+func diffKey(got, want apikey.Key) []string {
+	var diffs []string
+	field := func(name string, g, w any) {
+		if g != w {
+			diffs = append(diffs, fmt.Sprintf("%s = %v, want %v", name, g, w))
+		}
+	}
+	field("ID", got.ID, want.ID)
+	field("Name", got.Name, want.Name)
+	field("Scope", got.Scope, want.Scope)
+	field("Expiry", got.Expiry, want.Expiry)
+	field("Hint", got.Hint, want.Hint)
+	field("Digest", got.Digest, want.Digest)
+	for _, tm := range []struct {
+		name      string
+		got, want time.Time
+	}{
+		{"CreatedAt", got.CreatedAt, want.CreatedAt},
+		{"ExpiresAt", got.ExpiresAt, want.ExpiresAt},
+		{"RevokedAt", got.RevokedAt, want.RevokedAt},
+		{"LastUsedAt", got.LastUsedAt, want.LastUsedAt},
+	} {
+		if d := diffTime(tm.got, tm.want); d != "" {
+			diffs = append(diffs, tm.name+" "+d)
+		}
+	}
+	return diffs
+}
+
+// diffTime describes how got differs from want: a zero time must come back
+// zero, any other exactly and in UTC.
+func diffTime(got, want time.Time) string {
+	switch {
+	case want.IsZero() && got.IsZero():
+		return ""
+	case want.IsZero():
+		return fmt.Sprintf("= %v, want zero", got)
+	case !got.Equal(want):
+		return fmt.Sprintf("= %v, want %v", got, want)
+	case got.Location() != time.UTC:
+		return fmt.Sprintf("= %v, want it in UTC", got)
+	}
+	return ""
+}
+
+// seq returns the store's current change sequence.
+func seq(t *testing.T, s keystore.Store) int64 {
+	t.Helper()
+	_, cur, err := s.Changes(t.Context(), 0, 1)
+	if err != nil && !errors.Is(err, keystore.ErrTooOld) {
+		t.Fatalf("Changes(0, 1) = %v, want nil", err)
+	}
+	return cur
+}
+
+// changesSince returns every change after since, checking that they are in
+// strictly increasing order and that the current sequence is the last one.
+func changesSince(t *testing.T, s keystore.Store, since int64) ([]keystore.Change, int64) {
+	t.Helper()
+	chs, cur, err := s.Changes(t.Context(), since, 1_000_000)
+	if err != nil {
+		t.Fatalf("Changes(%d) = %v, want nil", since, err)
+	}
+	last := since
+	for _, c := range chs {
+		if c.Seq <= last {
+			t.Fatalf("Changes(%d): sequence %d follows %d, want strictly increasing", since, c.Seq, last)
+		}
+		last = c.Seq
+	}
+	if len(chs) > 0 && cur != last {
+		t.Errorf("Changes(%d): current sequence %d, want the last change's %d", since, cur, last)
+	}
+	return chs, cur
+}
+
+// changeKeys describes changes as sorted "id digest" pairs, sorted, to
+// compare them regardless of order within one call.
+func changeKeys(chs []keystore.Change) []string {
+	out := make([]string, len(chs))
+	for i, c := range chs {
+		out[i] = c.KeyID + " " + c.Digest.String()
+	}
+	slices.Sort(out)
+	return out
+}
+
+// wantChanges is changeKeys for the keys expected to have changed.
+func wantChanges(keys ...apikey.Key) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.ID + " " + k.Digest.String()
+	}
+	slices.Sort(out)
+	return out
 }
