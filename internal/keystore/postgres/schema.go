@@ -1,0 +1,103 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrationLock is the key of the transaction-level advisory lock that
+// serialises migrations, so that gateway instances starting at the same
+// moment create the schema once. It is a constant of keygate's own
+// ("keygate" in ASCII), shared by every instance and version.
+const migrationLock int64 = 0x6b657967617465
+
+// migrations are the schema versions, in order: migrations[i] takes the
+// schema from version i to i+1. A released migration is never edited; a
+// change of schema appends one.
+var migrations = []string{
+	// v1: keys, the change log and its counter.
+	//
+	// keygate_change_counter is a single row holding the current change
+	// sequence (seq) and the highest sequence pruned from the log
+	// (pruned). Every transaction that changes a key updates that row, so
+	// the row lock serialises them: sequence numbers are given out and
+	// committed in the same order, and a reader that sees change N also
+	// sees every change before it.
+	`
+CREATE TABLE keygate_keys (
+	id           text PRIMARY KEY,
+	name         text NOT NULL,
+	scope        text NOT NULL,
+	expiry       text NOT NULL,
+	hint         text NOT NULL,
+	digest       bytea NOT NULL UNIQUE,
+	created_at   timestamptz NOT NULL,
+	expires_at   timestamptz,
+	revoked_at   timestamptz,
+	last_used_at timestamptz
+);
+CREATE INDEX keygate_keys_created_at ON keygate_keys (created_at DESC, id DESC);
+
+CREATE TABLE keygate_change_counter (
+	one    boolean PRIMARY KEY DEFAULT true CHECK (one),
+	seq    bigint NOT NULL,
+	pruned bigint NOT NULL
+);
+INSERT INTO keygate_change_counter (seq, pruned) VALUES (0, 0);
+
+CREATE TABLE keygate_changes (
+	seq        bigint PRIMARY KEY,
+	key_id     text NOT NULL,
+	digest     bytea NOT NULL,
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX keygate_changes_changed_at ON keygate_changes (changed_at);
+`,
+}
+
+// migrate brings the schema up to the newest version. The advisory lock,
+// taken first in the transaction and released by its end, makes
+// concurrent callers wait for each other; each then sees the version the
+// previous one committed.
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+			return fmt.Errorf("taking the migration lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `
+CREATE TABLE IF NOT EXISTS keygate_schema (
+	one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+	version integer NOT NULL
+)`); err != nil {
+			return fmt.Errorf("creating the schema version table: %w", err)
+		}
+		var version int
+		err := tx.QueryRow(ctx, `SELECT version FROM keygate_schema`).Scan(&version)
+		switch {
+		case err == pgx.ErrNoRows:
+			version = 0
+			if _, err := tx.Exec(ctx, `INSERT INTO keygate_schema (version) VALUES (0)`); err != nil {
+				return fmt.Errorf("recording the schema version: %w", err)
+			}
+		case err != nil:
+			return fmt.Errorf("reading the schema version: %w", err)
+		}
+		if version > len(migrations) {
+			return fmt.Errorf("the database schema is at version %d, newer than this keygate knows (%d): upgrade keygate", version, len(migrations))
+		}
+		for v := version; v < len(migrations); v++ {
+			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("migrating the schema to version %d: %w", v+1, err)
+			}
+		}
+		if version < len(migrations) {
+			if _, err := tx.Exec(ctx, `UPDATE keygate_schema SET version = $1`, len(migrations)); err != nil {
+				return fmt.Errorf("recording the schema version: %w", err)
+			}
+		}
+		return nil
+	})
+}
