@@ -1,0 +1,269 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/keystore"
+)
+
+const validID = "key_0123456789ABCDEFabcdef"
+
+// noService is a lookup for requests that must be answered before the key
+// service is needed.
+func noService(t *testing.T) func() (keyManager, error) {
+	return func() (keyManager, error) {
+		t.Helper()
+		t.Error("the request reached the key service")
+		return nil, errors.New("no service in this test")
+	}
+}
+
+// untouchable is a key service that fails the test when used: the request
+// had to be refused before.
+type untouchable struct{ t *testing.T }
+
+func (u untouchable) fail() error {
+	u.t.Helper()
+	u.t.Error("the request reached the key service")
+	return errors.New("untouchable")
+}
+func (u untouchable) Create(context.Context, string, string, string) (string, apikey.Key, error) {
+	return "", apikey.Key{}, u.fail()
+}
+func (u untouchable) List(context.Context, string) ([]apikey.Key, error) { return nil, u.fail() }
+func (u untouchable) Get(context.Context, string) (apikey.Key, error)    { return apikey.Key{}, u.fail() }
+func (u untouchable) Revoke(context.Context, string) (apikey.Key, error) {
+	return apikey.Key{}, u.fail()
+}
+func (u untouchable) Rotate(context.Context, string, string) (string, apikey.Key, apikey.Key, error) {
+	return "", apikey.Key{}, apikey.Key{}, u.fail()
+}
+func (u untouchable) Now() time.Time { return time.Time{} }
+
+func TestServeAPIKeysRejectsBadRequestsBeforeTheService(t *testing.T) {
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		wantStatus int
+		wantAllow  string
+		wantErr    string
+	}{
+		{"put on the collection", http.MethodPut, "/apikeys", 405, "GET, POST", "method"},
+		{"delete on the collection", http.MethodDelete, "/apikeys/", 405, "GET, POST", "method"},
+		{"post on a key", http.MethodPost, "/apikeys/" + validID, 405, "GET, DELETE", "method"},
+		{"patch on a key", http.MethodPatch, "/apikeys/" + validID, 405, "GET, DELETE", "method"},
+		{"get on rotate", http.MethodGet, "/apikeys/" + validID + "/rotate", 405, "POST", "method"},
+		{"unknown action", http.MethodPost, "/apikeys/" + validID + "/revoke", 404, "", "resource not found"},
+		{"trailing slash after the ID", http.MethodGet, "/apikeys/" + validID + "/", 404, "", "resource not found"},
+		{"deeper path", http.MethodPost, "/apikeys/" + validID + "/rotate/x", 404, "", "resource not found"},
+		{"malformed ID", http.MethodGet, "/apikeys/key_short", 400, "", "malformed key ID"},
+		{"empty ID before rotate", http.MethodPost, "/apikeys//rotate", 400, "", "malformed key ID"},
+		{"a secret in place of the ID", http.MethodDelete, "/apikeys/dk_0123456789abcdefghijABCDEFGHIJ01abcdef", 400, "", "malformed key ID"},
+		{"ID with a bad character", http.MethodGet, "/apikeys/key_0123456789ABCDEFabcde-", 400, "", "malformed key ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(tt.method, tt.path, nil)
+			err := serveAPIKeys(w, r, noService(t))
+			apiErr, ok := errors.AsType[caddy.APIError](err)
+			if !ok {
+				t.Fatalf("got error %v (%T), want a caddy.APIError", err, err)
+			}
+			if apiErr.HTTPStatus != tt.wantStatus {
+				t.Errorf("got status %d, want %d (%v)", apiErr.HTTPStatus, tt.wantStatus, err)
+			}
+			if got := w.Header().Get("Allow"); got != tt.wantAllow {
+				t.Errorf("got Allow %q, want %q", got, tt.wantAllow)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got error %q, want it to hold %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "dk_") {
+				t.Errorf("error %q echoes the path", err)
+			}
+			if got := w.Header().Get("Cache-Control"); got != "no-store" {
+				t.Errorf("got Cache-Control %q, want no-store", got)
+			}
+		})
+	}
+}
+
+func TestServeAPIKeysRejectsBadListQueries(t *testing.T) {
+	tests := []struct {
+		name    string
+		query   string
+		wantErr string
+	}{
+		{"unknown status", "?status=gone", `status: unknown status "gone"`},
+		{"status twice", "?status=active&status=revoked", "status: give it once"},
+		{"unknown parameter", "?state=active", `unknown query parameter "state"`},
+		{"long unknown status is cut", "?status=dk_0123456789abcdefghij", `"dk_012345678"…`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(http.MethodGet, "/apikeys"+tt.query, nil)
+			err := withService(w, r, func() (keyManager, error) { return untouchable{t}, nil }, listKeys)
+			apiErr, ok := errors.AsType[caddy.APIError](err)
+			if !ok || apiErr.HTTPStatus != http.StatusBadRequest {
+				t.Fatalf("got %v, want a 400 APIError", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got error %q, want it to hold %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDecodeObject(t *testing.T) {
+	tests := []struct {
+		name     string
+		body     string
+		optional bool
+		want     createRequest
+		wantCode int
+		wantErr  string
+	}{
+		{name: "all fields", body: `{"name":"CI","scope":"full","expires_in":"1d"}`, want: createRequest{"CI", "full", "1d"}},
+		{name: "surrounding white space", body: " \n{\"name\":\"CI\"}\n", want: createRequest{Name: "CI"}},
+		{name: "null member is absent", body: `{"name":null,"scope":"widget"}`, want: createRequest{Scope: "widget"}},
+		{name: "empty body", body: "", wantCode: 400, wantErr: "request body is empty: send a JSON object with name, scope and expires_in"},
+		{name: "empty optional body", body: " ", optional: true},
+		{name: "unknown field", body: `{"name":"CI","owner":"me"}`, wantCode: 400, wantErr: `unknown field "owner": the fields are name, scope and expires_in`},
+		{name: "field in another case", body: `{"Name":"CI"}`, wantCode: 400, wantErr: `unknown field "Name"`},
+		{name: "long unknown field is cut", body: `{"dk_0123456789abcdefghijABCDEFGHIJ":"x"}`, wantCode: 400, wantErr: `unknown field "dk_012345678"…`},
+		{name: "number for a string", body: `{"name":42}`, wantCode: 400, wantErr: "name: must be a string"},
+		{name: "array body", body: `["CI"]`, wantCode: 400, wantErr: "request body must be a JSON object with name, scope and expires_in"},
+		{name: "string body", body: `"CI"`, wantCode: 400, wantErr: "request body must be a JSON object"},
+		{name: "two objects", body: `{"name":"a"}{"name":"b"}`, wantCode: 400, wantErr: "one JSON object and nothing after it"},
+		{name: "trailing garbage", body: `{"name":"a"} x`, wantCode: 400, wantErr: "one JSON object and nothing after it"},
+		{name: "cut short", body: `{"name":"a"`, wantCode: 400, wantErr: "not valid JSON: it ends too early"},
+		{name: "syntax error", body: `{"name":'a'}`, wantCode: 400, wantErr: "not valid JSON at byte"},
+		{name: "too large", body: `{"name":"` + strings.Repeat("a", maxAdminBody) + `"}`, wantCode: 413, wantErr: fmt.Sprintf("larger than %d bytes", maxAdminBody)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(http.MethodPost, "/apikeys", strings.NewReader(tt.body))
+			var got createRequest
+			err := decodeObject(w, r, tt.optional, map[string]*string{"name": &got.Name, "scope": &got.Scope, "expires_in": &got.ExpiresIn})
+			if tt.wantCode == 0 {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				if got != tt.want {
+					t.Errorf("got %+v, want %+v", got, tt.want)
+				}
+				return
+			}
+			apiErr, ok := errors.AsType[caddy.APIError](err)
+			if !ok {
+				t.Fatalf("got error %v (%T), want a caddy.APIError", err, err)
+			}
+			if apiErr.HTTPStatus != tt.wantCode {
+				t.Errorf("got status %d, want %d", apiErr.HTTPStatus, tt.wantCode)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got error %q, want it to hold %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestServiceErrorStatuses(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantErr    string
+		wantRetry  string
+	}{
+		{"input error names the field", &keyservice.InputError{Field: "name", Message: "must not be empty"}, 400, "name: must not be empty", ""},
+		{"wrapped input error", fmt.Errorf("creating: %w", &keyservice.InputError{Field: "grace", Message: "too long"}), 400, "grace: too long", ""},
+		{"not found", fmt.Errorf("getting key: %w", keystore.ErrNotFound), 404, "no API key has ID " + validID, ""},
+		{"revoked", fmt.Errorf("rotating key: %w", keystore.ErrRevoked), 409, "is revoked: a revoked key cannot be rotated", ""},
+		{"store down", errors.New("dial tcp 127.0.0.1:5432: connection refused"), 503, "key store unavailable: dial tcp", "1"},
+		{"store closed", keystore.ErrClosed, 503, "key store unavailable", "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			err := serviceError(w, tt.err, validID)
+			apiErr, ok := errors.AsType[caddy.APIError](err)
+			if !ok {
+				t.Fatalf("got %T, want a caddy.APIError", err)
+			}
+			if apiErr.HTTPStatus != tt.wantStatus {
+				t.Errorf("got status %d, want %d", apiErr.HTTPStatus, tt.wantStatus)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got error %q, want it to hold %q", err, tt.wantErr)
+			}
+			if got := w.Header().Get("Retry-After"); got != tt.wantRetry {
+				t.Errorf("got Retry-After %q, want %q", got, tt.wantRetry)
+			}
+		})
+	}
+}
+
+func TestRunningKeyServiceWithoutKeygateConfigured(t *testing.T) {
+	// No config runs in this test binary, so the active context has no
+	// apikeys app.
+	_, err := runningKeyService()
+	apiErr, ok := errors.AsType[caddy.APIError](err)
+	if !ok {
+		t.Fatalf("got %v, want a caddy.APIError", err)
+	}
+	if apiErr.HTTPStatus != http.StatusServiceUnavailable {
+		t.Errorf("got status %d, want 503", apiErr.HTTPStatus)
+	}
+	if want := "keygate is not configured in the running config"; !strings.Contains(err.Error(), want) {
+		t.Errorf("got error %q, want it to hold %q", err, want)
+	}
+}
+
+func TestAdminAPIRoutes(t *testing.T) {
+	var got []string
+	for _, r := range (adminAPI{}).Routes() {
+		got = append(got, r.Pattern)
+	}
+	if want := []string{"/apikeys", "/apikeys/"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got routes %v, want %v", got, want)
+	}
+	if id := (adminAPI{}).CaddyModule().ID; id != "admin.api.apikeys" {
+		t.Errorf("got module ID %q, want admin.api.apikeys", id)
+	}
+}
+
+func TestFieldList(t *testing.T) {
+	tests := []struct {
+		fields []string
+		want   string
+	}{
+		{[]string{"grace"}, "grace"},
+		{[]string{"scope", "name"}, "name and scope"},
+		{[]string{"expires_in", "scope", "name"}, "name, scope and expires_in"},
+	}
+	for _, tt := range tests {
+		m := map[string]*string{}
+		for _, f := range tt.fields {
+			m[f] = new(string)
+		}
+		if got := fieldList(m); got != tt.want {
+			t.Errorf("fieldList(%v) = %q, want %q", tt.fields, got, tt.want)
+		}
+	}
+}
