@@ -1,0 +1,579 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keyservice"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "apikey",
+		Usage: "create|list|show|revoke|rotate [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
+		Short: "Creates, lists, shows, revokes and rotates API keys",
+		Long: `
+Manages keygate's API keys through the admin API of a running instance:
+
+  apikey create --name NAME --scope full|widget|routine --expires 1h|1d|1w|1mo|1y|never
+  apikey list [--status active|revoked|expired]
+  apikey show ID
+  apikey revoke ID [--yes]
+  apikey rotate ID [--grace DURATION]
+
+create and rotate print the new key's secret once: it cannot be shown
+again. revoke asks for confirmation when stdin is a terminal and needs
+--yes otherwise. With --json, every command prints the admin API's JSON
+answer as it is.
+
+The admin endpoint is found like 'reload' finds it: --address if given,
+else the admin address of the --config file, else of a Caddyfile in the
+current directory, else ` + caddy.DefaultAdminListen + `.
+
+Times are shown in UTC; "never" stands for a time that is not set.`,
+		CobraFunc: defaultCLI.setUp,
+	})
+}
+
+// cli is the apikey command. Its fields are what tests replace.
+type cli struct {
+	// now is the time relative times are counted from.
+	now func() time.Time
+	// isTerminal reports whether stdin is an interactive terminal, where
+	// revoke asks for confirmation.
+	isTerminal func(io.Reader) bool
+}
+
+// defaultCLI is the apikey command as the keygate binary runs it.
+var defaultCLI = cli{now: time.Now, isTerminal: readerIsTerminal}
+
+// readerIsTerminal reports whether r is a terminal.
+func readerIsTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// setUp adds the subcommands and the flags they share to cmd.
+func (c cli) setUp(cmd *cobra.Command) {
+	flags := cmd.PersistentFlags()
+	flags.String("address", "", "Address of the admin API (default: from --config or ./Caddyfile, else "+caddy.DefaultAdminListen+")")
+	flags.StringP("config", "c", "", "Configuration file to read the admin address from, if --address is not used")
+	flags.StringP("adapter", "a", "", "Name of the config adapter of --config")
+	flags.Bool("json", false, "Print the admin API's JSON answer as it is")
+
+	create := &cobra.Command{
+		Use:   "create --name NAME --scope full|widget|routine --expires 1h|1d|1w|1mo|1y|never",
+		Short: "Creates a key and prints its secret, the only time it is shown",
+		Args:  cobra.NoArgs,
+		RunE:  c.runCreate,
+	}
+	create.Flags().String("name", "", `Name people know the key by, such as "CI/CD Pipeline" (1 to 100 characters)`)
+	create.Flags().String("scope", "", "Routes the key may call: full, widget or routine")
+	create.Flags().String("expires", "", "Lifetime of the key: 1h, 1d, 1w, 1mo, 1y or never")
+
+	list := &cobra.Command{
+		Use:   "list [--status active|revoked|expired]",
+		Short: "Lists keys, newest first",
+		Args:  cobra.NoArgs,
+		RunE:  c.runList,
+	}
+	list.Flags().String("status", "", "List only keys with this status: active, revoked or expired")
+
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Shows one key",
+		Args:  cobra.ExactArgs(1),
+		RunE:  c.runShow,
+	}
+
+	revoke := &cobra.Command{
+		Use:   "revoke ID [--yes]",
+		Short: "Revokes a key at once and for good",
+		Long: `Revokes a key: every application using it stops working at once, on every
+gateway instance, and nothing can undo it. On a terminal, revoke asks for
+confirmation; otherwise --yes is required.`,
+		Args: cobra.ExactArgs(1),
+		RunE: c.runRevoke,
+	}
+	revoke.Flags().BoolP("yes", "y", false, "Revoke without asking for confirmation")
+
+	rotate := &cobra.Command{
+		Use:   "rotate ID [--grace DURATION]",
+		Short: "Replaces a key by a new one and lets the old one expire",
+		Long: `Creates a new key with the same name, scope and lifetime, prints its secret
+once, and makes the old key expire after the grace period (0s = at once,
+at most 168h), unless it expires sooner anyway. A revoked key cannot be
+rotated.`,
+		Args: cobra.ExactArgs(1),
+		RunE: c.runRotate,
+	}
+	rotate.Flags().String("grace", "24h", "How long the old key keeps working, a Go duration from 0s to 168h")
+
+	cmd.AddCommand(create, list, show, revoke, rotate)
+}
+
+// runCreate runs apikey create.
+func (c cli) runCreate(cmd *cobra.Command, _ []string) error {
+	req, err := createFlags(flagString(cmd, "name"), flagString(cmd, "scope"), flagString(cmd, "expires"))
+	if err != nil {
+		return err
+	}
+	body, err := callAdmin(cmd, http.MethodPost, adminAPIKeysPath, req)
+	if err != nil || printedJSON(cmd, body) {
+		return err
+	}
+	var created secretAnswer
+	if err := decodeAnswer(body, &created); err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "Created API key %s (%s).\n\n", created.APIKey.ID, displayName(created.APIKey.Name))
+	printSecret(out, created.Secret)
+	fmt.Fprintln(out)
+	printKey(out, created.APIKey, c.now())
+	return nil
+}
+
+// runList runs apikey list.
+func (c cli) runList(cmd *cobra.Command, _ []string) error {
+	status := flagString(cmd, "status")
+	uri := adminAPIKeysPath
+	if status != "" {
+		if _, err := apikey.ParseStatus(status); err != nil {
+			return fmt.Errorf("--status: %v", err)
+		}
+		uri += "?status=" + status
+	}
+	body, err := callAdmin(cmd, http.MethodGet, uri, nil)
+	if err != nil || printedJSON(cmd, body) {
+		return err
+	}
+	var list struct {
+		APIKeys []keyservice.KeyJSON `json:"api_keys"`
+	}
+	if err := decodeAnswer(body, &list); err != nil {
+		return err
+	}
+	if len(list.APIKeys) == 0 {
+		if status != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "No %s API keys.\n", status)
+		} else {
+			fmt.Fprintln(cmd.OutOrStdout(), "No API keys.")
+		}
+		return nil
+	}
+	printTable(cmd.OutOrStdout(), list.APIKeys)
+	return nil
+}
+
+// runShow runs apikey show.
+func (c cli) runShow(cmd *cobra.Command, args []string) error {
+	id := args[0]
+	if err := checkIDArg(id); err != nil {
+		return err
+	}
+	body, err := callAdmin(cmd, http.MethodGet, adminAPIKeysPath+"/"+id, nil)
+	if err != nil || printedJSON(cmd, body) {
+		return err
+	}
+	var k keyservice.KeyJSON
+	if err := decodeAnswer(body, &k); err != nil {
+		return err
+	}
+	printKey(cmd.OutOrStdout(), k, c.now())
+	return nil
+}
+
+// runRevoke runs apikey revoke. Without --yes it asks on a terminal and
+// refuses elsewhere, before touching the admin API: a script that forgot
+// --yes must not revoke anything.
+func (c cli) runRevoke(cmd *cobra.Command, args []string) error {
+	id := args[0]
+	if err := checkIDArg(id); err != nil {
+		return err
+	}
+	yes, _ := cmd.Flags().GetBool("yes")
+	if !yes {
+		in := cmd.InOrStdin()
+		if !c.isTerminal(in) {
+			return fmt.Errorf("not revoking key %s: stdin is not a terminal to confirm on; pass --yes to revoke it", id)
+		}
+		body, err := callAdmin(cmd, http.MethodGet, adminAPIKeysPath+"/"+id, nil)
+		if err != nil {
+			return err
+		}
+		var k keyservice.KeyJSON
+		if err := decodeAnswer(body, &k); err != nil {
+			return err
+		}
+		ok, err := confirm(in, cmd.ErrOrStderr(), fmt.Sprintf("Revoke key %s (%s)? [y/N] ", id, displayName(k.Name)))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("key %s was not revoked", id)
+		}
+	}
+	body, err := callAdmin(cmd, http.MethodDelete, adminAPIKeysPath+"/"+id, nil)
+	if err != nil || printedJSON(cmd, body) {
+		return err
+	}
+	var k keyservice.KeyJSON
+	if err := decodeAnswer(body, &k); err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "Revoked API key %s (%s): every request with it is refused.\n\n", k.ID, displayName(k.Name))
+	printKey(out, k, c.now())
+	return nil
+}
+
+// runRotate runs apikey rotate.
+func (c cli) runRotate(cmd *cobra.Command, args []string) error {
+	id := args[0]
+	if err := checkIDArg(id); err != nil {
+		return err
+	}
+	grace := flagString(cmd, "grace")
+	if err := checkGrace(grace); err != nil {
+		return err
+	}
+	body, err := callAdmin(cmd, http.MethodPost, adminAPIKeysPath+"/"+id+"/rotate", rotateRequest{Grace: grace})
+	if err != nil || printedJSON(cmd, body) {
+		return err
+	}
+	var rotated secretAnswer
+	if err := decodeAnswer(body, &rotated); err != nil {
+		return err
+	}
+	if rotated.Previous == nil {
+		return errors.New("the admin API's answer has no previous key")
+	}
+	now := c.now()
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "Rotated API key %s (%s): its replacement is %s.\n\n", rotated.Previous.ID, displayName(rotated.Previous.Name), rotated.APIKey.ID)
+	printSecret(out, rotated.Secret)
+	if rotated.Previous.Status == "active" && rotated.Previous.ExpiresAt != nil {
+		fmt.Fprintf(out, "The previous key keeps working until %s.\n", longTime(*rotated.Previous.ExpiresAt, now))
+	} else {
+		fmt.Fprintf(out, "The previous key is %s: it no longer works.\n", rotated.Previous.Status)
+	}
+	fmt.Fprintln(out)
+	printKey(out, rotated.APIKey, now)
+	return nil
+}
+
+// secretAnswer is the admin API's answer to a create or a rotate.
+type secretAnswer struct {
+	Secret   string              `json:"secret"`
+	APIKey   keyservice.KeyJSON  `json:"api_key"`
+	Previous *keyservice.KeyJSON `json:"previous"`
+}
+
+// createFlags checks the flags of apikey create and returns the request
+// body. The admin API checks them again; checking here gives a flag's
+// name in the error and spares a round trip.
+func createFlags(name, scope, expires string) (createRequest, error) {
+	if strings.TrimSpace(name) == "" {
+		return createRequest{}, errors.New("--name is required: the name people know the key by, such as \"CI/CD Pipeline\"")
+	}
+	if scope == "" {
+		return createRequest{}, errors.New("--scope is required: full, widget or routine")
+	}
+	if _, err := apikey.ParseScope(scope); err != nil {
+		return createRequest{}, fmt.Errorf("--scope: %v", err)
+	}
+	if expires == "" {
+		return createRequest{}, errors.New("--expires is required: 1h, 1d, 1w, 1mo, 1y or never")
+	}
+	if _, err := apikey.ParseExpiry(expires); err != nil {
+		return createRequest{}, fmt.Errorf("--expires: %v", err)
+	}
+	return createRequest{Name: name, Scope: scope, ExpiresIn: expires}, nil
+}
+
+// checkIDArg checks that id is a key ID before it goes into a URI, which
+// the admin endpoint logs. It does not echo id: a secret pasted in its
+// place must not land in a terminal's scrollback or a CI log either.
+func checkIDArg(id string) error {
+	if apikey.ValidID(id) {
+		return nil
+	}
+	msg := `not a key ID: IDs are "key_" followed by 22 letters and digits, as "apikey list" shows`
+	if strings.HasPrefix(id, apikey.IDPrefix) {
+		return errors.New(msg)
+	}
+	if _, _, ok := strings.Cut(id, "_"); ok && len(id) > 30 {
+		// Most likely a key itself; say so without repeating it.
+		msg += " (this looks like a key's secret: give its ID instead, and keep the secret out of commands)"
+	}
+	return errors.New(msg)
+}
+
+// checkGrace checks the --grace of apikey rotate.
+func checkGrace(grace string) error {
+	d, err := time.ParseDuration(grace)
+	if err != nil {
+		return fmt.Errorf("--grace: %q is not a duration such as 24h, 30m or 0s", grace)
+	}
+	if d < 0 || d > keyservice.MaxGrace {
+		return fmt.Errorf("--grace must be between 0s and 168h, not %s", grace)
+	}
+	return nil
+}
+
+// adminAddress finds the admin endpoint the way 'caddy reload' does:
+// --address, else the admin address of the --config file, else of a
+// Caddyfile in the current directory, else the default.
+func adminAddress(cmd *cobra.Command) (string, error) {
+	address := flagString(cmd, "address")
+	config := flagString(cmd, "config")
+	adapter := flagString(cmd, "adapter")
+	if address != "" {
+		return address, nil
+	}
+	var loaded []byte
+	if config == "" && adapter == "" {
+		var err error
+		loaded, config, _, err = caddycmd.LoadConfig("", "")
+		if err != nil {
+			return "", fmt.Errorf("reading the admin address from the Caddyfile in the current directory: %v", err)
+		}
+	}
+	addr, err := caddycmd.DetermineAdminAPIAddress("", loaded, config, adapter)
+	if err != nil {
+		return "", fmt.Errorf("finding the admin address: %v", err)
+	}
+	return addr, nil
+}
+
+// callAdmin sends a request to the admin API and returns the body of a
+// successful answer. An error answer becomes the message of its
+// {"error": "..."} body.
+func callAdmin(cmd *cobra.Command, method, uri string, body any) ([]byte, error) {
+	addr, err := adminAddress(cmd)
+	if err != nil {
+		return nil, err
+	}
+	var reqBody io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		reqBody = bytes.NewReader(data)
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, make(http.Header), reqBody)
+	if err != nil {
+		return nil, adminError(addr, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading the admin API's answer: %v", err)
+	}
+	return data, nil
+}
+
+// adminError turns an error of caddycmd.AdminAPIRequest into what the user
+// needs to read. For an error answer, that function's error reads
+// "caddy responded with error: HTTP <status>: <body>"; the message of
+// Caddy's admin error body, {"error": "..."}, is all that is kept.
+func adminError(addr string, err error) error {
+	_, answer, ok := strings.Cut(err.Error(), "caddy responded with error: ")
+	if !ok {
+		return fmt.Errorf("reaching the admin API at %s: %v (is keygate running there? --address sets where to look)", addr, err)
+	}
+	if _, body, ok := strings.Cut(answer, ": "); ok {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal([]byte(body), &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+	}
+	return fmt.Errorf("the admin API at %s answered %s", addr, strings.TrimSpace(answer))
+}
+
+// printedJSON prints body as it is if --json was given, and reports
+// whether it did.
+func printedJSON(cmd *cobra.Command, body []byte) bool {
+	asJSON, _ := cmd.Flags().GetBool("json")
+	if asJSON {
+		_, _ = cmd.OutOrStdout().Write(body)
+	}
+	return asJSON
+}
+
+// decodeAnswer decodes a successful answer of the admin API.
+func decodeAnswer(body []byte, v any) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("reading the admin API's answer: %v", err)
+	}
+	return nil
+}
+
+// confirm asks question on w and reads the answer from r: "y" or "yes",
+// in any case, is yes; anything else, an empty line included, is no.
+func confirm(r io.Reader, w io.Writer, question string) (bool, error) {
+	fmt.Fprint(w, question)
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("reading the answer: %v", err)
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}
+
+// printSecret prints a new key's secret with the warning that goes with
+// it.
+func printSecret(w io.Writer, secret string) {
+	fmt.Fprintf(w, "    %s\n\n", secret)
+	fmt.Fprintln(w, "Copy this key now: it will not be shown again. keygate keeps only its hash,")
+	fmt.Fprintln(w, "so a lost key cannot be recovered, only rotated or revoked.")
+}
+
+// printKey prints a key's fields, one per line.
+func printKey(w io.Writer, k keyservice.KeyJSON, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "ID:\t%s\n", k.ID)
+	fmt.Fprintf(tw, "Name:\t%s\n", displayName(k.Name))
+	fmt.Fprintf(tw, "Scope:\t%s\n", k.Scope)
+	fmt.Fprintf(tw, "Status:\t%s\n", k.Status)
+	fmt.Fprintf(tw, "Hint:\t%s\n", k.Hint)
+	fmt.Fprintf(tw, "Created:\t%s\n", longTime(k.CreatedAt, now))
+	fmt.Fprintf(tw, "Last used:\t%s\n", longTimeOrNever(k.LastUsedAt, now))
+	fmt.Fprintf(tw, "Expires:\t%s\n", longTimeOrNever(k.ExpiresAt, now))
+	fmt.Fprintf(tw, "Revoked:\t%s\n", longTimeOrNever(k.RevokedAt, now))
+	_ = tw.Flush()
+}
+
+// printTable prints keys as an aligned table, one per line.
+func printTable(w io.Writer, keys []keyservice.KeyJSON) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tSTATUS\tCREATED\tLAST USED\tEXPIRES")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			k.ID, shortName(k.Name), k.Scope, k.Status,
+			shortTime(&k.CreatedAt), shortTime(k.LastUsedAt), shortTime(k.ExpiresAt))
+	}
+	_ = tw.Flush()
+}
+
+// Time layouts: tables show minutes, single keys seconds; both in UTC.
+const (
+	shortLayout = "2006-01-02 15:04 UTC"
+	longLayout  = "2006-01-02 15:04:05 UTC"
+)
+
+// shortTime formats a time for a table, "never" if it is not set.
+func shortTime(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(shortLayout)
+}
+
+// longTime formats a time with how long ago, or in how long, it is:
+// "2026-11-25 19:41:07 UTC (3 minutes ago)".
+func longTime(t, now time.Time) string {
+	return t.UTC().Format(longLayout) + " (" + relativeTime(t, now) + ")"
+}
+
+// longTimeOrNever is longTime, or "never" if t is not set.
+func longTimeOrNever(t *time.Time, now time.Time) string {
+	if t == nil || t.IsZero() {
+		return "never"
+	}
+	return longTime(*t, now)
+}
+
+// relativeTime says how far t is from now in the largest whole unit:
+// "just now", "3 minutes ago", "in 2 days", "1 year ago".
+func relativeTime(t, now time.Time) string {
+	d := now.Sub(t)
+	future := d < 0
+	if future {
+		d = -d
+	}
+	if d < time.Minute {
+		if future {
+			return "in less than a minute"
+		}
+		return "just now"
+	}
+	var n int64
+	var unit string
+	switch day := 24 * time.Hour; {
+	case d < time.Hour:
+		n, unit = int64(d/time.Minute), "minute"
+	case d < day:
+		n, unit = int64(d/time.Hour), "hour"
+	case d < 60*day:
+		n, unit = int64(d/day), "day"
+	case d < 365*day:
+		n, unit = int64(d/(30*day)), "month"
+	default:
+		n, unit = int64(d/(365*day)), "year"
+	}
+	if n != 1 {
+		unit += "s"
+	}
+	if future {
+		return fmt.Sprintf("in %d %s", n, unit)
+	}
+	return fmt.Sprintf("%d %s ago", n, unit)
+}
+
+// displayName makes a key name safe to print on a terminal: control and
+// formatting characters (escape sequences, bidirectional overrides) become
+// "?". The admin API refuses ASCII control characters, but a name may come
+// from an older or another client of the store.
+func displayName(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return '?'
+		}
+		return r
+	}, name)
+}
+
+// maxTableName is the most of a name a table shows, in characters; show
+// prints it whole.
+const maxTableName = 40
+
+// shortName is displayName cut to maxTableName characters.
+func shortName(name string) string {
+	name = displayName(name)
+	if utf8.RuneCountInString(name) <= maxTableName {
+		return name
+	}
+	runes := []rune(name)
+	return string(runes[:maxTableName-1]) + "…"
+}
+
+// flagString returns the value of a string flag, local or inherited.
+func flagString(cmd *cobra.Command, name string) string {
+	v, _ := cmd.Flags().GetString(name)
+	return v
+}

@@ -1,0 +1,502 @@
+package caddymodule
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/docana/keygate/internal/keyservice"
+)
+
+var testNow = time.Date(2026, 11, 25, 19, 41, 7, 0, time.UTC)
+
+func at(s string) *time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return &t
+}
+
+func TestRelativeTime(t *testing.T) {
+	tests := []struct {
+		offset time.Duration // t = now - offset
+		want   string
+	}{
+		{0, "just now"},
+		{59 * time.Second, "just now"},
+		{-30 * time.Second, "in less than a minute"},
+		{time.Minute, "1 minute ago"},
+		{3*time.Minute + 59*time.Second, "3 minutes ago"},
+		{-3 * time.Minute, "in 3 minutes"},
+		{time.Hour, "1 hour ago"},
+		{23*time.Hour + 59*time.Minute, "23 hours ago"},
+		{-24 * time.Hour, "in 1 day"},
+		{7 * 24 * time.Hour, "7 days ago"},
+		{59 * 24 * time.Hour, "59 days ago"},
+		{60 * 24 * time.Hour, "2 months ago"},
+		{-364 * 24 * time.Hour, "in 12 months"},
+		{365 * 24 * time.Hour, "1 year ago"},
+		{-3 * 365 * 24 * time.Hour, "in 3 years"},
+	}
+	for _, tt := range tests {
+		if got := relativeTime(testNow.Add(-tt.offset), testNow); got != tt.want {
+			t.Errorf("relativeTime(now - %v) = %q, want %q", tt.offset, got, tt.want)
+		}
+	}
+}
+
+func TestTimeFormats(t *testing.T) {
+	local := time.Date(2026, 11, 25, 20, 41, 7, 0, time.FixedZone("CET", 3600))
+	if got, want := shortTime(&local), "2026-11-25 19:41 UTC"; got != want {
+		t.Errorf("shortTime = %q, want %q", got, want)
+	}
+	if got, want := shortTime(nil), "never"; got != want {
+		t.Errorf("shortTime(nil) = %q, want %q", got, want)
+	}
+	if got, want := longTime(local, testNow.Add(3*time.Minute)), "2026-11-25 19:41:07 UTC (3 minutes ago)"; got != want {
+		t.Errorf("longTime = %q, want %q", got, want)
+	}
+	if got, want := longTimeOrNever(nil, testNow), "never"; got != want {
+		t.Errorf("longTimeOrNever(nil) = %q, want %q", got, want)
+	}
+}
+
+func TestDisplayName(t *testing.T) {
+	tests := []struct {
+		name, in, want, wantShort string
+	}{
+		{"plain", "CI/CD Pipeline", "CI/CD Pipeline", "CI/CD Pipeline"},
+		{"unicode letters kept", "Clé de Zoë ✓", "Clé de Zoë ✓", "Clé de Zoë ✓"},
+		{"escape sequence", "a\x1b[31mred", "a?[31mred", "a?[31mred"},
+		{"tab and newline", "a\tb\nc", "a?b?c", "a?b?c"},
+		{"bidi override", "abc\u202edef", "abc?def", "abc?def"},
+		{"invalid UTF-8", "a\xffb", "a?b", "a?b"},
+		{"long name cut in tables", strings.Repeat("é", 41), strings.Repeat("é", 41), strings.Repeat("é", 39) + "…"},
+		{"forty characters fit", strings.Repeat("x", 40), strings.Repeat("x", 40), strings.Repeat("x", 40)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := displayName(tt.in); got != tt.want {
+				t.Errorf("displayName = %q, want %q", got, tt.want)
+			}
+			if got := shortName(tt.in); got != tt.wantShort {
+				t.Errorf("shortName = %q, want %q", got, tt.wantShort)
+			}
+		})
+	}
+}
+
+func TestPrintTable(t *testing.T) {
+	keys := []keyservice.KeyJSON{
+		{ID: "key_0000000000000000000002", Name: "CI/CD Pipeline", Scope: "routine", Status: "active", Hint: "dk_…abcd",
+			CreatedAt: *at("2026-11-25T19:41:07Z"), LastUsedAt: at("2026-11-25T19:44:00Z"), ExpiresAt: at("2027-11-25T19:41:07Z")},
+		{ID: "key_0000000000000000000001", Name: "Widget", Scope: "widget", Status: "revoked", Hint: "dk_…wxyz",
+			CreatedAt: *at("2026-01-02T03:04:05Z"), RevokedAt: at("2026-02-01T00:00:00Z")},
+	}
+	var b strings.Builder
+	printTable(&b, keys)
+	want := "" +
+		"ID                          NAME            SCOPE    STATUS   CREATED               LAST USED             EXPIRES\n" +
+		"key_0000000000000000000002  CI/CD Pipeline  routine  active   2026-11-25 19:41 UTC  2026-11-25 19:44 UTC  2027-11-25 19:41 UTC\n" +
+		"key_0000000000000000000001  Widget          widget   revoked  2026-01-02 03:04 UTC  never                 never\n"
+	if got := b.String(); got != want {
+		t.Errorf("got table\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestPrintKey(t *testing.T) {
+	k := keyservice.KeyJSON{ID: "key_0000000000000000000002", Name: "Production Backend", Scope: "full", Status: "active", Hint: "dk_…abcd",
+		CreatedAt: *at("2026-11-25T19:38:07Z"), ExpiresAt: at("2026-12-02T19:38:07Z")}
+	var b strings.Builder
+	printKey(&b, k, testNow)
+	want := "" +
+		"ID:         key_0000000000000000000002\n" +
+		"Name:       Production Backend\n" +
+		"Scope:      full\n" +
+		"Status:     active\n" +
+		"Hint:       dk_…abcd\n" +
+		"Created:    2026-11-25 19:38:07 UTC (3 minutes ago)\n" +
+		"Last used:  never\n" +
+		"Expires:    2026-12-02 19:38:07 UTC (in 6 days)\n" +
+		"Revoked:    never\n"
+	if got := b.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestCreateFlags(t *testing.T) {
+	tests := []struct {
+		name, flagName, scope, expires string
+		wantErr                        string
+	}{
+		{"valid", "CI", "routine", "1mo", ""},
+		{"missing name", "", "full", "1d", "--name is required"},
+		{"blank name", "  ", "full", "1d", "--name is required"},
+		{"missing scope", "CI", "", "1d", "--scope is required: full, widget or routine"},
+		{"unknown scope", "CI", "admin", "1d", `--scope: unknown scope "admin"`},
+		{"missing expires", "CI", "full", "", "--expires is required: 1h, 1d, 1w, 1mo, 1y or never"},
+		{"unknown expires", "CI", "full", "2d", `--expires: unknown expiry "2d"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := createFlags(tt.flagName, tt.scope, tt.expires)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				if want := (createRequest{tt.flagName, tt.scope, tt.expires}); req != want {
+					t.Errorf("got %+v, want %+v", req, want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got error %v, want one holding %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestCheckGrace(t *testing.T) {
+	tests := []struct {
+		grace   string
+		wantErr string
+	}{
+		{"0s", ""},
+		{"24h", ""},
+		{"168h", ""},
+		{"90m", ""},
+		{"168h1s", "--grace must be between 0s and 168h"},
+		{"-1s", "--grace must be between 0s and 168h"},
+		{"1d", `--grace: "1d" is not a duration`},
+		{"", `--grace: "" is not a duration`},
+	}
+	for _, tt := range tests {
+		err := checkGrace(tt.grace)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("checkGrace(%q) = %v, want nil", tt.grace, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("checkGrace(%q) = %v, want an error holding %q", tt.grace, err, tt.wantErr)
+		}
+	}
+}
+
+func TestCheckIDArg(t *testing.T) {
+	secret := "dk_0123456789abcdefghijABCDEFGHIJ01abcdef"
+	tests := []struct {
+		name, id       string
+		wantErr        bool
+		wantSecretHint bool
+	}{
+		{"valid", validID, false, false},
+		{"short", "key_123", true, false},
+		{"no prefix", "0123456789ABCDEFabcdef", true, false},
+		{"path in it", "key_0123456789ABCDEFabc/ef", true, false},
+		{"a secret", secret, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkIDArg(tt.id)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("got %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil {
+				return
+			}
+			if strings.Contains(err.Error(), tt.id) {
+				t.Errorf("error %q echoes the argument", err)
+			}
+			if got := strings.Contains(err.Error(), "looks like a key's secret"); got != tt.wantSecretHint {
+				t.Errorf("got secret hint %v, want %v: %q", got, tt.wantSecretHint, err)
+			}
+		})
+	}
+}
+
+func TestAdminError(t *testing.T) {
+	tests := []struct {
+		name, err, want string
+	}{
+		{"admin error body", "caddy responded with error: HTTP 400: {\"error\":\"name: must not be empty\"}\n", "name: must not be empty"},
+		{"error body with a colon in it", `caddy responded with error: HTTP 404: {"error":"no API key has ID key_x: gone"}`, "no API key has ID key_x: gone"},
+		{"not JSON", "caddy responded with error: HTTP 404: 404 page not found\n", "the admin API at localhost:2019 answered HTTP 404: 404 page not found"},
+		{"unreachable", "performing request: dial tcp [::1]:2019: connect: connection refused", "reaching the admin API at localhost:2019: performing request: dial tcp [::1]:2019: connect: connection refused (is keygate running there? --address sets where to look)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := adminError("localhost:2019", errors.New(tt.err)).Error(); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfirm(t *testing.T) {
+	tests := []struct {
+		answer string
+		want   bool
+	}{
+		{"y\n", true},
+		{"YES\n", true},
+		{" yes \n", true},
+		{"y", true},
+		{"\n", false},
+		{"n\n", false},
+		{"yep\n", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		var prompt strings.Builder
+		got, err := confirm(strings.NewReader(tt.answer), &prompt, "Revoke? [y/N] ")
+		if err != nil || got != tt.want {
+			t.Errorf("confirm(%q) = %v, %v; want %v, nil", tt.answer, got, err, tt.want)
+		}
+		if prompt.String() != "Revoke? [y/N] " {
+			t.Errorf("got prompt %q", prompt.String())
+		}
+	}
+}
+
+// adminRecorder is an admin endpoint that records the requests it gets and
+// answers each with the next canned answer.
+type adminRecorder struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	got     []string // "METHOD URI BODY"
+	answers []cannedAnswer
+}
+
+type cannedAnswer struct {
+	status int
+	body   string
+}
+
+func newAdminRecorder(t *testing.T, answers ...cannedAnswer) *adminRecorder {
+	a := &adminRecorder{answers: answers}
+	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.got = append(a.got, strings.TrimSpace(r.Method+" "+r.URL.RequestURI()+" "+string(body)))
+		if len(a.answers) == 0 {
+			t.Errorf("unexpected request %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		ans := a.answers[0]
+		a.answers = a.answers[1:]
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(ans.status)
+		_, _ = io.WriteString(w, ans.body)
+	}))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+func (a *adminRecorder) addr() string { return strings.TrimPrefix(a.srv.URL, "http://") }
+
+func (a *adminRecorder) requests() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.got...)
+}
+
+// runCLI runs the apikey command with args, stdin and the given terminal
+// answer, and returns its output and error.
+func runCLI(t *testing.T, terminal bool, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	c := cli{now: func() time.Time { return testNow }, isTerminal: func(io.Reader) bool { return terminal }}
+	cmd := &cobra.Command{Use: "apikey", SilenceUsage: true, SilenceErrors: true}
+	c.setUp(cmd)
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetArgs(args)
+	err = cmd.Execute()
+	return out.String(), errOut.String(), err
+}
+
+const keyAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"active","hint":"dk_…abcd",` +
+	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null}`
+
+const revokedAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"revoked","hint":"dk_…abcd",` +
+	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":"2026-11-25T19:41:07Z"}`
+
+func TestCLISendsWhatTheFlagsSay(t *testing.T) {
+	secret := "dk_0123456789abcdefghijABCDEFGHIJ01abcdef"
+	created := `{"secret":"` + secret + `","api_key":` + keyAnswer + `}` + "\n"
+	rotated := `{"secret":"` + secret + `","api_key":` + keyAnswer + `,"previous":` + revokedAnswer + `}` + "\n"
+	tests := []struct {
+		name         string
+		args         []string
+		answer       cannedAnswer
+		wantRequest  string
+		wantOut      []string
+		wantExactOut string
+	}{
+		{
+			name:        "create",
+			args:        []string{"create", "--name", "CI", "--scope", "routine", "--expires", "never"},
+			answer:      cannedAnswer{201, created},
+			wantRequest: `POST /apikeys {"name":"CI","scope":"routine","expires_in":"never"}`,
+			wantOut:     []string{"Created API key " + validID + " (CI).", "    " + secret + "\n", "it will not be shown again", "Expires:    never"},
+		},
+		{
+			name:         "create --json",
+			args:         []string{"create", "--name", "CI", "--scope", "routine", "--expires", "never", "--json"},
+			answer:       cannedAnswer{201, created},
+			wantRequest:  `POST /apikeys {"name":"CI","scope":"routine","expires_in":"never"}`,
+			wantExactOut: created,
+		},
+		{
+			name:        "list with status",
+			args:        []string{"list", "--status", "revoked"},
+			answer:      cannedAnswer{200, `{"api_keys":[` + revokedAnswer + `]}`},
+			wantRequest: "GET /apikeys?status=revoked",
+			wantOut:     []string{"ID  ", "LAST USED", validID + "  CI    routine  revoked  2026-11-25 19:41 UTC  never "},
+		},
+		{
+			name:        "empty list",
+			args:        []string{"list"},
+			answer:      cannedAnswer{200, `{"api_keys":[]}`},
+			wantRequest: "GET /apikeys",
+			wantOut:     []string{"No API keys.\n"},
+		},
+		{
+			name:        "show",
+			args:        []string{"show", validID},
+			answer:      cannedAnswer{200, keyAnswer},
+			wantRequest: "GET /apikeys/" + validID,
+			wantOut:     []string{"ID:         " + validID + "\n", "Created:    2026-11-25 19:41:07 UTC (just now)\n"},
+		},
+		{
+			name:        "revoke --yes",
+			args:        []string{"revoke", validID, "--yes"},
+			answer:      cannedAnswer{200, revokedAnswer},
+			wantRequest: "DELETE /apikeys/" + validID,
+			wantOut:     []string{"Revoked API key " + validID + " (CI)", "Status:     revoked"},
+		},
+		{
+			name:        "rotate with the default grace",
+			args:        []string{"rotate", validID},
+			answer:      cannedAnswer{201, rotated},
+			wantRequest: "POST /apikeys/" + validID + `/rotate {"grace":"24h"}`,
+			wantOut:     []string{"    " + secret + "\n", "it will not be shown again", "The previous key is revoked"},
+		},
+		{
+			name:         "rotate --grace 0s --json",
+			args:         []string{"rotate", validID, "--grace", "0s", "--json"},
+			answer:       cannedAnswer{201, rotated},
+			wantRequest:  "POST /apikeys/" + validID + `/rotate {"grace":"0s"}`,
+			wantExactOut: rotated,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			admin := newAdminRecorder(t, tt.answer)
+			out, _, err := runCLI(t, false, "", append(tt.args, "--address", admin.addr())...)
+			if err != nil {
+				t.Fatalf("got error %v", err)
+			}
+			if got := admin.requests(); len(got) != 1 || got[0] != tt.wantRequest {
+				t.Errorf("got requests %q, want [%q]", got, tt.wantRequest)
+			}
+			if tt.wantExactOut != "" && out != tt.wantExactOut {
+				t.Errorf("got output %q, want exactly %q", out, tt.wantExactOut)
+			}
+			for _, want := range tt.wantOut {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			if n := strings.Count(out, secret); n > 1 {
+				t.Errorf("secret printed %d times", n)
+			}
+		})
+	}
+}
+
+func TestCLIRefusesBadFlagsWithoutARequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"create without name", []string{"create", "--scope", "full", "--expires", "1d"}, "--name is required"},
+		{"create with unknown scope", []string{"create", "--name", "x", "--scope", "all", "--expires", "1d"}, "--scope: unknown scope"},
+		{"create with an argument", []string{"create", "x", "--name", "x", "--scope", "full", "--expires", "1d"}, "unknown command"},
+		{"list with unknown status", []string{"list", "--status", "gone"}, `--status: unknown status "gone"`},
+		{"show without ID", []string{"show"}, "accepts 1 arg(s), received 0"},
+		{"show a malformed ID", []string{"show", "key_1"}, "not a key ID"},
+		{"revoke a malformed ID", []string{"revoke", "nope", "--yes"}, "not a key ID"},
+		{"revoke without --yes off a terminal", []string{"revoke", validID}, "not revoking key " + validID + ": stdin is not a terminal to confirm on; pass --yes"},
+		{"rotate with a bad grace", []string{"rotate", validID, "--grace", "forever"}, `--grace: "forever" is not a duration`},
+		{"rotate with too long a grace", []string{"rotate", validID, "--grace", "169h"}, "--grace must be between 0s and 168h"},
+		{"rotate with a negative grace", []string{"rotate", validID, "--grace", "-1h"}, "--grace must be between 0s and 168h"},
+		{"unknown flag", []string{"list", "--all"}, "unknown flag: --all"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			admin := newAdminRecorder(t)
+			_, _, err := runCLI(t, false, "", append(tt.args, "--address", admin.addr())...)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got error %v, want one holding %q", err, tt.wantErr)
+			}
+			if got := admin.requests(); len(got) != 0 {
+				t.Errorf("got requests %q, want none", got)
+			}
+		})
+	}
+}
+
+func TestCLIRevokeAsksOnATerminal(t *testing.T) {
+	tests := []struct {
+		name         string
+		answer       string
+		wantRequests []string
+		wantErr      string
+	}{
+		{"yes", "y\n", []string{"GET /apikeys/" + validID, "DELETE /apikeys/" + validID}, ""},
+		{"no", "n\n", []string{"GET /apikeys/" + validID}, "key " + validID + " was not revoked"},
+		{"empty answer", "\n", []string{"GET /apikeys/" + validID}, "was not revoked"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			admin := newAdminRecorder(t, cannedAnswer{200, keyAnswer}, cannedAnswer{200, revokedAnswer})
+			_, stderr, err := runCLI(t, true, tt.answer, "revoke", validID, "--address", admin.addr())
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("got error %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("got error %v, want one holding %q", err, tt.wantErr)
+			}
+			if want := "Revoke key " + validID + " (CI)? [y/N] "; stderr != want {
+				t.Errorf("got prompt %q, want %q", stderr, want)
+			}
+			if got := admin.requests(); strings.Join(got, "|") != strings.Join(tt.wantRequests, "|") {
+				t.Errorf("got requests %q, want %q", got, tt.wantRequests)
+			}
+		})
+	}
+}
+
+func TestCLIShowsTheAdminErrorMessage(t *testing.T) {
+	admin := newAdminRecorder(t, cannedAnswer{404, `{"error":"no API key has ID ` + validID + `"}` + "\n"})
+	out, _, err := runCLI(t, false, "", "show", validID, "--json", "--address", admin.addr())
+	if err == nil || err.Error() != "no API key has ID "+validID {
+		t.Errorf("got error %v, want the admin API's message", err)
+	}
+	if out != "" {
+		t.Errorf("got output %q, want none", out)
+	}
+}
