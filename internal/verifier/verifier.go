@@ -1,0 +1,531 @@
+// Package verifier turns the value of an Authorization header into a key
+// record: it checks the key's format and checksum, looks its digest up in a
+// cache and, on a miss, in the key store, and keeps the cache in step with
+// the store's change log.
+//
+// # Cache rules
+//
+// An entry holds the key's record as the store returned it and the time it
+// was fetched. For CacheTTL after that it is trusted without asking the
+// store; the sync loop drops it earlier if the store reports a change to
+// the key (a local admin change, a notification from the store, or the
+// periodic poll). After CacheTTL the next request refetches it; if the
+// store cannot answer then, that request gets key_store_unavailable. So
+// during an outage a key verified within CacheTTL keeps working, and a
+// change the instance cannot hear of takes effect within CacheTTL at the
+// latest.
+//
+// Revocation and expiry are judged against the request time on every call,
+// from the cached record: a revoked or expired key is cached like any other
+// and answered without a query. Keys the store does not know are remembered
+// in a smaller negative cache for NegativeTTL. Store failures are never
+// cached.
+//
+// A fetch that races with an invalidation is answered but not cached: every
+// invalidation bumps a generation counter, and a fetched record is kept only
+// if no invalidation happened since the fetch began. Concurrent misses for
+// one key share one store query, and a request that arrives after an
+// invalidation never shares a query that began before it.
+package verifier
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/metrics"
+)
+
+// Store is what the verifier needs of a key store.
+type Store interface {
+	GetByDigest(ctx context.Context, d apikey.Digest) (apikey.Key, error)
+	Changes(ctx context.Context, since int64, limit int) ([]keystore.Change, int64, error)
+}
+
+// The defaults of Config's fields.
+const (
+	DefaultCacheSize    = 100_000
+	DefaultCacheTTL     = time.Minute
+	DefaultNegativeTTL  = 10 * time.Second
+	DefaultSyncInterval = 5 * time.Second
+	DefaultStoreTimeout = 2 * time.Second
+)
+
+// maxNegative bounds the negative cache. Unknown well-formed keys come from
+// misconfigured clients, which repeat a few keys, or from someone trying
+// random keys, which the negative cache cannot help with anyway: a small
+// bound keeps such traffic from costing memory or evicting known keys.
+const maxNegative = 16384
+
+// maxShards is the number of cache shards for large caches. Each shard has
+// its own lock, so requests for different keys rarely wait for each other.
+const maxShards = 16
+
+// minShardSize is the smallest shard worth splitting a cache into: small
+// caches stay one exact LRU.
+const minShardSize = 64
+
+// changesPage is how many changes one Changes query reads.
+const changesPage = 1000
+
+// errLogInterval spaces out repeated warnings about a failing store.
+const errLogInterval = 10 * time.Second
+
+// The errors Verify returns besides those of apikey.ParseAuthorization and
+// apikey.Format.Check. They are fixed values, so returning one allocates
+// nothing.
+var (
+	ErrUnknownKey  = apikey.NewError(apikey.CodeInvalid, "the API key is not valid: no such key exists")
+	ErrRevokedKey  = apikey.NewError(apikey.CodeRevoked, "the API key has been revoked")
+	ErrExpiredKey  = apikey.NewError(apikey.CodeExpired, "the API key has expired")
+	ErrUnavailable = apikey.NewError(apikey.CodeUnavailable, "the key store cannot be reached: try again shortly")
+)
+
+// Config configures a Verifier. Zero fields take their defaults.
+type Config struct {
+	// Format checks keys before any lookup. Required.
+	Format *apikey.Format
+	// CacheSize is how many verified keys the cache holds. Default 100000.
+	CacheSize int
+	// CacheTTL is how long a verified entry is trusted without hearing of a
+	// change. Default 1m.
+	CacheTTL time.Duration
+	// NegativeTTL is how long "no such key" is remembered. Default 10s.
+	NegativeTTL time.Duration
+	// SyncInterval is how often the store's change log is polled.
+	// Default 5s.
+	SyncInterval time.Duration
+	// StoreTimeout is the deadline of one store query. Default 2s.
+	StoreTimeout time.Duration
+	// Logger receives warnings about the store; nil discards them.
+	Logger *zap.Logger
+	// Metrics receives the verifier's counters; nil makes private ones.
+	Metrics *metrics.Metrics
+	// Now is the clock the cache ages by (not the request time); nil is
+	// time.Now.
+	Now func() time.Time
+}
+
+// entry is a cached key record. It is never modified once cached: a
+// refetch replaces it.
+type entry struct {
+	key       apikey.Key
+	fetchedAt time.Time
+}
+
+// shard is one part of the cache, chosen by a digest's first byte.
+type shard struct {
+	keys    *lru.Cache[apikey.Digest, *entry]
+	unknown *lru.Cache[apikey.Digest, time.Time] // digest → until when it is remembered
+}
+
+// Verifier verifies API keys against a store through a cache. Its methods
+// are safe for concurrent use.
+type Verifier struct {
+	store        Store
+	format       *apikey.Format
+	now          func() time.Time
+	ttl          time.Duration
+	negativeTTL  time.Duration
+	storeTimeout time.Duration
+	logger       *zap.Logger
+
+	shards []shard
+	mask   byte
+
+	// gen counts invalidations; a fetch caches its result only if gen is
+	// unchanged since the fetch began.
+	gen     atomic.Uint64
+	flights singleflight.Group
+
+	hits, misses, negativeHits  prometheus.Counter
+	getErrors, changesErrors    prometheus.Counter
+	fromLocal, fromNotify, poll prometheus.Counter
+	lastGetErrorLog             atomic.Int64 // UnixNano of the last logged fetch failure
+
+	// syncing serialises applying changes; it is a channel so that Sync can
+	// give up waiting when its context ends.
+	syncing     chan struct{}
+	seq         int64 // guarded by syncing
+	seqKnown    bool  // guarded by syncing
+	syncFailing bool  // guarded by syncing: the last poll failed (to log only transitions)
+
+	ctx       context.Context // ended by Close; bounds every store query
+	cancel    context.CancelFunc
+	done      sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New returns a verifier over store and starts its sync goroutine, which
+// polls the store's changes every SyncInterval and, if store implements
+// keystore.Notifier, also on every notice. It reads the store's current
+// change sequence first; if the store cannot answer, New still succeeds
+// (a gateway must start while its database is down) and the cache is purged
+// when the sequence is first read.
+func New(store Store, cfg Config) (*Verifier, error) {
+	if store == nil {
+		return nil, errors.New("verifier: no key store")
+	}
+	if cfg.Format == nil {
+		return nil, errors.New("verifier: no key format")
+	}
+	if cfg.CacheSize < 0 || cfg.CacheTTL < 0 || cfg.NegativeTTL < 0 || cfg.SyncInterval < 0 || cfg.StoreTimeout < 0 {
+		return nil, errors.New("verifier: cache size and durations must not be negative")
+	}
+	cfg.CacheSize = orDefault(cfg.CacheSize, DefaultCacheSize)
+	cfg.CacheTTL = orDefault(cfg.CacheTTL, DefaultCacheTTL)
+	cfg.NegativeTTL = orDefault(cfg.NegativeTTL, DefaultNegativeTTL)
+	cfg.SyncInterval = orDefault(cfg.SyncInterval, DefaultSyncInterval)
+	cfg.StoreTimeout = orDefault(cfg.StoreTimeout, DefaultStoreTimeout)
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+
+	n := shardCount(cfg.CacheSize)
+	v := &Verifier{
+		store:         store,
+		format:        cfg.Format,
+		now:           cfg.Now,
+		ttl:           cfg.CacheTTL,
+		negativeTTL:   cfg.NegativeTTL,
+		storeTimeout:  cfg.StoreTimeout,
+		logger:        cfg.Logger,
+		shards:        make([]shard, n),
+		mask:          byte(n - 1),
+		hits:          cfg.Metrics.CacheLookups.WithLabelValues(metrics.LookupHit),
+		misses:        cfg.Metrics.CacheLookups.WithLabelValues(metrics.LookupMiss),
+		negativeHits:  cfg.Metrics.CacheLookups.WithLabelValues(metrics.LookupNegativeHit),
+		getErrors:     cfg.Metrics.StoreErrors.WithLabelValues(metrics.OpGet),
+		changesErrors: cfg.Metrics.StoreErrors.WithLabelValues(metrics.OpChanges),
+		fromLocal:     cfg.Metrics.Invalidations.WithLabelValues(metrics.SourceLocal),
+		fromNotify:    cfg.Metrics.Invalidations.WithLabelValues(metrics.SourceNotify),
+		poll:          cfg.Metrics.Invalidations.WithLabelValues(metrics.SourcePoll),
+		syncing:       make(chan struct{}, 1),
+	}
+	negative := min(cfg.CacheSize, maxNegative)
+	for i := range v.shards {
+		var err error
+		if v.shards[i].keys, err = lru.New[apikey.Digest, *entry](ceilDiv(cfg.CacheSize, n)); err != nil {
+			return nil, fmt.Errorf("verifier: making the cache: %w", err)
+		}
+		if v.shards[i].unknown, err = lru.New[apikey.Digest, time.Time](ceilDiv(negative, n)); err != nil {
+			return nil, fmt.Errorf("verifier: making the negative cache: %w", err)
+		}
+	}
+	v.ctx, v.cancel = context.WithCancel(context.Background())
+
+	// The sequence is read before anything is cached, so no change after it
+	// can be missed. Nothing is cached yet, so the purge is free.
+	if err := v.apply(v.ctx, nil); err != nil {
+		v.syncFailing = true
+		v.logger.Warn("key store changes unreadable at start: caching until the first successful read", zap.Error(err))
+	}
+
+	var notices <-chan struct{}
+	if n, ok := store.(keystore.Notifier); ok {
+		notices = n.Notices()
+	}
+	v.done.Add(1)
+	go v.run(cfg.SyncInterval, notices)
+	return v, nil
+}
+
+// Verify authenticates the value of an Authorization header at request
+// time now. It returns the cached key record (shared, read-only: callers
+// must not modify it) or an error of type *apikey.Error whose Code() is one
+// of: missing_api_key, invalid_auth_scheme, malformed_api_key,
+// invalid_api_key, api_key_revoked, api_key_expired, key_store_unavailable.
+// With api_key_revoked and api_key_expired it also returns the key, so
+// that callers can log which key it was; otherwise the key is nil on error.
+//
+// A cache hit allocates nothing. A miss waits for the store at most
+// StoreTimeout, whatever ctx says, since other requests may share the
+// query; ctx's values are not passed to the store.
+func (v *Verifier) Verify(ctx context.Context, authorization string, now time.Time) (*apikey.Key, error) {
+	secret, err := apikey.ParseAuthorization(authorization)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.format.Check(secret); err != nil {
+		return nil, err
+	}
+	d := apikey.DigestOf(secret)
+	sh := &v.shards[d[0]&v.mask]
+	clock := v.now()
+	if e, ok := sh.keys.Get(d); ok && clock.Sub(e.fetchedAt) < v.ttl {
+		v.hits.Inc()
+		return judge(&e.key, now)
+	}
+	if until, ok := sh.unknown.Get(d); ok && clock.Before(until) {
+		v.negativeHits.Inc()
+		return nil, ErrUnknownKey
+	}
+	v.misses.Inc()
+	e, err := v.fetch(d)
+	if err != nil {
+		return nil, err
+	}
+	return judge(&e.key, now)
+}
+
+// judge answers for a key record at request time now.
+func judge(k *apikey.Key, now time.Time) (*apikey.Key, error) {
+	if !k.RevokedAt.IsZero() {
+		return k, ErrRevokedKey
+	}
+	if k.Expired(now) {
+		return k, ErrExpiredKey
+	}
+	return k, nil
+}
+
+// fetch gets the record of digest d from the store, sharing the query with
+// concurrent fetches of d that began since the last invalidation.
+func (v *Verifier) fetch(d apikey.Digest) (*entry, error) {
+	gen := v.gen.Load()
+	// The flight key holds the generation, so that a request arriving after
+	// an invalidation starts a query of its own instead of joining one that
+	// may have read the record before the change.
+	var fk [len(d) + 8]byte
+	copy(fk[:], d[:])
+	binary.LittleEndian.PutUint64(fk[len(d):], gen)
+	e, err, _ := v.flights.Do(string(fk[:]), func() (any, error) { return v.load(d, gen) })
+	if err != nil {
+		return nil, err
+	}
+	return e.(*entry), nil
+}
+
+// load queries the store for digest d and caches the answer, unless an
+// invalidation happened since generation gen. It returns ErrUnknownKey or
+// ErrUnavailable on failure.
+func (v *Verifier) load(d apikey.Digest, gen uint64) (*entry, error) {
+	ctx, cancel := context.WithTimeout(v.ctx, v.storeTimeout)
+	defer cancel()
+	fetchedAt := v.now() // before the query: the entry is no fresher than that
+	k, err := v.store.GetByDigest(ctx, d)
+	sh := &v.shards[d[0]&v.mask]
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		if v.gen.Load() == gen {
+			sh.keys.Remove(d)
+			sh.unknown.Add(d, fetchedAt.Add(v.negativeTTL))
+			if v.gen.Load() != gen { // see below
+				sh.unknown.Remove(d)
+			}
+		}
+		return nil, ErrUnknownKey
+	case err != nil:
+		v.getErrors.Inc()
+		v.logGetError(err)
+		return nil, ErrUnavailable
+	}
+	e := &entry{key: k, fetchedAt: fetchedAt}
+	if v.gen.Load() == gen {
+		sh.keys.Add(d, e)
+		// Invalidations bump gen before removing, so either this sees the
+		// new gen or the invalidation removes what was just added. (The
+		// removal may drop a newer entry of the same key: a mere miss.)
+		if v.gen.Load() != gen {
+			sh.keys.Remove(d)
+		}
+	}
+	return e, nil
+}
+
+// logGetError warns that a key could not be fetched, at most once per
+// errLogInterval, as an outage fails every uncached request.
+func (v *Verifier) logGetError(err error) {
+	now := time.Now().UnixNano()
+	last := v.lastGetErrorLog.Load()
+	if now-last < int64(errLogInterval) || !v.lastGetErrorLog.CompareAndSwap(last, now) {
+		return
+	}
+	v.logger.Warn("key store unavailable: uncached keys are refused", zap.Error(err))
+}
+
+// Sync applies the store's changes now (used after a local admin change,
+// counted with source "local"), returning when the cache no longer holds
+// anything they invalidate. If the changes cannot be read (the store
+// failed, or ctx ended while another sync was running), it empties the
+// whole cache instead, which keeps that promise: a revocation made through
+// this instance is in force here once Sync returns, even if the store fails
+// right after the change. So Sync returns nil; the error is kept for
+// callers that treat a failed invalidation as a failed change.
+func (v *Verifier) Sync(ctx context.Context) error {
+	if err := v.apply(ctx, v.fromLocal); err != nil {
+		v.purge(v.fromLocal)
+		v.logger.Warn("key store changes unreadable after a local change: cache emptied", zap.Error(err))
+	}
+	return nil
+}
+
+// run is the sync goroutine.
+func (v *Verifier) run(interval time.Duration, notices <-chan struct{}) {
+	defer v.done.Done()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-v.ctx.Done():
+			return
+		case <-ticker.C:
+			v.syncLogged(v.poll)
+		case _, ok := <-notices:
+			if !ok { // the store was closed; polling goes on and fails
+				notices = nil
+				continue
+			}
+			v.syncLogged(v.fromNotify)
+		}
+	}
+}
+
+// syncLogged applies changes for the sync goroutine, logging when reading
+// them starts or stops failing.
+func (v *Verifier) syncLogged(source prometheus.Counter) {
+	err := v.apply(v.ctx, source)
+	if v.ctx.Err() != nil {
+		return // closing
+	}
+	// syncFailing is only touched by New, before run starts, and here.
+	switch {
+	case err != nil && !v.syncFailing:
+		v.logger.Warn("key store changes unreadable: cached keys stay trusted for cache_ttl", zap.Error(err))
+	case err == nil && v.syncFailing:
+		v.logger.Info("key store changes readable again")
+	}
+	v.syncFailing = err != nil
+}
+
+// apply reads the changes after the last one applied and invalidates what
+// they name, counting them on source (nil: not counted).
+func (v *Verifier) apply(ctx context.Context, source prometheus.Counter) error {
+	select {
+	case v.syncing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-v.syncing }()
+
+	if !v.seqKnown {
+		// Whatever was cached before the sequence was known may predate
+		// changes that will never be reported: drop it.
+		_, seq, err := v.changes(ctx, 0, 1)
+		if err != nil && !errors.Is(err, keystore.ErrTooOld) {
+			return err
+		}
+		v.purge(source)
+		v.seq, v.seqKnown = seq, true
+		return nil
+	}
+	for {
+		changes, seq, err := v.changes(ctx, v.seq, changesPage)
+		if errors.Is(err, keystore.ErrTooOld) {
+			v.purge(source)
+			v.seq = seq
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(changes) == 0 {
+			if seq < v.seq {
+				// The sequence went back: the store was replaced or
+				// restored. Nothing cached can be trusted to be current.
+				v.purge(source)
+				v.seq = seq
+			}
+			return nil
+		}
+		v.invalidate(changes, source)
+		v.seq = changes[len(changes)-1].Seq
+		if len(changes) < changesPage {
+			return nil
+		}
+	}
+}
+
+// changes queries the store's change log with a deadline.
+func (v *Verifier) changes(ctx context.Context, since int64, limit int) ([]keystore.Change, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.storeTimeout)
+	defer cancel()
+	changes, seq, err := v.store.Changes(ctx, since, limit)
+	if err != nil && !errors.Is(err, keystore.ErrTooOld) {
+		v.changesErrors.Inc()
+		return nil, 0, fmt.Errorf("reading key store changes since %d: %w", since, err)
+	}
+	return changes, seq, err
+}
+
+// invalidate drops the changed keys from both caches.
+func (v *Verifier) invalidate(changes []keystore.Change, source prometheus.Counter) {
+	v.gen.Add(1) // before removing: see load
+	for i := range changes {
+		d := changes[i].Digest
+		sh := &v.shards[d[0]&v.mask]
+		sh.keys.Remove(d)
+		sh.unknown.Remove(d)
+	}
+	if source != nil {
+		source.Add(float64(len(changes)))
+	}
+}
+
+// purge empties both caches.
+func (v *Verifier) purge(source prometheus.Counter) {
+	v.gen.Add(1) // before removing: see load
+	for i := range v.shards {
+		v.shards[i].keys.Purge()
+		v.shards[i].unknown.Purge()
+	}
+	if source != nil {
+		source.Inc()
+	}
+}
+
+// Close stops the sync goroutine and waits for it. Verify still answers
+// from the cache afterwards, but every miss fails with ErrUnavailable.
+func (v *Verifier) Close() error {
+	v.closeOnce.Do(func() {
+		v.cancel()
+		v.done.Wait()
+	})
+	return nil
+}
+
+// shardCount returns how many shards a cache of size entries gets: a power
+// of two up to maxShards, each holding at least minShardSize entries.
+func shardCount(size int) int {
+	n := maxShards
+	for n > 1 && size < n*minShardSize {
+		n /= 2
+	}
+	return n
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
