@@ -308,6 +308,19 @@ func (g *Gateway) Restart() {
 // across restarts.
 func (g *Gateway) Output() string { return g.out.String() }
 
+// WaitOutput waits until the process has written s (log lines are written
+// after the response is sent), failing the test if it never does.
+func (g *Gateway) WaitOutput(s string) {
+	g.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !strings.Contains(g.Output(), s) {
+		if time.Now().After(deadline) {
+			g.t.Fatalf("keygate did not write %q within %v", s, waitLimit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Do sends req and returns the response with its body read.
 func (g *Gateway) Do(req *http.Request) (*http.Response, []byte) {
 	g.t.Helper()
