@@ -1,0 +1,295 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/keystore"
+)
+
+// serveChange answers POST: op=create (name, scope, expires_in),
+// op=revoke (id) or op=rotate (id, grace). The page's script asks for JSON;
+// a plain form post gets the page back with the outcome, and a secret only
+// ever travels in the body of this one response, marked no-store.
+func (h *Handler) serveChange(w http.ResponseWriter, r *http.Request, user string) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		h.badRequest(w, r, "the form could not be read: "+err.Error())
+		return
+	}
+	// Only the body counts: the query string holds the list's filter, so
+	// that a page rendered after the change shows the same list.
+	switch op := r.PostForm.Get("op"); op {
+	case "create":
+		h.create(w, r, user)
+	case "revoke":
+		h.revoke(w, r, user)
+	case "rotate":
+		h.rotate(w, r, user)
+	default:
+		h.badRequest(w, r, fmt.Sprintf("unknown operation %q: want create, revoke or rotate", op))
+	}
+}
+
+// createdJSON is the answer to a create or a rotation.
+type createdJSON struct {
+	Secret   string              `json:"secret"`
+	APIKey   keyservice.KeyJSON  `json:"api_key"`
+	Previous *keyservice.KeyJSON `json:"previous,omitempty"`
+	Display  map[string]string   `json:"display"`
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request, user string) {
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	name, scope, expiresIn := r.PostForm.Get("name"), r.PostForm.Get("scope"), r.PostForm.Get("expires_in")
+	secret, k, err := h.svc.Create(ctx, name, scope, expiresIn)
+	if err != nil {
+		var in *keyservice.InputError
+		if !errors.As(err, &in) {
+			h.logger.Error("console could not create an api key", h.who(r, user), zap.Error(err))
+		}
+		if wantsJSON(r) {
+			h.writeServiceError(w, err)
+			return
+		}
+		d, perr := h.buildPage(ctx, user, parseFilter(r.URL.Query()))
+		if perr != nil {
+			h.storeFailed(w, r, "list", perr)
+			return
+		}
+		d.Create = h.newCreateDialog(h.svc.Now(), name, scope, expiresIn)
+		d.Create.Open = true
+		status := http.StatusBadRequest
+		if in != nil {
+			d.Create.Errors = map[string]string{in.Field: fieldMessage(in)}
+		} else {
+			status = statusOf(err)
+			d.Create.FormError = "The key could not be created: the key store did not answer. Try again."
+		}
+		h.render(w, r, status, "page.html", d)
+		return
+	}
+	h.logger.Info("api key created",
+		h.who(r, user), zap.String("action", "create"), zap.String("key_id", k.ID),
+		zap.String("scope", k.Scope.String()), zap.String("expires_in", string(k.Expiry)))
+	now := h.svc.Now()
+	if wantsJSON(r) {
+		v := newRow(k, now, filter{})
+		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Display: display(v)})
+		return
+	}
+	h.renderSecret(w, r, user, secret, k, nil, fmt.Sprintf("Key %q created.", k.Name))
+}
+
+func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, user string) {
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	id := r.PostForm.Get("id")
+	k, err := h.svc.Revoke(ctx, id)
+	if err != nil {
+		h.changeFailed(w, r, user, "revoke", id, err)
+		return
+	}
+	h.logger.Info("api key revoked", h.who(r, user), zap.String("action", "revoke"), zap.String("key_id", k.ID))
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]any{"api_key": keyservice.View(k, h.svc.Now())})
+		return
+	}
+	d, err := h.buildPage(ctx, user, parseFilter(r.URL.Query()))
+	if err != nil {
+		h.storeFailed(w, r, "list", err)
+		return
+	}
+	d.Notice = fmt.Sprintf("Key %q revoked. Requests with it now fail.", k.Name)
+	h.render(w, r, http.StatusOK, "page.html", d)
+}
+
+func (h *Handler) rotate(w http.ResponseWriter, r *http.Request, user string) {
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	id, grace := r.PostForm.Get("id"), r.PostForm.Get("grace")
+	secret, next, prev, err := h.svc.Rotate(ctx, id, grace)
+	if err != nil {
+		h.changeFailed(w, r, user, "rotate", id, err)
+		return
+	}
+	h.logger.Info("api key rotated",
+		h.who(r, user), zap.String("action", "rotate"), zap.String("key_id", next.ID),
+		zap.String("previous_key_id", prev.ID), zap.String("grace", grace))
+	now := h.svc.Now()
+	if wantsJSON(r) {
+		v, pv := newRow(next, now, filter{}), newRow(prev, now, filter{})
+		disp := display(v)
+		disp["previous_expires"] = pv.Expires.Absolute
+		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Previous: &pv.KeyJSON, Display: disp})
+		return
+	}
+	h.renderSecret(w, r, user, secret, next, &prev, fmt.Sprintf("Key %q rotated.", next.Name))
+}
+
+// renderSecret renders the page with the show-once dialog open.
+func (h *Handler) renderSecret(w http.ResponseWriter, r *http.Request, user, secret string, k apikey.Key, prev *apikey.Key, notice string) {
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	f := parseFilter(r.URL.Query())
+	d, err := h.buildPage(ctx, user, f)
+	if err != nil {
+		// The key exists, but its secret would be lost with an error page;
+		// show it with an empty list rather than not at all.
+		d = &pageData{Assets: h.assets, Filter: f, Action: f.href(), ClearHref: "./?status=all", CreateHref: f.href("dialog", "create")}
+		d.Create = h.newCreateDialog(h.svc.Now(), "", defaultScope, string(defaultExpiry))
+		d.Rotate = keyDialog{Graces: graceChoices}
+		d.Notice = "The list could not be loaded: the key store did not answer."
+	}
+	now := h.svc.Now()
+	d.Secret = secretDialog{Open: true, Secret: secret, Key: newRow(k, now, f)}
+	if prev != nil {
+		p := newRow(*prev, now, f)
+		d.Secret.Previous = &p
+	}
+	if d.Notice == "" {
+		d.Notice = notice
+	}
+	h.render(w, r, http.StatusOK, "page.html", d)
+}
+
+// changeFailed answers a revoke or rotation the service refused.
+func (h *Handler) changeFailed(w http.ResponseWriter, r *http.Request, user, action, id string, err error) {
+	status := statusOf(err)
+	if status == http.StatusServiceUnavailable {
+		// The service checked the ID's shape, so it is safe to log.
+		h.logger.Error("console could not change an api key", h.who(r, user), zap.String("action", action), zap.String("key_id", id), zap.Error(err))
+	}
+	if wantsJSON(r) {
+		h.writeServiceError(w, err)
+		return
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	d, perr := h.buildPage(ctx, user, parseFilter(r.URL.Query()))
+	if perr != nil {
+		h.storeFailed(w, r, "list", perr)
+		return
+	}
+	d.Notice = changeMessage(action, err)
+	h.render(w, r, status, "page.html", d)
+}
+
+func changeMessage(action string, err error) string {
+	var in *keyservice.InputError
+	switch {
+	case errors.As(err, &in):
+		return "The key could not be changed: " + fieldMessage(in)
+	case errors.Is(err, keystore.ErrNotFound):
+		return "There is no key with that ID."
+	case errors.Is(err, keystore.ErrRevoked):
+		return "The key is revoked: it cannot be rotated."
+	}
+	return fmt.Sprintf("The key could not be changed (%s): the key store did not answer. Try again.", action)
+}
+
+// statusOf maps a service error to an HTTP status, as the admin API does.
+func statusOf(err error) int {
+	var in *keyservice.InputError
+	switch {
+	case errors.As(err, &in):
+		return http.StatusBadRequest
+	case errors.Is(err, keystore.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, keystore.ErrRevoked):
+		return http.StatusConflict
+	}
+	return http.StatusServiceUnavailable
+}
+
+// fieldMessage is an input error as shown under its field.
+func fieldMessage(in *keyservice.InputError) string {
+	label := map[string]string{"name": "Name", "scope": "Scope", "expires_in": "Expiration", "grace": "Grace period", "id": "Key ID"}[in.Field]
+	if label == "" {
+		label = in.Field
+	}
+	if strings.HasPrefix(in.Message, "must ") || strings.HasPrefix(in.Message, "is ") {
+		return label + " " + in.Message + "."
+	}
+	return label + ": " + in.Message + "."
+}
+
+// writeServiceError answers a service error as JSON.
+func (h *Handler) writeServiceError(w http.ResponseWriter, err error) {
+	var in *keyservice.InputError
+	switch {
+	case errors.As(err, &in):
+		writeJSONError(w, http.StatusBadRequest, in.Field, fieldMessage(in))
+	case errors.Is(err, keystore.ErrNotFound):
+		writeJSONError(w, http.StatusNotFound, "", "There is no key with that ID.")
+	case errors.Is(err, keystore.ErrRevoked):
+		writeJSONError(w, http.StatusConflict, "", "The key is revoked: it cannot be rotated.")
+	default:
+		writeJSONError(w, http.StatusServiceUnavailable, "", "The key store did not answer. Try again.")
+	}
+}
+
+func (h *Handler) badRequest(w http.ResponseWriter, r *http.Request, msg string) {
+	h.renderMessage(w, r, http.StatusBadRequest, messagePage{Title: "Bad request", Lines: []string{msg}})
+}
+
+func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, op string, err error) {
+	h.logger.Error("console could not reach the key store", zap.String("op", op), zap.Error(err))
+	w.Header().Set("Retry-After", "5")
+	h.renderMessage(w, r, http.StatusServiceUnavailable, messagePage{
+		Title: "Key store unavailable",
+		Lines: []string{"The keys could not be loaded: the key store did not answer. Try again in a moment."},
+	})
+}
+
+// who names the user making a change, for the log.
+func (h *Handler) who(r *http.Request, user string) zap.Field {
+	if user == "" {
+		return zap.String("user", "unauthenticated loopback "+r.RemoteAddr)
+	}
+	return zap.String("user", user)
+}
+
+// display holds a new key's details as the show-once dialog prints them.
+func display(v row) map[string]string {
+	exp := "Never"
+	if v.Expires.Set {
+		exp = v.Expires.Absolute + " (" + v.Expires.Relative + ")"
+	}
+	return map[string]string{"scope": v.ScopeLabel, "expires": exp}
+}
+
+// wantsJSON reports whether the request is the page's script, which asks
+// for JSON answers.
+func wantsJSON(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "application/json")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type jsonError struct {
+	Error struct {
+		Field   string `json:"field,omitempty"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeJSONError(w http.ResponseWriter, status int, field, msg string) {
+	var e jsonError
+	e.Error.Field, e.Error.Message = field, msg
+	writeJSON(w, status, e)
+}
