@@ -1,0 +1,76 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations brings a database from schema version i (PRAGMA user_version)
+// to i+1 with migrations[i]. Append only: a released migration never
+// changes, as files out there already went through it.
+var migrations = []string{
+	// 1: the keys and the change log.
+	//
+	// Times are unix microseconds, UTC; NULL means "not set" (never
+	// expires, not revoked, never used). Scope and expiry are kept by name,
+	// so the file does not depend on the order of Go constants.
+	`CREATE TABLE keys (
+		id           TEXT    NOT NULL PRIMARY KEY,
+		name         TEXT    NOT NULL,
+		scope        TEXT    NOT NULL,
+		expiry       TEXT    NOT NULL,
+		hint         TEXT    NOT NULL,
+		digest       BLOB    NOT NULL,
+		created_at   INTEGER NOT NULL,
+		expires_at   INTEGER,
+		revoked_at   INTEGER,
+		last_used_at INTEGER
+	) STRICT;
+	CREATE UNIQUE INDEX keys_digest ON keys (digest);
+	CREATE INDEX keys_created_at ON keys (created_at DESC, id DESC);
+	CREATE TABLE changes (
+		seq        INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+		key_id     TEXT    NOT NULL,
+		digest     BLOB    NOT NULL,
+		changed_at INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX changes_changed_at ON changes (changed_at);`,
+}
+
+// schemaVersion is the version of the schema this code reads and writes.
+var schemaVersion = len(migrations)
+
+// migrate brings the database up to schemaVersion in one transaction. The
+// transaction takes the write lock first (BEGIN IMMEDIATE), so processes
+// opening one file at once migrate it one after the other.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("starting migration: %w", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("the file has schema version %d, newer than this keygate knows (%d): it was written by a newer keygate; upgrade keygate or use another file", version, schemaVersion)
+	}
+	if version == schemaVersion {
+		return nil
+	}
+	for v := version; v < schemaVersion; v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrating schema from version %d to %d: %w", v, v+1, err)
+		}
+	}
+	// PRAGMA takes no parameters; schemaVersion is a small integer of ours.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return fmt.Errorf("setting schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing migration: %w", err)
+	}
+	return nil
+}
