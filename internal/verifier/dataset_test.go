@@ -1,0 +1,182 @@
+package verifier
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore/sqlite"
+)
+
+// openSQLite opens a fresh SQLite store in the test's temporary directory.
+func openSQLite(t testing.TB) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "keys.db"))
+	if err != nil {
+		t.Fatalf("opening the SQLite store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// The benchmark dataset: datasetSize keys whose secrets are derived from
+// their index, so that a benchmark can send any of them without the file
+// holding secrets. It is built once per machine under os.TempDir() (that
+// takes minutes) and reused while its version matches.
+const (
+	datasetSize    = 1_000_000
+	datasetVersion = 1 // bump when the derivation below changes
+)
+
+var datasetCreated = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// derive fills dst with base62 characters derived from tag and i.
+func derive(dst []byte, tag string, i int) {
+	var seed [8]byte
+	binary.BigEndian.PutUint64(seed[:], uint64(i))
+	sum := sha256.Sum256(append([]byte(tag), seed[:]...))
+	for j := range dst {
+		if j%len(sum) == 0 && j > 0 {
+			sum = sha256.Sum256(sum[:])
+		}
+		dst[j] = base62[int(sum[j%len(sum)])%62]
+	}
+}
+
+// datasetSecret returns the secret of key i of the dataset: "dk_", 32
+// derived characters and their checksum, written as the design says
+// (CRC-32 IEEE in 6 base62 digits, most significant first).
+func datasetSecret(i int) string {
+	b := make([]byte, 3+32+6)
+	copy(b, "dk_")
+	derive(b[3:35], "secret", i)
+	sum := crc32.ChecksumIEEE(b[:35])
+	for j := len(b) - 1; j >= 35; j-- {
+		b[j] = base62[sum%62]
+		sum /= 62
+	}
+	return string(b)
+}
+
+// datasetKey returns the record of key i of the dataset.
+func datasetKey(i int) apikey.Key {
+	secret := datasetSecret(i)
+	id := make([]byte, 4+22)
+	copy(id, apikey.IDPrefix)
+	derive(id[4:], "id", i)
+	scope := apikey.Scopes[i%len(apikey.Scopes)]
+	return apikey.Key{
+		ID:        string(id),
+		Name:      fmt.Sprintf("Benchmark key %d", i),
+		Scope:     scope,
+		Expiry:    apikey.ExpiryNever,
+		Hint:      apikey.Hint(secret),
+		Digest:    apikey.DigestOf(secret),
+		CreatedAt: datasetCreated,
+	}
+}
+
+// openDataset opens the benchmark dataset, building it first if it is
+// missing or incomplete. It is built in a temporary file renamed into
+// place once complete, so an interrupted build is never mistaken for a
+// dataset.
+func openDataset(b *testing.B) *sqlite.Store {
+	b.Helper()
+	ctx := context.Background()
+	dir := filepath.Join(os.TempDir(), "keygate-bench")
+	path := filepath.Join(dir, fmt.Sprintf("verifier-%d-v%d.db", datasetSize, datasetVersion))
+	if _, err := os.Stat(path); err == nil {
+		s, err := sqlite.Open(ctx, path)
+		if err == nil && datasetComplete(ctx, s) {
+			b.Cleanup(func() { s.Close() })
+			return s
+		}
+		if s != nil {
+			s.Close()
+		}
+		b.Logf("dataset %s is incomplete: rebuilding it", path)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
+
+	building := path + ".building"
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(building + suffix)
+	}
+	b.Logf("building %d keys in %s (once per machine)", datasetSize, path)
+	start := time.Now()
+	s, err := sqlite.Open(ctx, building)
+	if err != nil {
+		b.Fatalf("opening %s: %v", building, err)
+	}
+	for i := range datasetSize {
+		if err := s.Create(ctx, datasetKey(i)); err != nil {
+			s.Close()
+			b.Fatalf("creating dataset key %d: %v", i, err)
+		}
+	}
+	if err := s.Close(); err != nil { // checkpoints the WAL into the file
+		b.Fatalf("closing %s: %v", building, err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(building + suffix); !errors.Is(err, os.ErrNotExist) {
+			b.Fatalf("%s%s still exists after closing the store: the WAL was not checkpointed", building, suffix)
+		}
+	}
+	if err := os.Rename(building, path); err != nil {
+		b.Fatalf("renaming the dataset: %v", err)
+	}
+	b.Logf("built the dataset in %v", time.Since(start).Round(time.Second))
+	s, err = sqlite.Open(ctx, path)
+	if err != nil {
+		b.Fatalf("opening %s: %v", path, err)
+	}
+	if !datasetComplete(ctx, s) {
+		s.Close()
+		b.Fatalf("dataset %s is incomplete right after building it", path)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// datasetComplete checks keys spread over the whole dataset, the last
+// one included, against their derivation.
+func datasetComplete(ctx context.Context, s *sqlite.Store) bool {
+	for _, i := range []int{0, 1, datasetSize / 3, datasetSize / 2, datasetSize - 2, datasetSize - 1} {
+		want := datasetKey(i)
+		got, err := s.GetByDigest(ctx, want.Digest)
+		if err != nil || got.ID != want.ID || got.Name != want.Name || got.Scope != want.Scope {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDatasetSecretsAreValidKeysWithDistinctDigests(t *testing.T) {
+	seen := map[apikey.Digest]int{}
+	for i := range 1000 {
+		secret := datasetSecret(i)
+		if err := testFormat.Check(secret); err != nil {
+			t.Fatalf("datasetSecret(%d) = %q: %v", i, secret, err)
+		}
+		k := datasetKey(i)
+		if !apikey.ValidID(k.ID) {
+			t.Fatalf("datasetKey(%d).ID = %q is not a valid ID", i, k.ID)
+		}
+		if j, dup := seen[k.Digest]; dup {
+			t.Fatalf("keys %d and %d share a digest", j, i)
+		}
+		seen[k.Digest] = i
+	}
+}
