@@ -24,6 +24,10 @@
 //     nothing.
 //   - Times come back within a microsecond of what was stored (exactly, for
 //     times with microsecond precision), in UTC; a zero time comes back zero.
+//   - Changes returns ErrTooOld exactly when a change after since was
+//     pruned, since 0 included (tested only with Options.AgeChanges); a
+//     store that pruned nothing never does.
+//   - TouchLastUsed records uses of revoked and expired keys too.
 //   - Closing a closed store returns nil or ErrClosed.
 package storetest
 
@@ -209,7 +213,7 @@ func changesSince(t *testing.T, s keystore.Store, since int64) ([]keystore.Chang
 	return chs, cur
 }
 
-// changeKeys describes changes as sorted "id digest" pairs, sorted, to
+// changeKeys describes changes as sorted "id digest" pairs, to
 // compare them regardless of order within one call.
 func changeKeys(chs []keystore.Change) []string {
 	out := make([]string, len(chs))
