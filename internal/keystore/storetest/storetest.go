@@ -27,7 +27,7 @@
 //   - Changes returns ErrTooOld exactly when a change after since was
 //     pruned, since 0 included (tested only with Options.AgeChanges); a
 //     store that pruned nothing never does.
-//   - TouchLastUsed records uses of revoked and expired keys too.
+//   - TouchLastUsed records uses of revoked keys too.
 //   - Closing a closed store returns nil or ErrClosed.
 package storetest
 
