@@ -1,0 +1,387 @@
+// Package caddymodule is keygate's Caddy glue: the apikeys app, which owns
+// the key store, the verification cache and the last-used recorder; the
+// apikey HTTP handler, which authenticates requests and enforces scopes;
+// their Caddyfile syntax; the admin API; the CLI; and the metrics.
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/keystore/postgres"
+	"github.com/docana/keygate/internal/keystore/sqlite"
+	"github.com/docana/keygate/internal/lastused"
+	"github.com/docana/keygate/internal/verifier"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Defaults of the apikeys app.
+const (
+	// DefaultCacheSize is how many verified keys are held in memory.
+	DefaultCacheSize = 100000
+	// DefaultCacheTTL is how long a cached verification is trusted without
+	// hearing of a change.
+	DefaultCacheTTL = time.Minute
+	// DefaultNegativeCacheTTL is how long "no such key" is remembered.
+	DefaultNegativeCacheTTL = 10 * time.Second
+	// DefaultLastUsedInterval is how often pending last-used times are
+	// written.
+	DefaultLastUsedInterval = 10 * time.Second
+	// DefaultSyncInterval is how often the store is polled for changes
+	// made by other instances.
+	DefaultSyncInterval = 5 * time.Second
+)
+
+// Store backends.
+const (
+	BackendSQLite   = "sqlite"
+	BackendPostgres = "postgres"
+)
+
+// openTimeout bounds opening a store (connecting, migrating the schema).
+const openTimeout = 30 * time.Second
+
+// closeTimeout bounds the last flush of last-used times when resources are
+// destructed.
+const closeTimeout = 10 * time.Second
+
+// App is the apikeys app: it owns the key store, the verification cache and
+// the last-used recorder that every apikey handler and the admin API use.
+// Without an apikeys global option, Caddy runs it with its defaults as soon
+// as a handler needs it: an embedded SQLite store in Caddy's data
+// directory.
+//
+// The open store, the cache and the pending last-used times survive config
+// reloads as long as the effective configuration (this struct after
+// defaults and placeholders) stays the same; a changed configuration opens
+// new ones and closes the old ones, flushing their pending last-used times,
+// once the old config is unloaded.
+type App struct {
+	// Store is where keys are kept. Default: the sqlite backend at
+	// `<caddy data dir>/keygate/keys.db`.
+	Store *StoreConfig `json:"store,omitempty"`
+
+	// KeyPrefix starts every key this gateway makes and accepts, before
+	// an underscore: 2 to 10 lowercase letters or digits. Changing it
+	// makes every existing key malformed. Default: `dk`.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+
+	// CacheSize is how many verified keys are held in memory. Default:
+	// 100000.
+	CacheSize int `json:"cache_size,omitempty"`
+
+	// CacheTTL is how long a cached verification is trusted without
+	// hearing of a change. Revocations reach the cache sooner (the admin
+	// API, notifications, the sync poll); this bounds how long a key keeps
+	// working when they cannot, and how long a known key keeps working
+	// while the store is down. Default: 1m.
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+
+	// NegativeCacheTTL is how long "no such key" is remembered, so a
+	// client repeating an unknown key does not reach the store every time.
+	// Default: 10s.
+	NegativeCacheTTL caddy.Duration `json:"negative_cache_ttl,omitempty"`
+
+	// LastUsedInterval is how often the last-used times noted in memory
+	// are written to the store. They are also written when the process
+	// stops. Default: 10s.
+	LastUsedInterval caddy.Duration `json:"last_used_interval,omitempty"`
+
+	// SyncInterval is how often the store is polled for changes made by
+	// other instances, a safety net for lost notifications. Default: 5s.
+	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
+
+	res     *resources // nil until Provision succeeds
+	poolKey string
+	logger  *zap.Logger
+}
+
+// StoreConfig selects and locates the key store. Placeholders such as
+// {env.KEYGATE_DSN} are replaced when the app is provisioned; a placeholder
+// that resolves to nothing is an error.
+type StoreConfig struct {
+	// Backend is "sqlite" (embedded, one gateway host) or "postgres"
+	// (shared by several gateway instances). Default: sqlite.
+	Backend string `json:"backend,omitempty"`
+
+	// Path is the SQLite database file, created with its directory if
+	// missing. Default: `<caddy data dir>/keygate/keys.db`.
+	Path string `json:"path,omitempty"`
+
+	// DSN is the PostgreSQL connection string (URL or key=value form).
+	// It usually holds a password: keep it out of the config with a
+	// placeholder such as {env.KEYGATE_DSN}. Required for postgres.
+	DSN string `json:"dsn,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "apikeys",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// resourcePool holds what outlives a config load: one *resources per
+// effective apikeys configuration (the JSON of App.effective), shared by
+// every config loaded with it. Each successful Provision takes a reference
+// (LoadOrNew) and its Cleanup gives it back (Delete); the last Delete
+// destructs the resources, which flushes the pending last-used times and
+// closes the store. A reload with an unchanged configuration therefore
+// keeps the open store, the warm cache and the pending writes.
+var resourcePool = caddy.NewUsagePool()
+
+// resources are the long-lived parts behind an apikeys configuration.
+type resources struct {
+	store    keystore.Store
+	verifier *verifier.Verifier
+	recorder *lastused.Recorder
+	service  *keyservice.Service
+	logger   *zap.Logger
+}
+
+// Provision applies the defaults and placeholders, then takes the
+// resources of the resulting configuration from the pool, opening them if
+// no loaded config uses them yet.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if err := registerMetrics(ctx); err != nil {
+		return err
+	}
+	cfg, err := a.effective()
+	if err != nil {
+		return err
+	}
+	key, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encoding apikeys configuration: %w", err)
+	}
+	val, _, err := resourcePool.LoadOrNew(string(key), func() (caddy.Destructor, error) {
+		return newResources(ctx, cfg, a.logger)
+	})
+	if err != nil {
+		return err
+	}
+	a.res, a.poolKey = val.(*resources), string(key)
+	return nil
+}
+
+// Start does nothing: the resources are ready after Provision, as handlers
+// may serve before this app starts (Caddy starts apps in any order).
+func (a *App) Start() error { return nil }
+
+// Stop does nothing: resources are released by Cleanup, once no loaded
+// config uses them.
+func (a *App) Stop() error { return nil }
+
+// Cleanup gives back the resources taken by Provision. It does nothing if
+// Provision failed before taking them.
+func (a *App) Cleanup() error {
+	if a.res == nil {
+		return nil
+	}
+	a.res = nil
+	_, err := resourcePool.Delete(a.poolKey)
+	return err
+}
+
+// service returns the key management service; nil if the app was not
+// provisioned.
+func (a *App) service() *keyservice.Service {
+	if a.res == nil {
+		return nil
+	}
+	return a.res.service
+}
+
+// effective returns a copy of a with the defaults applied and placeholders
+// in the store location replaced, after checking every value.
+func (a *App) effective() (App, error) {
+	cfg := App{
+		KeyPrefix:        a.KeyPrefix,
+		CacheSize:        a.CacheSize,
+		CacheTTL:         a.CacheTTL,
+		NegativeCacheTTL: a.NegativeCacheTTL,
+		LastUsedInterval: a.LastUsedInterval,
+		SyncInterval:     a.SyncInterval,
+	}
+	store := StoreConfig{}
+	if a.Store != nil {
+		store = *a.Store
+	}
+	if store.Backend == "" {
+		store.Backend = BackendSQLite
+	}
+	repl := caddy.NewReplacer()
+	switch store.Backend {
+	case BackendSQLite:
+		if store.DSN != "" {
+			return App{}, errors.New("apikeys: store: dsn is for the postgres backend; sqlite takes a path")
+		}
+		if store.Path == "" {
+			store.Path = filepath.Join(caddy.AppDataDir(), "keygate", "keys.db")
+		}
+		path, err := repl.ReplaceOrErr(store.Path, true, true)
+		if err != nil {
+			return App{}, fmt.Errorf("apikeys: store path: %w", err)
+		}
+		if path, err = filepath.Abs(path); err != nil {
+			return App{}, fmt.Errorf("apikeys: store path: %w", err)
+		}
+		store.Path = path
+	case BackendPostgres:
+		if store.Path != "" {
+			return App{}, errors.New("apikeys: store: path is for the sqlite backend; postgres takes a dsn")
+		}
+		if store.DSN == "" {
+			return App{}, errors.New("apikeys: store: the postgres backend needs a dsn")
+		}
+		// The error names the placeholder, never the value.
+		dsn, err := repl.ReplaceOrErr(store.DSN, true, true)
+		if err != nil {
+			return App{}, fmt.Errorf("apikeys: store dsn: %w", err)
+		}
+		store.DSN = dsn
+	default:
+		return App{}, fmt.Errorf("apikeys: unknown store backend %q: want sqlite or postgres", store.Backend)
+	}
+	cfg.Store = &store
+
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = apikey.DefaultPrefix
+	}
+	if _, err := apikey.NewFormat(cfg.KeyPrefix); err != nil {
+		return App{}, fmt.Errorf("apikeys: %w", err)
+	}
+	if cfg.CacheSize < 0 {
+		return App{}, fmt.Errorf("apikeys: cache_size %d is negative", cfg.CacheSize)
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	for _, d := range []struct {
+		name string
+		val  *caddy.Duration
+		def  time.Duration
+	}{
+		{"cache_ttl", &cfg.CacheTTL, DefaultCacheTTL},
+		{"negative_cache_ttl", &cfg.NegativeCacheTTL, DefaultNegativeCacheTTL},
+		{"last_used_interval", &cfg.LastUsedInterval, DefaultLastUsedInterval},
+		{"sync_interval", &cfg.SyncInterval, DefaultSyncInterval},
+	} {
+		if *d.val < 0 {
+			return App{}, fmt.Errorf("apikeys: %s %v is negative", d.name, time.Duration(*d.val))
+		}
+		if *d.val == 0 {
+			*d.val = caddy.Duration(d.def)
+		}
+	}
+	return cfg, nil
+}
+
+// newResources opens the store of cfg, an effective configuration, and
+// starts the verifier and the recorder over it.
+func newResources(ctx context.Context, cfg App, logger *zap.Logger) (*resources, error) {
+	format, err := apikey.NewFormat(cfg.KeyPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("apikeys: %w", err)
+	}
+	openCtx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	store, err := openStore(openCtx, cfg.Store, logger)
+	if err != nil {
+		return nil, err
+	}
+	v, err := verifier.New(store, verifier.Config{
+		Format:       format,
+		CacheSize:    cfg.CacheSize,
+		CacheTTL:     time.Duration(cfg.CacheTTL),
+		NegativeTTL:  time.Duration(cfg.NegativeCacheTTL),
+		SyncInterval: time.Duration(cfg.SyncInterval),
+		Logger:       logger.Named("verifier"),
+		Metrics:      processMetrics,
+	})
+	if err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("apikeys: starting the verifier: %w", err)
+	}
+	rec := lastused.New(store, lastused.Config{
+		Interval: time.Duration(cfg.LastUsedInterval),
+		Logger:   logger.Named("last_used"),
+		Metrics:  processMetrics,
+	})
+	return &resources{
+		store:    store,
+		verifier: v,
+		recorder: rec,
+		service:  keyservice.New(store, format, v, rec, nil),
+		logger:   logger,
+	}, nil
+}
+
+// openStore opens the backend that sc, after defaults, names.
+func openStore(ctx context.Context, sc *StoreConfig, logger *zap.Logger) (keystore.Store, error) {
+	switch sc.Backend {
+	case BackendSQLite:
+		s, err := sqlite.Open(ctx, sc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("apikeys: opening sqlite key store %s: %w", sc.Path, err)
+		}
+		logger.Info("key store opened", zap.String("backend", sc.Backend), zap.String("path", sc.Path))
+		return s, nil
+	case BackendPostgres:
+		// The DSN is never logged or put in an error: it may hold a
+		// password.
+		s, err := postgres.Open(ctx, sc.DSN, logger.Named("postgres"))
+		if err != nil {
+			return nil, fmt.Errorf("apikeys: %w", err)
+		}
+		logger.Info("key store opened", zap.String("backend", sc.Backend))
+		return s, nil
+	}
+	return nil, fmt.Errorf("apikeys: unknown store backend %q", sc.Backend)
+}
+
+// Destruct flushes the pending last-used times and closes the verifier and
+// the store, in that order: the recorder writes to the store, and the
+// verifier's sync goroutine reads it.
+func (r *resources) Destruct() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	var errs []error
+	if err := r.recorder.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("apikeys: writing pending last-used times: %w", err))
+	}
+	if err := r.verifier.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("apikeys: closing the verifier: %w", err))
+	}
+	if err := r.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("apikeys: closing the key store: %w", err))
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		r.logger.Error("closing key store resources", zap.Error(err))
+	}
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+	_ caddy.Destructor   = (*resources)(nil)
+)
