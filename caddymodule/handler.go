@@ -1,0 +1,412 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/docana/keygate/internal/apikey"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Identity headers set for the upstream on success. A client's own copies
+// are removed on every request, whatever the outcome.
+const (
+	HeaderKeyID    = "X-Api-Key-Id"
+	HeaderKeyName  = "X-Api-Key-Name"
+	HeaderKeyScope = "X-Api-Key-Scope"
+)
+
+// DefaultRealm is the realm named in WWW-Authenticate unless configured.
+const DefaultRealm = "keygate"
+
+// PreflightAuthenticate is the value of Handler.Preflight that requires a
+// key on CORS preflight requests too.
+const PreflightAuthenticate = "authenticate"
+
+// retryAfter is the Retry-After of a 503 key_store_unavailable answer, in
+// seconds: long enough not to hammer a store that is down, short enough
+// that clients recover soon after it is back.
+const retryAfter = "5"
+
+// Handler authenticates requests by API key and enforces the route's
+// scopes. It accepts exactly one `Authorization: ApiKey <key>` header;
+// a key of scope full is accepted on every route, other keys only where
+// their scope is listed. A rejected request is answered with a JSON error
+// (`{"error": {"code": "...", "message": "..."}}`) and goes no further.
+//
+// On success, it sets these placeholders:
+//
+// Placeholder | Description
+// ------------|-------------
+// `{http.auth.user.id}` | the key's ID (also the `user_id` of the access log)
+// `{http.auth.user.name}` | the key's name
+// `{http.auth.user.scope}` | the key's scope: full, widget or routine
+//
+// and, unless forward_identity is false, the request headers
+// X-Api-Key-Id, X-Api-Key-Name and X-Api-Key-Scope for the upstream.
+type Handler struct {
+	// Scopes are the key scopes this route accepts besides full: "widget",
+	// "routine". Empty: full keys only.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// Realm is named in the WWW-Authenticate challenge of 401 answers.
+	// Default: `keygate`.
+	Realm string `json:"realm,omitempty"`
+
+	// KeepCredentials passes the Authorization header, and so the key
+	// itself, to the upstream. By default it is removed, so that an
+	// upstream, its logs and whatever it calls never see keys. Enable it
+	// only for an upstream that verifies keys itself.
+	KeepCredentials bool `json:"keep_credentials,omitempty"`
+
+	// ForwardIdentity sets the X-Api-Key-Id, X-Api-Key-Name and
+	// X-Api-Key-Scope request headers for the upstream. Copies sent by the
+	// client are removed either way, so an upstream can trust them.
+	// Default: true.
+	ForwardIdentity *bool `json:"forward_identity,omitempty"`
+
+	// Preflight is "authenticate" to require a key on CORS preflight
+	// requests (OPTIONS with Origin and Access-Control-Request-Method).
+	// By default they pass without one, because browsers never send
+	// credentials on a preflight; the actual request is authenticated.
+	Preflight string `json:"preflight,omitempty"`
+
+	verifier      keyVerifier
+	recorder      useRecorder
+	logger        *zap.Logger
+	accepted      apikey.ScopeSet
+	challenge     string
+	forward       bool
+	authPreflight bool
+	// scopeBodies are the insufficient_scope answers, by the key's scope.
+	scopeBodies [scopeSlots][]byte
+	// ambiguousBody is the ambiguous_credentials answer.
+	ambiguousBody []byte
+}
+
+// keyVerifier is what the handler needs of verifier.Verifier.
+type keyVerifier interface {
+	Verify(ctx context.Context, authorization string, now time.Time) (*apikey.Key, error)
+}
+
+// useRecorder is what the handler needs of lastused.Recorder.
+type useRecorder interface {
+	Note(id string, t time.Time)
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.apikey",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision connects the handler to the apikeys app (run with its defaults
+// if the config has none) and prepares every answer.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	if err := registerMetrics(ctx); err != nil {
+		return err
+	}
+	appIface, err := ctx.App("apikeys")
+	if err != nil {
+		return fmt.Errorf("getting apikeys app: %w", err)
+	}
+	app := appIface.(*App)
+	if app.res == nil {
+		return errors.New("the apikeys app is not provisioned")
+	}
+	return h.provision(app.res.verifier, app.res.recorder, ctx.Logger())
+}
+
+// provision checks the configuration and prepares the handler to serve
+// with verifier v and recorder rec.
+func (h *Handler) provision(v keyVerifier, rec useRecorder, logger *zap.Logger) error {
+	h.verifier, h.recorder, h.logger = v, rec, logger
+	scopes := make([]apikey.Scope, 0, len(h.Scopes))
+	for _, name := range h.Scopes {
+		s, err := apikey.ParseScope(name)
+		if err != nil {
+			return err
+		}
+		scopes = append(scopes, s)
+	}
+	h.accepted = apikey.NewScopeSet(scopes...)
+
+	realm := h.Realm
+	if realm == "" {
+		realm = DefaultRealm
+	}
+	// The realm is sent as a quoted-string; refusing what would need
+	// escaping keeps the header plain and unambiguous.
+	for _, c := range realm {
+		if c < 0x20 || c == 0x7f || c == '"' || c == '\\' {
+			return fmt.Errorf("realm %q: must not hold quotes, backslashes or control characters", realm)
+		}
+	}
+	h.challenge = apikey.Scheme + ` realm="` + realm + `"`
+
+	h.forward = h.ForwardIdentity == nil || *h.ForwardIdentity
+	switch h.Preflight {
+	case "":
+	case PreflightAuthenticate:
+		h.authPreflight = true
+	default:
+		return fmt.Errorf("preflight %q: want %q or nothing", h.Preflight, PreflightAuthenticate)
+	}
+
+	h.scopeBodies[0] = errorBody(apikey.CodeScope, fmt.Sprintf(
+		"this API key's scope is not accepted here: this route accepts only keys of scope %s", h.accepted))
+	for _, s := range apikey.Scopes {
+		h.scopeBodies[s] = errorBody(apikey.CodeScope, fmt.Sprintf(
+			"this API key has scope %s, and this route accepts only keys of scope %s", s, h.accepted))
+	}
+	h.ambiguousBody = errorBody(apikey.CodeAmbiguous,
+		"the request holds more than one Authorization header: send exactly one, Authorization: ApiKey <key>")
+	return nil
+}
+
+// ServeHTTP authenticates r and, if its key is accepted here, passes it to
+// next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	removeIdentityHeaders(r.Header)
+
+	if !h.authPreflight && isPreflight(r) {
+		return next.ServeHTTP(w, r)
+	}
+
+	values := r.Header["Authorization"]
+	if len(values) > 1 {
+		return h.reject(w, apikey.CodeAmbiguous, nil, h.ambiguousBody, nil)
+	}
+	var authorization string
+	if len(values) == 1 {
+		authorization = values[0]
+	}
+	now := time.Now()
+	k, err := h.verifier.Verify(r.Context(), authorization, now)
+	processMetrics.VerifyDuration.Observe(time.Since(now).Seconds())
+	if err != nil {
+		return h.rejectVerify(w, k, err)
+	}
+	if !h.accepted.Allows(k.Scope) {
+		return h.reject(w, apikey.CodeScope, k, h.scopeBodies[scopeIndex(k.Scope)], nil)
+	}
+
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", k.ID)
+		repl.Set("http.auth.user.name", k.Name)
+		repl.Set("http.auth.user.scope", scopeNames[scopeIndex(k.Scope)])
+	}
+	if !h.KeepCredentials {
+		delete(r.Header, "Authorization")
+	}
+	if h.forward {
+		// One allocation for the three header values.
+		vals := make([]string, 3)
+		vals[0], vals[1], vals[2] = k.ID, k.Name, k.Scope.String()
+		r.Header[HeaderKeyID] = vals[0:1:1]
+		r.Header[HeaderKeyName] = vals[1:2:2]
+		r.Header[HeaderKeyScope] = vals[2:3:3]
+	}
+	h.recorder.Note(k.ID, now)
+	processRequests.inc(processMetrics.Requests, "", k.Scope)
+	return next.ServeHTTP(w, r)
+}
+
+// rejectVerify answers a request whose key the verifier refused.
+func (h *Handler) rejectVerify(w http.ResponseWriter, k *apikey.Key, err error) error {
+	ae, ok := err.(*apikey.Error)
+	if !ok && !errors.As(err, &ae) {
+		// Not one of the verifier's answers: count it as the store failing,
+		// the one outcome that tells the client to retry.
+		h.logger.Error("verifying api key", zap.Error(err))
+		return h.reject(w, apikey.CodeUnavailable, k, bodyOf(unavailableError), nil)
+	}
+	return h.reject(w, ae.Code(), k, bodyOf(ae), ae)
+}
+
+// unavailableError answers verifier failures that are not *apikey.Error.
+var unavailableError = apikey.NewError(apikey.CodeUnavailable,
+	"the key store cannot be reached to verify this API key: retry later")
+
+// reject answers a refused request with body, counts it and logs it. ae,
+// if set, is the verifier's error.
+func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key, body []byte, ae *apikey.Error) error {
+	var scope apikey.Scope
+	if k != nil {
+		scope = k.Scope
+	}
+	processRequests.inc(processMetrics.Requests, code, scope)
+
+	status := http.StatusUnauthorized
+	switch code {
+	case apikey.CodeScope:
+		status = http.StatusForbidden
+	case apikey.CodeAmbiguous:
+		status = http.StatusBadRequest
+	case apikey.CodeUnavailable:
+		status = http.StatusServiceUnavailable
+	}
+	if status == http.StatusServiceUnavailable {
+		if c := h.logger.Check(zapcore.ErrorLevel, "api key not verified: key store unavailable"); c != nil {
+			c.Write(zap.String("code", string(code)))
+		}
+	} else if c := h.logger.Check(zapcore.DebugLevel, "api key rejected"); c != nil {
+		// Never the header's value: it may be a real key with a typo.
+		fields := []zap.Field{zap.String("code", string(code))}
+		if k != nil {
+			fields = append(fields, zap.String("key_id", k.ID), zap.String("hint", k.Hint))
+		}
+		if ae != nil {
+			fields = append(fields, zap.String("reason", ae.Error()))
+		}
+		c.Write(fields...)
+	}
+
+	hdr := w.Header()
+	hdr["Content-Type"] = []string{"application/json"}
+	switch status {
+	case http.StatusUnauthorized:
+		hdr["Www-Authenticate"] = []string{h.challenge}
+	case http.StatusServiceUnavailable:
+		hdr["Retry-After"] = []string{retryAfter}
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// isPreflight reports whether r is a CORS preflight request.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions &&
+		r.Header.Get("Origin") != "" &&
+		r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// removeIdentityHeaders deletes the identity headers a client sent. Beyond
+// the canonical names, it removes spellings with underscores
+// (X-Api-Key_Id, X_API_KEY_ID), which some upstream stacks (CGI, WSGI,
+// Rack) read as the same header.
+func removeIdentityHeaders(hdr http.Header) {
+	delete(hdr, HeaderKeyID)
+	delete(hdr, HeaderKeyName)
+	delete(hdr, HeaderKeyScope)
+	for name := range hdr {
+		if len(name) >= len(HeaderKeyID) && len(name) <= len(HeaderKeyScope) && strings.IndexByte(name, '_') >= 0 &&
+			(sameHeader(name, HeaderKeyID) || sameHeader(name, HeaderKeyName) || sameHeader(name, HeaderKeyScope)) {
+			delete(hdr, name)
+		}
+	}
+}
+
+// sameHeader reports whether name equals canonical when case and the
+// difference between '_' and '-' are ignored.
+func sameHeader(name, canonical string) bool {
+	if len(name) != len(canonical) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		a, b := name[i], canonical[i]
+		if a == '_' {
+			a = '-'
+		}
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
+}
+
+// scopeIndex returns s as an index of tables by scope, 0 if invalid.
+func scopeIndex(s apikey.Scope) int {
+	if !s.Valid() {
+		return 0
+	}
+	return int(s)
+}
+
+// scopeNames are the scopes' names boxed once, by scopeIndex, so setting
+// the scope placeholder allocates nothing.
+var scopeNames = func() (names [scopeSlots]any) {
+	names[0] = ""
+	for _, s := range apikey.Scopes {
+		names[s] = s.String()
+	}
+	return names
+}()
+
+// errorJSON is the body of every failure answer.
+type errorJSON struct {
+	Error struct {
+		Code    apikey.Code `json:"code"`
+		Message string      `json:"message"`
+	} `json:"error"`
+}
+
+// errorBody returns the JSON answer for code and msg, ending with a newline
+// for terminals. It does not escape <, > and & as HTML: the body is JSON,
+// and messages show "ApiKey <key>".
+func errorBody(code apikey.Code, msg string) []byte {
+	var e errorJSON
+	e.Error.Code, e.Error.Message = code, msg
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		panic("encoding an error body: " + err.Error()) // a struct of two strings always encodes
+	}
+	return b.Bytes()
+}
+
+// The verifier's errors are fixed values (a handful per key format), so
+// their JSON answers are encoded once and kept, up to maxErrorBodies of
+// them in case some verifier made errors per request.
+var (
+	errorBodies     sync.Map // *apikey.Error → []byte
+	errorBodiesSize atomic.Int32
+)
+
+const maxErrorBodies = 256
+
+// bodyOf returns the JSON answer for e.
+func bodyOf(e *apikey.Error) []byte {
+	if b, ok := errorBodies.Load(e); ok {
+		return b.([]byte)
+	}
+	b := errorBody(e.Code(), e.Error())
+	if errorBodiesSize.Load() < maxErrorBodies {
+		if _, loaded := errorBodies.LoadOrStore(e, b); !loaded {
+			errorBodiesSize.Add(1)
+		}
+	}
+	return b
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
