@@ -1,0 +1,239 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/docana/keygate/internal/apikey"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("apikeys", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("apikey", parseCaddyfile)
+	// Before basic_auth, and so before every handler that answers or
+	// proxies (reverse_proxy, respond, file_server...), without an order
+	// option.
+	httpcaddyfile.RegisterDirectiveOrder("apikey", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseGlobalOption sets up the apikeys app from the global option of the
+// same name. It returns the value type httpcaddyfile.App, which the
+// Caddyfile adapter turns into the app's config.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		d.Next() // the option's name, for the error's line
+		return nil, d.Err("the apikeys global option is given more than once")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{
+		Name:  "apikeys",
+		Value: caddyconfig.JSON(app, nil),
+	}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens. Syntax:
+//
+//	apikeys {
+//	    store sqlite [<path>]
+//	    store postgres <dsn>
+//	    key_prefix <prefix>
+//	    cache_size <n>
+//	    cache_ttl <duration>
+//	    negative_cache_ttl <duration>
+//	    last_used_interval <duration>
+//	    sync_interval <duration>
+//	}
+//
+// Every subdirective is optional and may be given once.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("%s is given more than once", sub)
+		}
+		seen[sub] = true
+		switch sub {
+		case "store":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch backend := d.Val(); backend {
+			case BackendSQLite:
+				a.Store = &StoreConfig{Backend: BackendSQLite}
+				if d.NextArg() {
+					a.Store.Path = d.Val()
+				}
+			case BackendPostgres:
+				a.Store = &StoreConfig{Backend: BackendPostgres}
+				if !d.NextArg() {
+					return d.Err("store postgres needs a DSN, such as {env.KEYGATE_DSN}")
+				}
+				a.Store.DSN = d.Val()
+			default:
+				return d.Errf("unknown store backend %q: want sqlite or postgres", backend)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "key_prefix":
+			var prefix string
+			if !d.AllArgs(&prefix) {
+				return d.ArgErr()
+			}
+			if _, err := apikey.NewFormat(prefix); err != nil {
+				return d.Err(err.Error())
+			}
+			a.KeyPrefix = prefix
+		case "cache_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return d.Errf("cache_size %q: want a positive whole number", s)
+			}
+			a.CacheSize = n
+		case "cache_ttl":
+			if err := parseDuration(d, &a.CacheTTL); err != nil {
+				return err
+			}
+		case "negative_cache_ttl":
+			if err := parseDuration(d, &a.NegativeCacheTTL); err != nil {
+				return err
+			}
+		case "last_used_interval":
+			if err := parseDuration(d, &a.LastUsedInterval); err != nil {
+				return err
+			}
+		case "sync_interval":
+			if err := parseDuration(d, &a.SyncInterval); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized subdirective %q", sub)
+		}
+	}
+	return nil
+}
+
+// parseDuration reads the one argument of the current subdirective, a
+// positive duration such as 30s, 5m or 1d.
+func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s %q: %v", name, s, err)
+	}
+	if dur <= 0 {
+		return d.Errf("%s %q: must be positive", name, s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// parseCaddyfile sets up the handler from the apikey directive.
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return handler, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	apikey [<matcher>] [<scope>...] {
+//	    realm <name>
+//	    keep_credentials
+//	    forward_identity off
+//	    preflight authenticate
+//	}
+//
+// The scopes are those the route accepts besides full: widget, routine.
+// With none, the route accepts full keys only. Every subdirective is
+// optional and may be given once.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	for d.NextArg() {
+		if _, err := apikey.ParseScope(d.Val()); err != nil {
+			return d.Err(err.Error())
+		}
+		h.Scopes = append(h.Scopes, d.Val())
+	}
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("%s is given more than once", sub)
+		}
+		seen[sub] = true
+		switch sub {
+		case "realm":
+			var realm string
+			if !d.AllArgs(&realm) || realm == "" {
+				return d.ArgErr()
+			}
+			for _, c := range realm {
+				if c < 0x20 || c == 0x7f || c == '"' || c == '\\' {
+					return d.Errf("realm %q: must not hold quotes, backslashes or control characters", realm)
+				}
+			}
+			h.Realm = realm
+		case "keep_credentials":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.KeepCredentials = true
+		case "forward_identity":
+			var val string
+			if !d.AllArgs(&val) {
+				return d.ArgErr()
+			}
+			switch val {
+			case "off":
+				off := false
+				h.ForwardIdentity = &off
+			case "on":
+				h.ForwardIdentity = nil // the default
+			default:
+				return d.Errf("forward_identity %q: want off (or on, the default)", val)
+			}
+		case "preflight":
+			var val string
+			if !d.AllArgs(&val) {
+				return d.ArgErr()
+			}
+			if val != PreflightAuthenticate {
+				return d.Errf("preflight %q: want %s", val, PreflightAuthenticate)
+			}
+			h.Preflight = val
+		default:
+			return d.Errf("unrecognized subdirective %q", sub)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)
