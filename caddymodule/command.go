@@ -508,41 +508,44 @@ func longTimeOrNever(t *time.Time, now time.Time) string {
 	return longTime(*t, now)
 }
 
-// relativeTime says how far t is from now in the largest whole unit:
-// "just now", "3 minutes ago", "in 2 days", "1 year ago".
+// relativeTime says roughly how far t is from now, rounded to the nearest
+// whole unit with the thresholds people use in speech (as moment.js does):
+// "just now", "3 minutes ago", "in 1 day" for a key expiring in 23h59m,
+// "in 1 month", "2 years ago". Months are 30 days, years 365.
 func relativeTime(t, now time.Time) string {
 	d := now.Sub(t)
 	future := d < 0
 	if future {
 		d = -d
 	}
-	if d < time.Minute {
+	const day = 24 * time.Hour
+	var unit time.Duration
+	var name string
+	switch {
+	case d < 45*time.Second:
 		if future {
 			return "in less than a minute"
 		}
 		return "just now"
-	}
-	var n int64
-	var unit string
-	switch day := 24 * time.Hour; {
-	case d < time.Hour:
-		n, unit = int64(d/time.Minute), "minute"
-	case d < day:
-		n, unit = int64(d/time.Hour), "hour"
-	case d < 60*day:
-		n, unit = int64(d/day), "day"
-	case d < 365*day:
-		n, unit = int64(d/(30*day)), "month"
+	case d < 45*time.Minute:
+		unit, name = time.Minute, "minute"
+	case d < 22*time.Hour:
+		unit, name = time.Hour, "hour"
+	case d < 26*day:
+		unit, name = day, "day"
+	case d < 345*day:
+		unit, name = 30*day, "month"
 	default:
-		n, unit = int64(d/(365*day)), "year"
+		unit, name = 365*day, "year"
 	}
+	n := max(1, int64((d+unit/2)/unit))
 	if n != 1 {
-		unit += "s"
+		name += "s"
 	}
 	if future {
-		return fmt.Sprintf("in %d %s", n, unit)
+		return fmt.Sprintf("in %d %s", n, name)
 	}
-	return fmt.Sprintf("%d %s ago", n, unit)
+	return fmt.Sprintf("%d %s ago", n, name)
 }
 
 // displayName makes a key name safe to print on a terminal: control and

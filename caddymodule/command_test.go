@@ -32,19 +32,25 @@ func TestRelativeTime(t *testing.T) {
 		want   string
 	}{
 		{0, "just now"},
-		{59 * time.Second, "just now"},
+		{44 * time.Second, "just now"},
 		{-30 * time.Second, "in less than a minute"},
+		{45 * time.Second, "1 minute ago"},
 		{time.Minute, "1 minute ago"},
-		{3*time.Minute + 59*time.Second, "3 minutes ago"},
+		{3*time.Minute + 29*time.Second, "3 minutes ago"},
+		{3*time.Minute + 30*time.Second, "4 minutes ago"},
 		{-3 * time.Minute, "in 3 minutes"},
-		{time.Hour, "1 hour ago"},
-		{23*time.Hour + 59*time.Minute, "23 hours ago"},
+		{44 * time.Minute, "44 minutes ago"},
+		{45 * time.Minute, "1 hour ago"},
+		{-(59*time.Minute + 59*time.Second), "in 1 hour"},
+		{21 * time.Hour, "21 hours ago"},
+		{-(23*time.Hour + 59*time.Minute), "in 1 day"},
 		{-24 * time.Hour, "in 1 day"},
-		{7 * 24 * time.Hour, "7 days ago"},
-		{59 * 24 * time.Hour, "59 days ago"},
+		{-(6*24*time.Hour + 23*time.Hour), "in 7 days"},
+		{25 * 24 * time.Hour, "25 days ago"},
+		{-31 * 24 * time.Hour, "in 1 month"},
 		{60 * 24 * time.Hour, "2 months ago"},
-		{-364 * 24 * time.Hour, "in 12 months"},
-		{365 * 24 * time.Hour, "1 year ago"},
+		{344 * 24 * time.Hour, "11 months ago"},
+		{-365 * 24 * time.Hour, "in 1 year"},
 		{-3 * 365 * 24 * time.Hour, "in 3 years"},
 	}
 	for _, tt := range tests {
@@ -126,7 +132,7 @@ func TestPrintKey(t *testing.T) {
 		"Hint:       dk_…abcd\n" +
 		"Created:    2026-11-25 19:38:07 UTC (3 minutes ago)\n" +
 		"Last used:  never\n" +
-		"Expires:    2026-12-02 19:38:07 UTC (in 6 days)\n" +
+		"Expires:    2026-12-02 19:38:07 UTC (in 7 days)\n" +
 		"Revoked:    never\n"
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)

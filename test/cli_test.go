@@ -187,7 +187,7 @@ func TestCLIRotate(t *testing.T) {
 		}
 	}
 	out = cli(t, g, "rotate", next)
-	if !strings.Contains(out, "The previous key keeps working until ") || !strings.Contains(out, "(in 23 hours)") {
+	if !strings.Contains(out, "The previous key keeps working until ") || !strings.Contains(out, "(in 1 day)") {
 		t.Errorf("rotate with the default grace printed:\n%s", out)
 	}
 	expectGateway(t, g, secrets[0], http.StatusOK, "")
