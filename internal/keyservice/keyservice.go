@@ -68,8 +68,10 @@ func New(store keystore.Store, format *apikey.Format, inv Invalidator, pending P
 	return &Service{store: store, format: format, inv: inv, pending: pending, now: now}
 }
 
-// Now returns the service's current time, in UTC.
-func (s *Service) Now() time.Time { return s.now().UTC() }
+// Now returns the service's current time in UTC, to the microsecond: the
+// precision stores keep, so that a key read back equals the one returned
+// when it was made.
+func (s *Service) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
 // Create makes a key and returns its secret, which is never available again,
 // and its record.
@@ -245,7 +247,7 @@ func parseGrace(grace string) (time.Duration, error) {
 	}
 	g, err := time.ParseDuration(grace)
 	if err != nil {
-		return 0, &InputError{Field: "grace", Message: fmt.Sprintf("%q is not a duration such as 24h or 30m", grace)}
+		return 0, &InputError{Field: "grace", Message: "is not a duration such as 24h, 30m or 0s"}
 	}
 	if g < 0 || g > MaxGrace {
 		return 0, &InputError{Field: "grace", Message: fmt.Sprintf("must be between 0s and %s, not %s", "168h", g)}
