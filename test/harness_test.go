@@ -35,6 +35,11 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	// The tests run the binary, not this package; importing it makes the
+	// test binary, and so go test's result cache, change whenever keygate's
+	// code does, so a cached pass never hides a broken build.
+	_ "github.com/docana/keygate/caddymodule"
 )
 
 // keygateBin is the binary under test, set by TestMain.

@@ -1,0 +1,83 @@
+package test
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestCaddyfileExampleRuns runs Caddyfile.example as shipped, with only
+// its ports moved to free ones, and calls each of its routes.
+func TestCaddyfileExampleRuns(t *testing.T) {
+	t.Parallel()
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(example)
+	for old, tmpl := range map[string]string{
+		"localhost:2019": "{{.Admin}}",
+		":8080 {":        ":{{.Site}} {",
+		"127.0.0.1:9000": "127.0.0.1:{{.Extra.upstreamPort}}",
+		"http://:9000 {": "http://:{{.Extra.upstreamPort}} {",
+	} {
+		if !strings.Contains(text, old) {
+			t.Fatalf("Caddyfile.example no longer holds %q: update this test", old)
+		}
+		text = strings.ReplaceAll(text, old, tmpl)
+	}
+	g := StartGateway(t, Options{Caddyfile: text, Extra: map[string]any{"upstreamPort": freePort(t)}})
+
+	full, fullKey := g.CreateKey("Production Backend", "full", "1y")
+	widget, widgetKey := g.CreateKey("Web widget", "widget", "1mo")
+	routine, _ := g.CreateKey("Nightly scheduler", "routine", "never")
+
+	tests := []struct {
+		name, path, secret string
+		wantStatus         int
+		wantKeyID          string
+	}{
+		{"widget key on chat", "/api/widget/chat", widget, 200, widgetKey.ID},
+		{"widget key on archive", "/api/widget/archive/2026", widget, 200, widgetKey.ID},
+		{"widget key on another widget path", "/api/widget/settings", widget, 403, ""},
+		{"routine key on routines", "/api/routines/nightly/run", routine, 200, ""},
+		{"routine key on chat", "/api/widget/chat", routine, 403, ""},
+		{"full key anywhere", "/api/billing", full, 200, fullKey.ID},
+		{"no key", "/api/widget/chat", "", 401, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h http.Header
+			if tt.secret != "" {
+				h = WithKey(tt.secret)
+			}
+			resp, body := g.Request(http.MethodGet, tt.path, h)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status %d %s, want %d", resp.StatusCode, body, tt.wantStatus)
+			}
+			if tt.wantStatus != 200 {
+				return
+			}
+			var echo map[string]string
+			if err := json.Unmarshal(body, &echo); err != nil {
+				t.Fatalf("stand-in answer %s: %v", body, err)
+			}
+			if echo["upstream"] != "stand-in" || echo["path"] != tt.path || echo["authorization"] != "" {
+				t.Errorf("stand-in saw %v", echo)
+			}
+			if tt.wantKeyID != "" && echo["key_id"] != tt.wantKeyID {
+				t.Errorf("stand-in saw key_id %q, want %q", echo["key_id"], tt.wantKeyID)
+			}
+		})
+	}
+
+	resp, body := g.Request(http.MethodGet, "/metrics", WithKey(full))
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "caddy_apikey_requests_total") {
+		t.Errorf("/metrics with a full key: %d, no caddy_apikey_requests_total", resp.StatusCode)
+	}
+	if resp, _ := g.Request(http.MethodGet, "/metrics", WithKey(widget)); resp.StatusCode != 403 {
+		t.Errorf("/metrics with a widget key: %d, want 403", resp.StatusCode)
+	}
+}
