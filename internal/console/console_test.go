@@ -452,7 +452,7 @@ func TestDialogLinksOpenTheDialogWithoutChangingAnything(t *testing.T) {
 			`Revoke “<span data-field="name">Backend &lt;prod&gt;</span>”?`,
 			"Requests with this key will fail immediately, on every gateway. This cannot be undone.",
 			`<input type="hidden" name="id" value="` + k.ID + `"`,
-			`value="cancel" autofocus>Cancel</button>`,
+			`data-close autofocus>Cancel</a>`,
 		}},
 		{"?dialog=rotate&id=" + k.ID, []string{
 			`id="rotate-dialog" class="dialog narrow" aria-labelledby="rotate-title" aria-describedby="rotate-desc" open`,

@@ -138,6 +138,17 @@
       return;
     }
 
+    // Cancel and Close are links back to the list, for browsers without
+    // script; here they just close their dialog. They are links, not
+    // submit buttons, so that Enter in a field submits the form.
+    const closer = target.closest("[data-close]");
+    if (closer) {
+      event.preventDefault();
+      const dialog = closer.closest("dialog");
+      if (dialog) dialog.close();
+      return;
+    }
+
     const copyTarget = target.closest("[data-copy-target]");
     if (copyTarget) {
       const input = document.getElementById(copyTarget.dataset.copyTarget);
@@ -182,8 +193,6 @@
   // Posting the dialogs' forms.
   $$("form[data-op]").forEach((form) => {
     form.addEventListener("submit", async (event) => {
-      const submitter = event.submitter;
-      if (submitter && submitter.getAttribute("formmethod") === "dialog") return; // Cancel
       event.preventDefault();
       const dialog = form.closest("dialog");
       const buttons = $$("button", form);
