@@ -1,0 +1,158 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/docana/keygate/internal/console"
+)
+
+func init() {
+	caddy.RegisterModule(Console{})
+	httpcaddyfile.RegisterHandlerDirective("apikey_console", parseConsoleCaddyfile)
+	// After every authentication handler (basic_auth, forward_auth) and
+	// every routing directive, with the handlers that answer requests.
+	httpcaddyfile.RegisterDirectiveOrder("apikey_console", httpcaddyfile.Before, "respond")
+}
+
+// Console serves the API Keys page: a management console to list, filter,
+// create, revoke and rotate the keys of the apikeys app, for people in a
+// browser. It answers every request itself and never calls the next
+// handler.
+//
+// It has no login of its own. It serves a request only if an
+// authentication handler before it set `{http.auth.user.id}` (basic_auth
+// does; after forward_auth, set it with `vars http.auth.user.id
+// {http.request.header.Remote-User}`); otherwise it answers 403 with a page
+// that explains this. Mount it with handle_path, which strips the prefix:
+//
+//	handle_path /console/* {
+//	    basic_auth {
+//	        admin <hash from keygate hash-password>
+//	    }
+//	    apikey_console
+//	}
+//
+// Every change is logged at info level with the user, the action and the
+// key ID. A key's secret is shown once, in the body of the response that
+// created it, and never appears in a URL, a cookie or a log. Changes from
+// another origin are refused, and the pages carry a strict
+// Content-Security-Policy.
+type Console struct {
+	// AllowUnauthenticated serves requests that no authentication handler
+	// identified, but only when the connection comes from a loopback
+	// address (127.0.0.1, ::1): any other peer still gets 403. It is for a
+	// gateway whose console is reached on the machine itself or through an
+	// SSH tunnel. Behind a proxy on the same machine every request comes
+	// from loopback, so do not use it there. Default: false.
+	AllowUnauthenticated bool `json:"allow_unauthenticated,omitempty"`
+
+	handler *console.Handler
+}
+
+// CaddyModule returns the Caddy module information.
+func (Console) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.apikey_console",
+		New: func() caddy.Module { return new(Console) },
+	}
+}
+
+// Provision gets the key service of the apikeys app and prepares the
+// console.
+func (c *Console) Provision(ctx caddy.Context) error {
+	appIface, err := ctx.App("apikeys")
+	if err != nil {
+		return fmt.Errorf("getting apikeys app: %w", err)
+	}
+	return c.provision(appIface.(*App), ctx.Logger())
+}
+
+// provision prepares the console over the key service of app.
+func (c *Console) provision(app *App, logger *zap.Logger) error {
+	svc := app.service()
+	if svc == nil {
+		return errors.New("the apikeys app is not provisioned")
+	}
+	var err error
+	c.handler, err = console.New(console.Config{
+		Service:              svc,
+		User:                 authUser,
+		AllowUnauthenticated: c.AllowUnauthenticated,
+		RequestPath:          originalPath,
+		Logger:               logger,
+	})
+	return err
+}
+
+// ServeHTTP serves the console.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	c.handler.ServeHTTP(w, r)
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the console from Caddyfile tokens. Syntax:
+//
+//	apikey_console [<matcher>] {
+//	    allow_unauthenticated
+//	}
+func (c *Console) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "allow_unauthenticated":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if c.AllowUnauthenticated {
+				return d.Err("allow_unauthenticated is given more than once")
+			}
+			c.AllowUnauthenticated = true
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseConsoleCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	c := new(Console)
+	err := c.UnmarshalCaddyfile(h.Dispenser)
+	return c, err
+}
+
+// authUser returns the user an authentication handler established for r.
+func authUser(r *http.Request) string {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return ""
+	}
+	user, _ := repl.GetString("http.auth.user.id")
+	return user
+}
+
+// originalPath returns the path the client asked for, before handle_path
+// or another rewrite changed it.
+func originalPath(r *http.Request) string {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return orig.URL.Path
+	}
+	return r.URL.Path
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Console)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Console)(nil)
+	_ caddyfile.Unmarshaler       = (*Console)(nil)
+)
