@@ -220,6 +220,7 @@ func BenchmarkNoteParallel(b *testing.B) {
 			r := New(store, Config{Interval: time.Hour})
 			b.Cleanup(func() { r.Close(context.Background()) })
 			b.ReportAllocs()
+			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				i := 0
 				for pb.Next() {
