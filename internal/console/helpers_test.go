@@ -19,7 +19,6 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
-	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/keystore/sqlite"
 )
 
@@ -65,7 +64,7 @@ type envOptions struct {
 func newEnv(t *testing.T, opts envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
-	store, err := openStore(ctx, t)
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,12 +94,6 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	e.srv = httptest.NewServer(e.h)
 	t.Cleanup(e.srv.Close)
 	return e
-}
-
-// openStore opens the store a test runs against. It is a variable so that
-// a development run can point it elsewhere.
-var openStore = func(ctx context.Context, t *testing.T) (keystore.Store, error) {
-	return sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"))
 }
 
 // client never follows redirects, so that a Location is seen.
