@@ -98,6 +98,10 @@ type Handler struct {
 	scopeBodies [scopeSlots][]byte
 	// ambiguousBody is the ambiguous_credentials answer.
 	ambiguousBody []byte
+	// unavailableLog spaces out the error lines of 503 answers: during an
+	// outage every request for an uncached key fails, and a line per
+	// request would flood the log (the access log has them all anyway).
+	unavailableLog *logLimiter
 }
 
 // keyVerifier is what the handler needs of verifier.Verifier.
@@ -139,6 +143,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // with verifier v and recorder rec.
 func (h *Handler) provision(v keyVerifier, rec useRecorder, logger *zap.Logger) error {
 	h.verifier, h.recorder, h.logger = v, rec, logger
+	h.unavailableLog = new(logLimiter)
 	scopes := make([]apikey.Scope, 0, len(h.Scopes))
 	for _, name := range h.Scopes {
 		s, err := apikey.ParseScope(name)
@@ -265,8 +270,10 @@ func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key,
 		status = http.StatusServiceUnavailable
 	}
 	if status == http.StatusServiceUnavailable {
-		if c := h.logger.Check(zapcore.ErrorLevel, "api key not verified: key store unavailable"); c != nil {
-			c.Write(zap.String("code", string(code)))
+		if n, ok := h.unavailableLog.allow(time.Now()); ok {
+			if c := h.logger.Check(zapcore.ErrorLevel, "api key not verified: key store unavailable"); c != nil {
+				c.Write(zap.String("code", string(code)), zap.Int64("also_refused_since_last_log", n))
+			}
 		}
 	} else if c := h.logger.Check(zapcore.DebugLevel, "api key rejected"); c != nil {
 		// Never the header's value: it may be a real key with a typo.
@@ -291,6 +298,23 @@ func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key,
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	return nil
+}
+
+// logLimiter allows one log line per second, counting those it holds back.
+type logLimiter struct {
+	last       atomic.Int64 // unix nanoseconds of the last line allowed
+	suppressed atomic.Int64
+}
+
+// allow reports whether a line may be written at now and, if so, how many
+// were held back since the last one.
+func (l *logLimiter) allow(now time.Time) (int64, bool) {
+	last := l.last.Load()
+	if now.UnixNano()-last < int64(time.Second) || !l.last.CompareAndSwap(last, now.UnixNano()) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }
 
 // isPreflight reports whether r is a CORS preflight request.

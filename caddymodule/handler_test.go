@@ -399,6 +399,29 @@ func TestHandlerAnswers503WhenTheStoreIsUnreachable(t *testing.T) {
 	}
 }
 
+func TestLogLimiterAllowsOneLinePerSecond(t *testing.T) {
+	var l logLimiter
+	start := time.Unix(1000, 0)
+	steps := []struct {
+		at        time.Duration
+		wantOK    bool
+		wantSkips int64
+	}{
+		{0, true, 0},
+		{100 * time.Millisecond, false, 0},
+		{999 * time.Millisecond, false, 0},
+		{time.Second, true, 2},
+		{1500 * time.Millisecond, false, 0},
+		{5 * time.Second, true, 1},
+	}
+	for _, st := range steps {
+		n, ok := l.allow(start.Add(st.at))
+		if ok != st.wantOK || (ok && n != st.wantSkips) {
+			t.Errorf("at %v: allow = %d, %v; want %d, %v", st.at, n, ok, st.wantSkips, st.wantOK)
+		}
+	}
+}
+
 func TestHandlerLogsRejectionsWithoutSecrets(t *testing.T) {
 	f := newGatewayFixture(t)
 	revoked, k := f.addKey(t, "revoked", apikey.ScopeFull, time.Now(), apikey.ExpiryNever)
