@@ -31,7 +31,8 @@ func init() {
 // authentication handler before it set `{http.auth.user.id}` (basic_auth
 // does; after forward_auth, set it with `vars http.auth.user.id
 // {http.request.header.Remote-User}`); otherwise it answers 403 with a page
-// that explains this. Mount it with handle_path, which strips the prefix:
+// that explains this. The apikey handler does not count: a request it let
+// through is an application's, not a person's. Mount it with handle_path, which strips the prefix:
 //
 //	handle_path /console/* {
 //	    basic_auth {
@@ -132,9 +133,16 @@ func parseConsoleCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 }
 
 // authUser returns the user an authentication handler established for r.
+// A user set by the apikey handler is an API key, not a person: were it
+// accepted, anyone holding a key (even a widget key shipped in a web page)
+// could manage keys. The apikey handler alone sets http.auth.user.scope, so
+// that tells it apart.
 func authUser(r *http.Request) string {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
+		return ""
+	}
+	if _, byKey := repl.Get("http.auth.user.scope"); byKey {
 		return ""
 	}
 	user, _ := repl.GetString("http.auth.user.id")

@@ -168,6 +168,13 @@ func consoleRequest(method, origPath, path, user string, form url.Values) *http.
 	return r.WithContext(ctx)
 }
 
+// byAPIKey marks r as let through by the apikey handler, which sets the
+// scope placeholder besides the user ID.
+func byAPIKey(r *http.Request) *http.Request {
+	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("http.auth.user.scope", "full")
+	return r
+}
+
 func TestConsoleServesTheAuthenticatedUser(t *testing.T) {
 	c := &Console{}
 	a := newTestConsole(t, c)
@@ -189,6 +196,7 @@ func TestConsoleServesTheAuthenticatedUser(t *testing.T) {
 	}{
 		{"user set by basic_auth", consoleRequest("GET", "/console/", "/", "alice", nil), http.StatusOK, "Signed in as <strong>alice</strong>", nil},
 		{"no user", consoleRequest("GET", "/console/", "/", "", nil), http.StatusForbidden, "has no login of its own", nil},
+		{"user set by the apikey handler", byAPIKey(consoleRequest("GET", "/console/", "/", k.ID, nil)), http.StatusForbidden, "has no login of its own", nil},
 		{"prefix without slash", consoleRequest("GET", "/console", "/", "alice", nil), http.StatusMovedPermanently, "", map[string]string{"Location": "console/"}},
 		{"revoke by the user", consoleRequest("POST", "/console/", "/", "alice", url.Values{"op": {"revoke"}, "id": {k.ID}}), http.StatusOK, `"status":"revoked"`, nil},
 	}
