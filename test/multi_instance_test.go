@@ -273,6 +273,8 @@ type propagation struct {
 	NotifyApplied, Polled float64   // B's invalidations by source over the notify scenario
 	KilledB               latencies // the same, right after every session of B was ended
 	KilledAll             latencies // the same, right after every session of A and B was ended
+	KilledBFromKill       latencies // B's first 401 after B's sessions were ended (A's DELETE included)
+	KilledAllFromKill     latencies // B's first 401 after every session was ended (A's DELETE included)
 	DeleteAfterKill       latencies // how long A's DELETE took right after its sessions were ended
 	DeleteNormal          latencies // how long A's DELETE took otherwise
 	SyncInterval          time.Duration
@@ -352,7 +354,7 @@ func TestMultiInstanceRevocationPropagates(t *testing.T) {
 		// is generous for both on one machine.
 		limit := syncInterval + 5*time.Second
 
-		var killedB, killedAll, deletes []time.Duration
+		var killedB, killedAll, fromKillB, fromKillAll, deletes []time.Duration
 		for i := range 2 * killTrials {
 			all := i%2 == 1
 			secret, k := a.CreateKey(fmt.Sprintf("key %d", i), "full", "1d")
@@ -365,6 +367,7 @@ func TestMultiInstanceRevocationPropagates(t *testing.T) {
 			if all {
 				name = ""
 			}
+			killed := time.Now()
 			if n := terminate(t, db, name); n == 0 {
 				t.Fatalf("trial %d: no session of %q to end", i, name)
 			}
@@ -374,9 +377,11 @@ func TestMultiInstanceRevocationPropagates(t *testing.T) {
 			d := p.untilRevoked(b, secret, done, limit)
 			if all {
 				killedAll = append(killedAll, d)
+				fromKillAll = append(fromKillAll, done.Add(d).Sub(killed))
 				deletes = append(deletes, done.Sub(start))
 			} else {
 				killedB = append(killedB, d)
+				fromKillB = append(fromKillB, done.Add(d).Sub(killed))
 			}
 		}
 		// Both instances still serve and manage keys.
@@ -384,8 +389,11 @@ func TestMultiInstanceRevocationPropagates(t *testing.T) {
 		p.expect(a, "a key created through B after the trials, on A", secret, http.StatusForbidden, "insufficient_scope")
 
 		rec.KilledB, rec.KilledAll, rec.DeleteAfterKill = summarize(killedB), summarize(killedAll), summarize(deletes)
+		rec.KilledBFromKill, rec.KilledAllFromKill = summarize(fromKillB), summarize(fromKillAll)
 		t.Logf("revocation through A seen by B, B's sessions ended just before: %v", rec.KilledB)
+		t.Logf("  the same from the end of the sessions: %v", rec.KilledBFromKill)
 		t.Logf("revocation through A seen by B, every session ended just before: %v", rec.KilledAll)
+		t.Logf("  the same from the end of the sessions: %v", rec.KilledAllFromKill)
 		t.Logf("A's DELETE right after its sessions were ended: %v", rec.DeleteAfterKill)
 	})
 
@@ -416,6 +424,7 @@ func writePropagation(t *testing.T, rec propagation) {
 		"Go":           runtime.Version(),
 		"Postgres":     pgVersion,
 		"Date":         time.Now().UTC().Format("2006-01-02"),
+		"Load":         loadAverage(),
 		"PollEvery":    pollEvery,
 		"PollTrials":   pollTrials,
 		"KillTrials":   killTrials,
@@ -435,6 +444,16 @@ func writePropagation(t *testing.T, rec propagation) {
 		t.Fatalf("recording: %v", err)
 	}
 	t.Logf("wrote %s", path)
+}
+
+// loadAverage returns the 1-minute load average from /proc/loadavg, or
+// "unknown".
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if fields := strings.Fields(string(data)); err == nil && len(fields) > 0 {
+		return fields[0]
+	}
+	return "unknown"
 }
 
 // cpuModel returns the CPU's model name from /proc/cpuinfo, or GOARCH.
@@ -458,7 +477,9 @@ instance (B) sharing the PostgreSQL store rejects it. Measured by
 against two real keygate processes and a real PostgreSQL server.
 
 Machine: {{.CPU}}, {{.CPUs}} CPUs shared with other work, {{.OS}}, {{.Go}},
-PostgreSQL {{.Postgres}} on the same host (127.0.0.1:5432), {{.Date}}.
+PostgreSQL {{.Postgres}} on the same host (127.0.0.1:5432), {{.Date}};
+load average {{.Load}} when the run ended (other builds and tests ran at the
+same time, so the figures are pessimistic).
 
 Command (PostgreSQL at 127.0.0.1:5432, user postgres, trust auth; or set
 KEYGATE_TEST_POSTGRES to a DSN):
@@ -482,6 +503,14 @@ answering); the test checks that too.
 | notifications (LISTEN/NOTIFY), sync_interval {{.SyncDefault}} | {{.Rec.Notify.Trials}} | {{ms .Rec.Notify.Min}} | {{ms .Rec.Notify.Median}} | {{ms .Rec.Notify.P99}} | {{ms .Rec.Notify.Max}} |
 | B's sessions ended just before the revocation, sync_interval {{.SyncInterval}} | {{.Rec.KilledB.Trials}} | {{ms .Rec.KilledB.Min}} | {{ms .Rec.KilledB.Median}} | {{ms .Rec.KilledB.P99}} | {{ms .Rec.KilledB.Max}} |
 | every session of A and B ended just before the revocation, sync_interval {{.SyncInterval}} | {{.Rec.KilledAll.Trials}} | {{ms .Rec.KilledAll.Min}} | {{ms .Rec.KilledAll.Median}} | {{ms .Rec.KilledAll.P99}} | {{ms .Rec.KilledAll.Max}} |
+
+The same trials measured from the moment the sessions were ended (so
+including A's DELETE) to B's first 401:
+
+| scenario | trials | min | median | p99 | max |
+|---|---|---|---|---|---|
+| B's sessions ended | {{.Rec.KilledBFromKill.Trials}} | {{ms .Rec.KilledBFromKill.Min}} | {{ms .Rec.KilledBFromKill.Median}} | {{ms .Rec.KilledBFromKill.P99}} | {{ms .Rec.KilledBFromKill.Max}} |
+| every session of A and B ended | {{.Rec.KilledAllFromKill.Trials}} | {{ms .Rec.KilledAllFromKill.Min}} | {{ms .Rec.KilledAllFromKill.Median}} | {{ms .Rec.KilledAllFromKill.P99}} | {{ms .Rec.KilledAllFromKill.Max}} |
 
 (p99 is the nearest-rank percentile: with {{.KillTrials}} trials it is the
 maximum.)
