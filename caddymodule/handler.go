@@ -231,7 +231,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r.Header[HeaderKeyScope] = vals[2:3:3]
 	}
 	h.recorder.Note(k.ID, now)
-	processRequests.inc(processMetrics.Requests, "", k.Scope)
+	processRequests.inc(processMetrics.Requests, resultOK, k.Scope)
 	return next.ServeHTTP(w, r)
 }
 
