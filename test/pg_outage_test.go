@@ -50,7 +50,7 @@ func newPgLink(t *testing.T, target string) *pgLink {
 	close(l.gate)
 	l.serve(ln)
 	t.Cleanup(func() {
-		l.mend()
+		l.open()
 		l.cut()
 	})
 	return l
@@ -158,15 +158,22 @@ func (l *pgLink) stall() {
 	}
 }
 
-// mend ends a cut or a stall: the link listens again on its address and
-// lets data through.
-func (l *pgLink) mend() {
+// open lets data through again after a stall.
+func (l *pgLink) open() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	select {
 	case <-l.gate:
 	default:
 		close(l.gate)
 	}
+}
+
+// mend ends a cut or a stall: the link listens again on its address and
+// lets data through.
+func (l *pgLink) mend() {
+	l.open()
+	l.mu.Lock()
 	cut := l.ln == nil
 	l.mu.Unlock()
 	if !cut {
@@ -186,6 +193,9 @@ func linkTarget(t *testing.T, dsn string) string {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		t.Fatalf("parsing the test DSN: %v", err)
+	}
+	if strings.HasPrefix(cfg.Host, "/") {
+		t.Fatalf("the outage tests reach PostgreSQL through a TCP proxy: set %s to a DSN with a TCP host, not the socket %s", pgtest.EnvDSN, cfg.Host)
 	}
 	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
 }
