@@ -525,9 +525,11 @@ pool and listener alike, as a database failover or an administrator would.
 B's listener notices at once, reconnects after its first backoff step
 (50 ms), LISTENs again and then reads the change log, which catches up the
 notification it missed; its pool replaces the dead connections on first use.
-When A's sessions are ended too, A's own ` + "`DELETE`" + ` first fails on a dead
-connection and is retried on a fresh one (a ` + "`BEGIN`" + ` that failed committed
-nothing):
+So B rejects the key some 50 to 150 ms after its sessions ended, whenever
+A's answer came. When A's sessions are ended too, A's own ` + "`DELETE`" + ` first
+fails on a dead connection and is retried on a fresh one (a ` + "`BEGIN`" + ` that
+failed committed nothing), so A answers later and less of B's recovery is
+left after A's answer:
 
 | A's DELETE /apikeys/{id} | trials | min | median | p99 | max |
 |---|---|---|---|---|---|
