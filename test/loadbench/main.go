@@ -26,8 +26,9 @@
 //	-out dir        where report.md, results.json, logs and profiles go
 //	                (default test/.cache/loadbench/<time>)
 //	-connections n  wrk connections, -threads n wrk threads (default 64, 1)
-//	-profile        CPU and allocation profiles of keygate and bare under
-//	                the cached load (default true)
+//	-profile        CPU and allocation profiles of bare and keygate under
+//	                the cached load, and of keygate under the miss and
+//	                flood loads (default true)
 //	-quiet-cores c, -quiet-wait d
 //	                before each round, wait up to d for the machine's CPU
 //	                use by others to fall below c cores (default 0.5, 1m)
@@ -91,7 +92,7 @@ func main() {
 	flag.IntVar(&o.threads, "threads", 1, "wrk threads")
 	flag.IntVar(&o.connections, "connections", 64, "wrk connections (split between instances when there are several)")
 	flag.IntVar(&o.floodConnections, "flood-connections", 64, "connections of the flood's own wrk")
-	flag.BoolVar(&o.profile, "profile", true, "profile keygate and bare under the cached load")
+	flag.BoolVar(&o.profile, "profile", true, "profile bare and keygate under the cached load, keygate under the miss and flood loads")
 	flag.DurationVar(&o.profileDuration, "profile-duration", 15*time.Second, "length of each profiled run")
 	flag.Float64Var(&o.quietCores, "quiet-cores", 0.5, "CPU cores others may use before a round starts")
 	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "longest wait for a quiet machine before each round")
@@ -159,8 +160,10 @@ func plannedTime(o options) time.Duration {
 		runs += scenarioByName(s).runs
 	}
 	t := time.Duration(runs) * (time.Duration(o.rounds)*(o.duration+2*time.Second) + o.warmup)
-	if o.profile && slices.Contains(o.scenarios, "cached") {
-		t += 2 * o.profileDuration
+	if o.profile {
+		for _, s := range o.scenarios {
+			t += time.Duration(scenarioByName(s).profiles) * o.profileDuration
+		}
 	}
 	return t
 }
@@ -338,15 +341,19 @@ type variant struct {
 	keys   keySet
 	flood  bool   // a second wrk floods the first instance with unknown keys meanwhile
 	base   string // the row whose median throughput this row is divided by
+	// profile: -profile takes a CPU and an allocation profile of the
+	// first instance under this load, after the rounds.
+	profile bool
 }
 
 // scenario is one table: configurations measured under one workload.
 type scenario struct {
-	name  string
-	title string
-	about string
-	runs  int // variants, for planning
-	setup func(ctx context.Context, b *bench) ([]variant, func(), error)
+	name     string
+	title    string
+	about    string
+	runs     int // variants, for planning
+	profiles int // variants profiled
+	setup    func(ctx context.Context, b *bench) ([]variant, func(), error)
 }
 
 func scenarioNames() []string {
@@ -367,7 +374,7 @@ func scenarioByName(name string) scenario {
 }
 
 // runScenario starts the scenario's servers, warms each variant up, runs
-// the interleaved rounds and, for the cached scenario, the profiles.
+// the interleaved rounds and the profiles.
 func (b *bench) runScenario(ctx context.Context, s scenario) error {
 	logf("scenario %s: %s", s.name, s.title)
 	variants, stop, err := s.setup(ctx, b)
@@ -403,10 +410,10 @@ func (b *bench) runScenario(ctx context.Context, s scenario) error {
 		}
 	}
 	res.summarize()
-	if s.name == "cached" && b.opt.profile {
+	if b.opt.profile {
 		for _, v := range variants {
-			if v.name == "bare" || v.name == "keygate" {
-				if err := b.profileRun(ctx, v); err != nil {
+			if v.profile {
+				if err := b.profileRun(ctx, s, v); err != nil {
 					return fmt.Errorf("profiling %s: %w", v.name, err)
 				}
 			}

@@ -22,7 +22,7 @@ type profileResult struct {
 // profile from its admin endpoint (Caddy serves /debug/pprof there), and
 // the heap allocations made meanwhile (the allocs profile before and after,
 // diffed). It adds the top entries to the report.
-func (b *bench) profileRun(ctx context.Context, v variant) error {
+func (b *bench) profileRun(ctx context.Context, s scenario, v variant) error {
 	if len(v.target.admins) == 0 {
 		return nil
 	}
@@ -31,7 +31,7 @@ func (b *bench) profileRun(ctx context.Context, v variant) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	name := slug(v.name)
+	name := s.name + "-" + slug(v.name)
 	secs := max(1, int((b.opt.profileDuration-3*time.Second)/time.Second))
 	logf("  profiling %s for %ds under load", v.name, secs)
 
@@ -78,7 +78,7 @@ func (b *bench) profileRun(ctx context.Context, v variant) error {
 		top.WriteString("\n")
 	}
 	section("CPU, flat", "-top", "-nodecount=25", b.keygate, cpu)
-	if v.name == "keygate" {
+	if strings.HasPrefix(v.name, "keygate") {
 		// The handler's own work: samples under its ServeHTTP but not
 		// under the reverse proxy it calls next.
 		own := []string{"-focus=" + handlerFrame, "-ignore=" + proxyFrames}
@@ -94,9 +94,9 @@ func (b *bench) profileRun(ctx context.Context, v variant) error {
 		return err
 	}
 	b.report.Profiles = append(b.report.Profiles, profileResult{
-		Name: v.name,
-		About: fmt.Sprintf("Under the cached scenario's load: %.0f req/s, proxy CPU %.1f µs/req, %.1f allocs/req during the profiled run (profiling itself costs a little).",
-			m.r.RPS, m.r.ProxyCPUus, m.r.MallocsPerReq),
+		Name: s.name + ": " + v.name,
+		About: fmt.Sprintf("Under the %s scenario's load: %.0f req/s, proxy CPU %.1f µs/req, %.1f allocs/req during the profiled run (profiling itself costs a little).",
+			s.name, m.r.RPS, m.r.ProxyCPUus, m.r.MallocsPerReq),
 		Files: []string{cpu, allocsBefore, allocsAfter},
 		Top:   text,
 	})

@@ -49,6 +49,10 @@ type rowResult struct {
 	Median runResult   `json:"median"`
 	// Ratio is Median.RPS over the base row's.
 	Ratio float64 `json:"ratio,omitempty"`
+	// PairedRatio is the median, over the rounds, of this row's req/s over
+	// the base row's in the same round: runs minutes apart on a shared
+	// machine see different loads, runs seconds apart much the same.
+	PairedRatio float64 `json:"paired_ratio,omitempty"`
 }
 
 // scenarioResult is one table.
@@ -65,10 +69,27 @@ func (s *scenarioResult) summarize() {
 		r.Median = medianRun(r.Runs)
 	}
 	for _, r := range s.Rows {
-		if b := s.row(r.Base); b != nil && b.Median.RPS > 0 {
-			r.Ratio = r.Median.RPS / b.Median.RPS
+		b := s.row(r.Base)
+		if b == nil || b.Median.RPS == 0 {
+			continue
+		}
+		r.Ratio = r.Median.RPS / b.Median.RPS
+		r.PairedRatio = pairedRatio(r, b)
+	}
+}
+
+// pairedRatio returns the median over the rounds of r's req/s over
+// base's in the same round.
+func pairedRatio(r, base *rowResult) float64 {
+	var paired []float64
+	for _, run := range r.Runs {
+		for _, b := range base.Runs {
+			if b.Round == run.Round && b.RPS > 0 {
+				paired = append(paired, run.RPS/b.RPS)
+			}
 		}
 	}
+	return median(paired)
 }
 
 func (s *scenarioResult) row(name string) *rowResult {
@@ -173,7 +194,7 @@ func (r *report) markdown() string {
 	for _, k := range sortedKeys(r.Options) {
 		fmt.Fprintf(&w, "- %s: %s\n", k, r.Options[k])
 	}
-	w.WriteString("\nMedians over the rounds. ratio: req/s over the row named. CPU: per request (valid and flood), " +
+	w.WriteString("\nMedians over the rounds. ratio: median req/s over the named row's; paired ratio: the median over the rounds of the ratio within each round. CPU: per request (valid and flood), " +
 		"in the proxy process(es) and in the auth service. allocs: the proxy's heap allocations per request. " +
 		"others: CPU used meanwhile by processes the benchmark did not start, in cores; load: 1-minute load average at the start of the runs.\n")
 	if s := r.summary(); s != "" {
@@ -182,23 +203,24 @@ func (r *report) markdown() string {
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(&w, "\n## %s: %s\n\n%s\n\n", s.Name, s.Title, s.About)
 		flood := slices.ContainsFunc(s.Rows, func(r *rowResult) bool { return r.Flood })
-		w.WriteString("| configuration | req/s | ratio | p50 ms | p99 ms |")
+		w.WriteString("| configuration | req/s | ratio | paired ratio | p50 ms | p99 ms |")
 		if flood {
 			w.WriteString(" flood req/s |")
 		}
 		w.WriteString(" proxy CPU µs/req | auth CPU µs/req | allocs/req | non-2xx | errors | others (cores) | load |\n")
-		w.WriteString("|---|--:|--:|--:|--:|")
+		w.WriteString("|---|--:|--:|--:|--:|--:|")
 		if flood {
 			w.WriteString("--:|")
 		}
 		w.WriteString("--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, row := range s.Rows {
 			m := row.Median
-			ratio := ""
+			ratio, paired := "", ""
 			if row.Ratio > 0 {
 				ratio = fmt.Sprintf("%.3f × %s", row.Ratio, row.Base)
+				paired = fmt.Sprintf("%.3f", row.PairedRatio)
 			}
-			fmt.Fprintf(&w, "| %s | %.0f | %s | %.2f | %.2f |", row.Name, m.RPS, ratio, m.P50MS, m.P99MS)
+			fmt.Fprintf(&w, "| %s | %.0f | %s | %s | %.2f | %.2f |", row.Name, m.RPS, ratio, paired, m.P50MS, m.P99MS)
 			if flood {
 				if row.Flood {
 					fmt.Fprintf(&w, " %.0f |", m.FloodRPS)
@@ -243,9 +265,9 @@ func (r *report) summary() string {
 		if kg == nil || bare == nil || kg.Median.RPS == 0 {
 			continue
 		}
-		fmt.Fprintf(&w, "- %s: keygate %.0f req/s = %.3f × bare (%.0f)", sc, kg.Median.RPS, kg.Median.RPS/bare.Median.RPS, bare.Median.RPS)
+		fmt.Fprintf(&w, "- %s: keygate %.0f req/s = %.3f × bare (%.0f; paired %.3f)", sc, kg.Median.RPS, kg.Ratio, bare.Median.RPS, kg.PairedRatio)
 		if fa != nil && fa.Median.RPS > 0 {
-			fmt.Fprintf(&w, ", %.2f × forward_auth (%.0f)", kg.Median.RPS/fa.Median.RPS, fa.Median.RPS)
+			fmt.Fprintf(&w, ", %.2f × forward_auth (%.0f; paired %.2f)", kg.Median.RPS/fa.Median.RPS, fa.Median.RPS, pairedRatio(kg, fa))
 		}
 		fmt.Fprintf(&w, "; proxy CPU %.1f µs/req vs bare %.1f\n", kg.Median.ProxyCPUus, bare.Median.ProxyCPUus)
 	}

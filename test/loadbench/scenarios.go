@@ -20,8 +20,9 @@ var scenarios = []scenario{
 		title: "one key, cached",
 		about: "Every request carries the same valid key: after the first, keygate answers from its cache. " +
 			"The header matcher holds that one key in the Caddyfile.",
-		runs:  5,
-		setup: setupCached,
+		runs:     5,
+		profiles: 2,
+		setup:    setupCached,
 	},
 	{
 		name:  "cached10k",
@@ -35,8 +36,9 @@ var scenarios = []scenario{
 		title: "100,000 keys round-robin over a cache of 10,000: every request misses",
 		about: "Requests rotate over 100,000 valid keys of the million-key SQLite store with cache_size 10000: " +
 			"a round-robin over more keys than an LRU holds never hits, so every request reads the store.",
-		runs:  4,
-		setup: setupMiss,
+		runs:     4,
+		profiles: 1,
+		setup:    setupMiss,
 	},
 	{
 		name:  "flood",
@@ -44,8 +46,9 @@ var scenarios = []scenario{
 		about: "The valid load (10,000 cached keys round-robin) runs alone, then with a second wrk sending random keys " +
 			"with a valid checksum that no store holds (200,000 of them round-robin, more than the negative cache's 16,384, so none is remembered). " +
 			"The table shows the valid load's throughput and latency; the flood's own rate is in its column.",
-		runs:  6,
-		setup: setupFlood,
+		runs:     6,
+		profiles: 1,
+		setup:    setupFlood,
 	},
 	{
 		name:  "postgres",
@@ -184,9 +187,9 @@ func setupCached(ctx context.Context, b *bench) ([]variant, func(), error) {
 	}
 	one := b.keys["1"]
 	return []variant{
-		{name: "bare", about: aboutBare, target: instances(bare), keys: one},
+		{name: "bare", about: aboutBare, target: instances(bare), keys: one, profile: true},
 		{name: "header matcher", about: "`header Authorization \"ApiKey <the key>\"` matcher, then reverse_proxy", target: instances(header), keys: one, base: "bare"},
-		{name: "keygate", about: aboutKeygate, target: instances(kg), keys: one, base: "bare"},
+		{name: "keygate", about: aboutKeygate, target: instances(kg), keys: one, base: "bare", profile: true},
 		{name: "forward_auth", about: aboutMap, target: fa, keys: one, base: "bare"},
 		{name: "forward_auth, no cache", about: aboutNoCache, target: faNone, keys: one, base: "bare"},
 	}, s.stop, nil
@@ -220,7 +223,7 @@ func setupMiss(ctx context.Context, b *bench) ([]variant, func(), error) {
 	keys := b.keys["100k"]
 	return []variant{
 		{name: "bare", about: aboutBare, target: instances(bare), keys: keys},
-		{name: "keygate, cache_size 10000", about: aboutKeygate + "; every request a cache miss and a store query", target: instances(kg), keys: keys, base: "bare"},
+		{name: "keygate, cache_size 10000", about: aboutKeygate + "; every request a cache miss and a store query", target: instances(kg), keys: keys, base: "bare", profile: true},
 		{name: "forward_auth, no cache", about: aboutNoCache, target: faNone, keys: keys, base: "bare"},
 		{name: "forward_auth", about: aboutMap + "; its unbounded map ends up holding all 100,000 keys", target: fa, keys: keys, base: "bare"},
 	}, s.stop, nil
@@ -240,7 +243,7 @@ func setupFlood(ctx context.Context, b *bench) ([]variant, func(), error) {
 		{name: "bare", about: aboutBare, target: bt, keys: keys},
 		{name: "bare + flood", about: "the same, while the flood is proxied too", target: bt, keys: keys, flood: true, base: "bare"},
 		{name: "keygate", about: aboutKeygate, target: kt, keys: keys},
-		{name: "keygate + flood", about: "the same, while the flood is refused (401 invalid_api_key)", target: kt, keys: keys, flood: true, base: "keygate"},
+		{name: "keygate + flood", about: "the same, while the flood is refused (401 invalid_api_key)", target: kt, keys: keys, flood: true, base: "keygate", profile: true},
 		{name: "forward_auth", about: aboutMap, target: fa, keys: keys},
 		{name: "forward_auth + flood", about: "the same, while the flood is refused (each unknown key a store query)", target: fa, keys: keys, flood: true, base: "forward_auth"},
 	}, s.stop, nil
