@@ -434,7 +434,11 @@ func writePropagation(t *testing.T, rec propagation) {
 		"SyncDefault":  5 * time.Second,
 		"SyncInterval": rec.SyncInterval,
 	}
-	tmpl := template.Must(template.New("PROPAGATION.md").Funcs(template.FuncMap{"ms": ms}).Parse(propagationDoc))
+	tmpl := template.Must(template.New("PROPAGATION.md").Funcs(template.FuncMap{
+		"ms":    ms,
+		"minOf": func(a, b time.Duration) time.Duration { return min(a, b) },
+		"maxOf": func(a, b time.Duration) time.Duration { return max(a, b) },
+	}).Parse(propagationDoc))
 	var b strings.Builder
 	if err := tmpl.Execute(&b, data); err != nil {
 		t.Fatalf("recording: %v", err)
@@ -525,10 +529,11 @@ pool and listener alike, as a database failover or an administrator would.
 B's listener notices at once, reconnects after its first backoff step
 (50 ms), LISTENs again and then reads the change log, which catches up the
 notification it missed; its pool replaces the dead connections on first use.
-So B rejects the key some 50 to 150 ms after its sessions ended, whenever
-A's answer came. When A's sessions are ended too, A's own ` + "`DELETE`" + ` first
-fails on a dead connection and is retried on a fresh one (a ` + "`BEGIN`" + ` that
-failed committed nothing), so A answers later and less of B's recovery is
+So B rejects the key between {{ms (minOf .Rec.KilledBFromKill.Min .Rec.KilledAllFromKill.Min)}} and {{ms (maxOf .Rec.KilledBFromKill.Max .Rec.KilledAllFromKill.Max)}} after its sessions
+ended (medians {{ms .Rec.KilledBFromKill.Median}} and {{ms .Rec.KilledAllFromKill.Median}}), whenever A's answer came.
+When A's sessions are ended too, A's own ` + "`DELETE`" + ` first fails on a dead
+connection and is retried on a fresh one (a ` + "`BEGIN`" + ` that failed
+committed nothing), so A answers later and less of B's recovery is
 left after A's answer:
 
 | A's DELETE /apikeys/{id} | trials | min | median | p99 | max |
