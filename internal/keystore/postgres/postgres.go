@@ -73,6 +73,11 @@ func open(ctx context.Context, dsn string, logger *zap.Logger, opts options) (*S
 	if err != nil {
 		return nil, fmt.Errorf("opening postgres key store: %w", err)
 	}
+	// Name the sessions, so that a database administrator can tell
+	// keygate's apart in pg_stat_activity, unless the DSN names them.
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = DefaultApplicationName
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening postgres key store: %w", err)
@@ -110,6 +115,10 @@ func open(ctx context.Context, dsn string, logger *zap.Logger, opts options) (*S
 	}()
 	return s, nil
 }
+
+// DefaultApplicationName is the application_name of keygate's sessions
+// when the DSN sets none.
+const DefaultApplicationName = "keygate"
 
 // Notices implements keystore.Notifier: a receive means the sequence may
 // have moved. A notice is also sent after the listener (re)connects, as

@@ -632,3 +632,29 @@ func BenchmarkNotifyLatency(b *testing.B) {
 	// The part of it spent committing the Create.
 	b.ReportMetric(pct(creates, 0.5), "create-p50-µs")
 }
+
+func TestSessionsAreNamedUnlessTheDSNNamesThem(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	named := dsn + "&application_name=keygate-b"
+	if !strings.Contains(dsn, "?") {
+		named = dsn + "?application_name=keygate-b"
+	}
+	tests := []struct {
+		name, dsn, want string
+	}{
+		{"no name in the DSN", dsn, DefaultApplicationName},
+		{"a name in the DSN", named, "keygate-b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t, tt.dsn, options{})
+			var got string
+			if err := s.pool.QueryRow(t.Context(), "SELECT current_setting('application_name')").Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("application_name = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
