@@ -73,6 +73,8 @@ type caddyConfig struct {
 	Auth      string // host:port of the auth service, for forward_auth
 	Admin     int    // set by startCaddy
 	Port      int    // set by startCaddy
+
+	bin string // the keygate binary to run; default bench.keygate
 }
 
 // instance is a running Caddy process.
@@ -104,7 +106,11 @@ func (b *bench) startCaddy(ctx context.Context, name string, cfg caddyConfig) (*
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := startProc(name, b.work, b.keygate, []string{"run", "--config", path, "--adapter", "caddyfile"},
+	bin := cfg.bin
+	if bin == "" {
+		bin = b.keygate
+	}
+	p, err := startProc(name, b.work, bin, []string{"run", "--config", path, "--adapter", "caddyfile"},
 		[]string{"HOME=" + home, "XDG_DATA_HOME=" + filepath.Join(home, "data"), "XDG_CONFIG_HOME=" + filepath.Join(home, "config")})
 	if err != nil {
 		return nil, err

@@ -34,6 +34,10 @@
 //	                use by others to fall below c cores (default 0.5, 1m)
 //	-timeout d      stop everything after d (default: from the plan)
 //	-keygate path   use this keygate binary instead of building one
+//	-compare path   also run another keygate binary (say, built before a
+//	                change) in the cached, cached10k, miss and flood
+//	                scenarios, interleaved with the rest; its rows are
+//	                marked [B]
 //	-pg dsn         PostgreSQL server for the postgres scenario (default
 //	                $KEYGATE_TEST_POSTGRES or postgres://postgres@127.0.0.1:5432/postgres)
 //
@@ -76,6 +80,7 @@ type options struct {
 	quietWait        time.Duration
 	timeout          time.Duration
 	keygate          string
+	compare          string
 	pgDSN            string
 	pgKeys           int
 	cacheDir         string
@@ -98,6 +103,7 @@ func main() {
 	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "longest wait for a quiet machine before each round")
 	flag.DurationVar(&o.timeout, "timeout", 0, "stop after this long (default: twice the planned time plus 15m)")
 	flag.StringVar(&o.keygate, "keygate", "", "keygate binary to use instead of building ./cmd/keygate")
+	flag.StringVar(&o.compare, "compare", "", "another keygate binary: its rows, marked "+compareTag+", run interleaved with the others (before/after a change)")
 	flag.StringVar(&o.pgDSN, "pg", "", "PostgreSQL server DSN (default $KEYGATE_TEST_POSTGRES or postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
 	flag.IntVar(&o.pgKeys, "pg-keys", 1_000_000, "keys copied into the PostgreSQL database")
 	flag.StringVar(&o.cacheDir, "cache-dir", filepath.Join(os.TempDir(), "keygate-loadbench"), "where the SQLite dataset is kept between runs")
@@ -160,6 +166,9 @@ func plannedTime(o options) time.Duration {
 		runs += scenarioByName(s).runs
 	}
 	t := time.Duration(runs) * (time.Duration(o.rounds)*(o.duration+2*time.Second) + o.warmup)
+	if o.compare != "" {
+		t = t * 13 / 10
+	}
 	if o.profile {
 		for _, s := range o.scenarios {
 			t += time.Duration(scenarioByName(s).profiles) * o.profileDuration
@@ -263,6 +272,13 @@ func (b *bench) build(ctx context.Context) error {
 		return err
 	}
 	pkgs := []string{"./test/loadbench/authsvc", "./test/loadbench/upstream"}
+	if b.opt.compare != "" {
+		abs, err := filepath.Abs(b.opt.compare)
+		if err != nil {
+			return err
+		}
+		b.opt.compare = abs
+	}
 	b.keygate = b.opt.keygate
 	if b.keygate == "" {
 		pkgs = append(pkgs, "./cmd/keygate")

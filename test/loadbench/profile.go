@@ -77,18 +77,22 @@ func (b *bench) profileRun(ctx context.Context, s scenario, v variant) error {
 		top.Write(trimPprof(out))
 		top.WriteString("\n")
 	}
-	section("CPU, flat", "-top", "-nodecount=25", b.keygate, cpu)
+	bin := b.keygate
+	if strings.Contains(v.name, compareTag) {
+		bin = b.opt.compare
+	}
+	section("CPU, flat", "-top", "-nodecount=25", bin, cpu)
 	if strings.HasPrefix(v.name, "keygate") {
 		// The handler's own work: samples under its ServeHTTP but not
 		// under the reverse proxy it calls next.
 		own := []string{"-focus=" + handlerFrame, "-ignore=" + proxyFrames}
-		section("CPU in keygate's handler itself (next handler excluded), flat", append(append([]string{"-top", "-nodecount=25"}, own...), b.keygate, cpu)...)
-		section("the same, cumulative", append(append([]string{"-top", "-cum", "-nodecount=25"}, own...), b.keygate, cpu)...)
+		section("CPU in keygate's handler itself (next handler excluded), flat", append(append([]string{"-top", "-nodecount=25"}, own...), bin, cpu)...)
+		section("the same, cumulative", append(append([]string{"-top", "-cum", "-nodecount=25"}, own...), bin, cpu)...)
 		section("heap allocations in keygate's handler itself during the run, by objects", append(append([]string{"-top", "-sample_index=alloc_objects", "-nodecount=15",
-			"-diff_base=" + allocsBefore}, own...), b.keygate, allocsAfter)...)
+			"-diff_base=" + allocsBefore}, own...), bin, allocsAfter)...)
 	}
 	section("heap allocations during the run, by objects, flat", "-top", "-sample_index=alloc_objects", "-nodecount=20",
-		"-diff_base="+allocsBefore, b.keygate, allocsAfter)
+		"-diff_base="+allocsBefore, bin, allocsAfter)
 	text := top.String()
 	if err := os.WriteFile(filepath.Join(dir, name+".top.txt"), []byte(text), 0o644); err != nil {
 		return err

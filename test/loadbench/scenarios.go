@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // scenarios are the benchmark's tables, in the order they run.
@@ -25,11 +26,12 @@ var scenarios = []scenario{
 		setup:    setupCached,
 	},
 	{
-		name:  "cached10k",
-		title: "10,000 keys round-robin, all cached",
-		about: "Requests rotate over 10,000 valid keys of the million-key SQLite store; keygate's cache (cache_size 100000) holds them all after the warm-up.",
-		runs:  3,
-		setup: setupCached10k,
+		name:     "cached10k",
+		title:    "10,000 keys round-robin, all cached",
+		about:    "Requests rotate over 10,000 valid keys of the million-key SQLite store; keygate's cache (cache_size 100000) holds them all after the warm-up.",
+		runs:     3,
+		profiles: 1,
+		setup:    setupCached10k,
 	},
 	{
 		name:  "miss",
@@ -66,10 +68,11 @@ func (b *bench) bareProxy(ctx context.Context, name string) (*instance, error) {
 	return b.startCaddy(ctx, name, caddyConfig{Kind: "bare", Upstream: b.upstreamAddr})
 }
 
-// keygateProxy is keygate over the SQLite dataset.
-func (b *bench) keygateProxy(ctx context.Context, name string, cacheSize int) (*instance, error) {
+// keygateProxy is keygate over the SQLite dataset, run with binary bin
+// ("" for the one built).
+func (b *bench) keygateProxy(ctx context.Context, name, bin string, cacheSize int) (*instance, error) {
 	return b.startCaddy(ctx, name, caddyConfig{
-		Kind: "keygate", Upstream: b.upstreamAddr, Store: fmt.Sprintf("store sqlite %q", b.dataset), CacheSize: cacheSize,
+		Kind: "keygate", Upstream: b.upstreamAddr, Store: fmt.Sprintf("store sqlite %q", b.dataset), CacheSize: cacheSize, bin: bin,
 	})
 }
 
@@ -124,9 +127,36 @@ func (s *starter) caddy(name string, start func(ctx context.Context, name string
 
 func (s *starter) keygate(name string, cacheSize int) *instance {
 	return s.caddy(name, func(ctx context.Context, name string) (*instance, error) {
-		return s.b.keygateProxy(ctx, name, cacheSize)
+		return s.b.keygateProxy(ctx, name, "", cacheSize)
 	})
 }
+
+// compared starts, with -compare, the same keygate with the binary to
+// compare, and returns the variants made by rows for it, renamed; nil
+// without -compare.
+func (s *starter) compared(name string, cacheSize int, rows func(kg *instance) []variant) []variant {
+	if s.b.opt.compare == "" || s.err != nil {
+		return nil
+	}
+	in := s.caddy(name+"-compare", func(ctx context.Context, name string) (*instance, error) {
+		return s.b.keygateProxy(ctx, name, s.b.opt.compare, cacheSize)
+	})
+	if in == nil {
+		return nil
+	}
+	vs := rows(in)
+	for i := range vs {
+		vs[i].name = strings.Replace(vs[i].name, "keygate", "keygate "+compareTag, 1)
+		if strings.HasPrefix(vs[i].base, "keygate") {
+			vs[i].base = strings.Replace(vs[i].base, "keygate", "keygate "+compareTag, 1)
+		}
+		vs[i].about += " (with -compare's binary)"
+	}
+	return vs
+}
+
+// compareTag marks the rows of -compare's binary.
+const compareTag = "[B]"
 
 func (s *starter) bare(name string) *instance { return s.caddy(name, s.b.bareProxy) }
 
@@ -182,17 +212,21 @@ func setupCached(ctx context.Context, b *bench) ([]variant, func(), error) {
 	kg := s.keygate("keygate", 100_000)
 	fa := s.forwardAuth("forward_auth", "map")
 	faNone := s.forwardAuth("forward_auth-nocache", "none")
+	one := b.keys["1"]
+	rows := func(kg *instance) []variant {
+		return []variant{{name: "keygate", about: aboutKeygate, target: instances(kg), keys: one, base: "bare", profile: true}}
+	}
+	compared := s.compared("keygate", 100_000, rows)
 	if s.err != nil {
 		return nil, s.stop, s.err
 	}
-	one := b.keys["1"]
-	return []variant{
+	return append([]variant{
 		{name: "bare", about: aboutBare, target: instances(bare), keys: one, profile: true},
 		{name: "header matcher", about: "`header Authorization \"ApiKey <the key>\"` matcher, then reverse_proxy", target: instances(header), keys: one, base: "bare"},
-		{name: "keygate", about: aboutKeygate, target: instances(kg), keys: one, base: "bare", profile: true},
+		rows(kg)[0],
 		{name: "forward_auth", about: aboutMap, target: fa, keys: one, base: "bare"},
 		{name: "forward_auth, no cache", about: aboutNoCache, target: faNone, keys: one, base: "bare"},
-	}, s.stop, nil
+	}, compared...), s.stop, nil
 }
 
 func setupCached10k(ctx context.Context, b *bench) ([]variant, func(), error) {
@@ -200,15 +234,19 @@ func setupCached10k(ctx context.Context, b *bench) ([]variant, func(), error) {
 	bare := s.bare("bare")
 	kg := s.keygate("keygate", 100_000)
 	fa := s.forwardAuth("forward_auth", "map")
+	keys := b.keys["10k"]
+	rows := func(kg *instance) []variant {
+		return []variant{{name: "keygate", about: aboutKeygate, target: instances(kg), keys: keys, base: "bare", profile: true}}
+	}
+	compared := s.compared("keygate", 100_000, rows)
 	if s.err != nil {
 		return nil, s.stop, s.err
 	}
-	keys := b.keys["10k"]
-	return []variant{
+	return append([]variant{
 		{name: "bare", about: aboutBare, target: instances(bare), keys: keys},
-		{name: "keygate", about: aboutKeygate, target: instances(kg), keys: keys, base: "bare"},
+		rows(kg)[0],
 		{name: "forward_auth", about: aboutMap, target: fa, keys: keys, base: "bare"},
-	}, s.stop, nil
+	}, compared...), s.stop, nil
 }
 
 func setupMiss(ctx context.Context, b *bench) ([]variant, func(), error) {
@@ -217,16 +255,20 @@ func setupMiss(ctx context.Context, b *bench) ([]variant, func(), error) {
 	kg := s.keygate("keygate-cache10k", 10_000)
 	faNone := s.forwardAuth("forward_auth-nocache", "none")
 	fa := s.forwardAuth("forward_auth", "map")
+	keys := b.keys["100k"]
+	rows := func(kg *instance) []variant {
+		return []variant{{name: "keygate, cache_size 10000", about: aboutKeygate + "; every request a cache miss and a store query", target: instances(kg), keys: keys, base: "bare", profile: true}}
+	}
+	compared := s.compared("keygate-cache10k", 10_000, rows)
 	if s.err != nil {
 		return nil, s.stop, s.err
 	}
-	keys := b.keys["100k"]
-	return []variant{
+	return append([]variant{
 		{name: "bare", about: aboutBare, target: instances(bare), keys: keys},
-		{name: "keygate, cache_size 10000", about: aboutKeygate + "; every request a cache miss and a store query", target: instances(kg), keys: keys, base: "bare", profile: true},
+		rows(kg)[0],
 		{name: "forward_auth, no cache", about: aboutNoCache, target: faNone, keys: keys, base: "bare"},
 		{name: "forward_auth", about: aboutMap + "; its unbounded map ends up holding all 100,000 keys", target: fa, keys: keys, base: "bare"},
-	}, s.stop, nil
+	}, compared...), s.stop, nil
 }
 
 func setupFlood(ctx context.Context, b *bench) ([]variant, func(), error) {
@@ -234,19 +276,26 @@ func setupFlood(ctx context.Context, b *bench) ([]variant, func(), error) {
 	bare := s.bare("bare")
 	kg := s.keygate("keygate", 100_000)
 	fa := s.forwardAuth("forward_auth", "map")
+	keys := b.keys["10k"]
+	rows := func(kg *instance) []variant {
+		kt := instances(kg)
+		return []variant{
+			{name: "keygate", about: aboutKeygate, target: kt, keys: keys},
+			{name: "keygate + flood", about: "the same, while the flood is refused (401 invalid_api_key)", target: kt, keys: keys, flood: true, base: "keygate", profile: true},
+		}
+	}
+	compared := s.compared("keygate", 100_000, rows)
 	if s.err != nil {
 		return nil, s.stop, s.err
 	}
-	keys := b.keys["10k"]
-	bt, kt := instances(bare), instances(kg)
-	return []variant{
+	bt := instances(bare)
+	return append(append([]variant{
 		{name: "bare", about: aboutBare, target: bt, keys: keys},
-		{name: "bare + flood", about: "the same, while the flood is proxied too", target: bt, keys: keys, flood: true, base: "bare"},
-		{name: "keygate", about: aboutKeygate, target: kt, keys: keys},
-		{name: "keygate + flood", about: "the same, while the flood is refused (401 invalid_api_key)", target: kt, keys: keys, flood: true, base: "keygate", profile: true},
+		{name: "bare + flood", about: "the same, while the flood is proxied too", target: bt, keys: keys, flood: true, base: "bare"}},
+		rows(kg)...), append([]variant{
 		{name: "forward_auth", about: aboutMap, target: fa, keys: keys},
 		{name: "forward_auth + flood", about: "the same, while the flood is refused (each unknown key a store query)", target: fa, keys: keys, flood: true, base: "forward_auth"},
-	}, s.stop, nil
+	}, compared...)...), s.stop, nil
 }
 
 func setupPostgres(ctx context.Context, b *bench) ([]variant, func(), error) {
