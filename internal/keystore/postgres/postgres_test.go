@@ -569,6 +569,11 @@ func TestCloseStopsTheListener(t *testing.T) {
 			}
 			<-g.attempts // the first connection
 			tc.setup(t, g)
+			// The goroutine is started by open but may not have been
+			// scheduled yet: wait for it, then check there is exactly one.
+			for deadline := time.Now().Add(eventually); listenerGoroutines() == 0 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
 			if n := listenerGoroutines(); n != 1 {
 				t.Errorf("listener goroutines before Close: got %d, want 1", n)
 			}
