@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -30,11 +31,20 @@ func openSQLite(t testing.TB) *sqlite.Store {
 // The benchmark dataset: datasetSize keys whose secrets are derived from
 // their index, so that a benchmark can send any of them without the file
 // holding secrets. It is built once per machine under os.TempDir() (that
-// takes minutes) and reused while its version matches.
-const (
-	datasetSize    = 1_000_000
-	datasetVersion = 1 // bump when the derivation below changes
-)
+// takes minutes) and reused while its version matches. KEYGATE_BENCH_KEYS
+// sets another size: CI's smoke runs use a small one.
+var datasetSize = benchKeysFromEnv(1_000_000)
+
+const datasetVersion = 1 // bump when the derivation below changes
+
+// benchKeysFromEnv returns $KEYGATE_BENCH_KEYS if it is a positive number,
+// otherwise def.
+func benchKeysFromEnv(def int) int {
+	if n, err := strconv.Atoi(os.Getenv("KEYGATE_BENCH_KEYS")); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
 
 var datasetCreated = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
