@@ -68,7 +68,8 @@ func ParseAuthorization(value string) (string, error) {
 	if key == "" {
 		return "", ErrMissingKey
 	}
-	if strings.ContainsAny(key, " \t") {
+	// Two IndexByte scans (SIMD) cost a fraction of one ContainsAny.
+	if strings.IndexByte(key, ' ') >= 0 || strings.IndexByte(key, '\t') >= 0 {
 		return "", ErrExtraTokens
 	}
 	return key, nil
