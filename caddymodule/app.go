@@ -28,21 +28,22 @@ func init() {
 	caddy.RegisterModule(App{})
 }
 
-// Defaults of the apikeys app.
+// Defaults of the apikeys app: those of the verifier and the recorder,
+// named here as the Caddyfile names them.
 const (
 	// DefaultCacheSize is how many verified keys are held in memory.
-	DefaultCacheSize = 100000
+	DefaultCacheSize = verifier.DefaultCacheSize
 	// DefaultCacheTTL is how long a cached verification is trusted without
 	// hearing of a change.
-	DefaultCacheTTL = time.Minute
+	DefaultCacheTTL = verifier.DefaultCacheTTL
 	// DefaultNegativeCacheTTL is how long "no such key" is remembered.
-	DefaultNegativeCacheTTL = 10 * time.Second
+	DefaultNegativeCacheTTL = verifier.DefaultNegativeTTL
 	// DefaultLastUsedInterval is how often pending last-used times are
 	// written.
-	DefaultLastUsedInterval = 10 * time.Second
+	DefaultLastUsedInterval = lastused.DefaultInterval
 	// DefaultSyncInterval is how often the store is polled for changes
 	// made by other instances.
-	DefaultSyncInterval = 5 * time.Second
+	DefaultSyncInterval = verifier.DefaultSyncInterval
 )
 
 // Store backends.
