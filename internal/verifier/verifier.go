@@ -26,6 +26,13 @@
 // if no invalidation happened since the fetch began. Concurrent misses for
 // one key share one store query, and a request that arrives after an
 // invalidation never shares a query that began before it.
+//
+// At most maxQueries (8) lookups are in the store at once; further misses
+// wait for a slot within StoreTimeout, and are answered unavailable if
+// none frees up in time. A flood of unknown keys thus cannot occupy more
+// of the store, or of database/sql's connection pool, than that: the
+// SQLite store keeps 8 idle connections, and every query beyond them would
+// open a connection and prepare its statements, then close it.
 package verifier
 
 import (
@@ -75,6 +82,12 @@ const maxShards = 16
 // minShardSize is the smallest shard worth splitting a cache into: small
 // caches stay one exact LRU.
 const minShardSize = 64
+
+// maxQueries bounds the key lookups in flight in the store at once (see
+// the package doc). It matches the idle connections the SQLite store
+// keeps; the PostgreSQL store's pool holds max(4, cores) connections
+// unless its DSN says otherwise.
+const maxQueries = 8
 
 // changesPage is how many changes one Changes query reads.
 const changesPage = 1000
@@ -148,6 +161,7 @@ type Verifier struct {
 	// unchanged since the fetch began.
 	gen     atomic.Uint64
 	flights singleflight.Group
+	queries chan struct{} // one token per lookup in flight, up to maxQueries
 
 	hits, misses, negativeHits  prometheus.Counter
 	getErrors, changesErrors    prometheus.Counter
@@ -218,6 +232,7 @@ func New(store Store, cfg Config) (*Verifier, error) {
 		fromNotify:    cfg.Metrics.Invalidations.WithLabelValues(metrics.SourceNotify),
 		poll:          cfg.Metrics.Invalidations.WithLabelValues(metrics.SourcePoll),
 		syncing:       make(chan struct{}, 1),
+		queries:       make(chan struct{}, maxQueries),
 	}
 	negative := min(cfg.CacheSize, maxNegative)
 	for i := range v.shards {
@@ -319,6 +334,14 @@ func (v *Verifier) fetch(d apikey.Digest) (*entry, error) {
 func (v *Verifier) load(d apikey.Digest, gen uint64) (*entry, error) {
 	ctx, cancel := context.WithTimeout(v.ctx, v.storeTimeout)
 	defer cancel()
+	select {
+	case v.queries <- struct{}{}:
+		defer func() { <-v.queries }()
+	case <-ctx.Done():
+		v.getErrors.Inc()
+		v.logGetError(fmt.Errorf("waiting for one of %d key lookups in flight: %w", maxQueries, ctx.Err()))
+		return nil, ErrUnavailable
+	}
 	fetchedAt := v.now() // before the query: the entry is no fresher than that
 	k, err := v.store.GetByDigest(ctx, d)
 	sh := &v.shards[d[0]&v.mask]
