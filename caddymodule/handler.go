@@ -238,11 +238,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // rejectVerify answers a request whose key the verifier refused.
 func (h *Handler) rejectVerify(w http.ResponseWriter, k *apikey.Key, err error) error {
 	ae, ok := err.(*apikey.Error)
-	if !ok && !errors.As(err, &ae) {
-		// Not one of the verifier's answers: count it as the store failing,
-		// the one outcome that tells the client to retry.
-		h.logger.Error("verifying api key", zap.Error(err))
-		return h.reject(w, apikey.CodeUnavailable, k, bodyOf(unavailableError), nil)
+	if !ok {
+		// A variable of its own: errors.As takes its address, which would
+		// put ae on the heap on every refusal.
+		var wrapped *apikey.Error
+		if !errors.As(err, &wrapped) {
+			// Not one of the verifier's answers: count it as the store
+			// failing, the one outcome that tells the client to retry.
+			h.logger.Error("verifying api key", zap.Error(err))
+			return h.reject(w, apikey.CodeUnavailable, k, bodyOf(unavailableError), nil)
+		}
+		ae = wrapped
 	}
 	return h.reject(w, ae.Code(), k, bodyOf(ae), ae)
 }
