@@ -13,8 +13,8 @@
 // ./test/loadbench/upstream once, starts every server on 127.0.0.1 (each
 // in its own process, in a home directory of its own), and drives them
 // with wrk (apt-get install wrk), one configuration after the other,
-// interleaved over several rounds (A B C A B C ...), reporting the median
-// of each. Every configuration proxies to the same upstream with the same
+// interleaved over several rounds (A B C, then C B A, ...), reporting the
+// median of each. Every configuration proxies to the same upstream with the same
 // transport settings, and gets the same wrk command and Lua script.
 //
 // Flags:
@@ -414,7 +414,8 @@ func (b *bench) runScenario(ctx context.Context, s scenario) error {
 	}
 	for round := 1; round <= b.opt.rounds; round++ {
 		b.waitQuiet(ctx)
-		for i, v := range variants {
+		for _, i := range roundOrder(len(variants), round) {
+			v := variants[i]
 			r, err := b.measure(ctx, v, b.opt.duration)
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", v.name, round, err)
@@ -436,6 +437,21 @@ func (b *bench) runScenario(ctx context.Context, s scenario) error {
 		}
 	}
 	return nil
+}
+
+// roundOrder returns the order in which round runs n variants: forward in
+// odd rounds, backward in even ones (A B C, C B A, ...), so that a drift of
+// the machine's speed within a round favours no variant.
+func roundOrder(n, round int) []int {
+	order := make([]int, n)
+	for i := range order {
+		if round%2 == 1 {
+			order[i] = i
+		} else {
+			order[i] = n - 1 - i
+		}
+	}
+	return order
 }
 
 // coverKeys is the largest key set a warm-up sends in full, so that the
