@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -154,6 +155,22 @@ func TestGatewayMetrics(t *testing.T) {
 					}
 				}
 			}
+			// What `promtool check metrics` checks (promtool runs promlint),
+			// on keygate's families as served.
+			var ours []*dto.MetricFamily
+			for name, mf := range families {
+				if strings.HasPrefix(name, "caddy_apikey_") {
+					ours = append(ours, mf)
+				}
+			}
+			problems, err := promlint.NewWithMetricFamilies(ours).Lint()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range problems {
+				t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+			}
+
 			requests := func(result, scope string) float64 {
 				for _, m := range families["caddy_apikey_requests_total"].GetMetric() {
 					labels := map[string]string{}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 // touch gives every labelled collector one series per documented label
@@ -156,5 +157,27 @@ func TestRegisterRefusesAnotherCollectorUnderTheSameName(t *testing.T) {
 	}
 	if err := New().Register(reg); err == nil {
 		t.Error("Register of a second Metrics into the same registry: got nil, want an error")
+	}
+}
+
+// TestMetricsPassPromlint runs the checks of `promtool check metrics`
+// (the promlint package is what promtool runs) over every collector.
+func TestMetricsPassPromlint(t *testing.T) {
+	m := New()
+	touch(m)
+	reg := prometheus.NewPedanticRegistry()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(families).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 }
