@@ -464,7 +464,12 @@ func printKey(w io.Writer, k keyservice.KeyJSON, now time.Time) {
 	fmt.Fprintf(tw, "Created:\t%s\n", longTime(k.CreatedAt, now))
 	fmt.Fprintf(tw, "Last used:\t%s\n", longTimeOrNever(k.LastUsedAt, now))
 	fmt.Fprintf(tw, "Expires:\t%s\n", longTimeOrNever(k.ExpiresAt, now))
-	fmt.Fprintf(tw, "Revoked:\t%s\n", longTimeOrNever(k.RevokedAt, now))
+	// "never" would read as "cannot be revoked".
+	revoked := "no"
+	if k.RevokedAt != nil {
+		revoked = longTime(*k.RevokedAt, now)
+	}
+	fmt.Fprintf(tw, "Revoked:\t%s\n", revoked)
 	_ = tw.Flush()
 }
 

@@ -133,7 +133,7 @@ func TestPrintKey(t *testing.T) {
 		"Created:    2026-11-25 19:38:07 UTC (3 minutes ago)\n" +
 		"Last used:  never\n" +
 		"Expires:    2026-12-02 19:38:07 UTC (in 7 days)\n" +
-		"Revoked:    never\n"
+		"Revoked:    no\n"
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}

@@ -44,7 +44,7 @@ func TestCLICreatePrintsTheSecretOnceWithAWarning(t *testing.T) {
 	if len(secrets) != 1 {
 		t.Fatalf("found %d secrets in the output, want exactly 1:\n%s", len(secrets), out)
 	}
-	for _, want := range []string{"will not be shown again", "Name:       CI/CD Pipeline", "Scope:      routine", "Status:     active", "Last used:  never", "Revoked:    never"} {
+	for _, want := range []string{"will not be shown again", "Name:       CI/CD Pipeline", "Scope:      routine", "Status:     active", "Last used:  never", "Revoked:    no"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -129,7 +129,7 @@ func TestCLIShow(t *testing.T) {
 		"Created:    " + k.CreatedAt.Format("2006-01-02 15:04:05 UTC") + " (",
 		"Last used:  never\n",
 		"Expires:    " + k.ExpiresAt.Format("2006-01-02 15:04:05 UTC") + " (in ",
-		"Revoked:    never\n",
+		"Revoked:    no\n",
 	}
 	for _, w := range want {
 		if !strings.Contains(out, w) {
