@@ -21,7 +21,7 @@ var scenarios = []scenario{
 		title: "one key, cached",
 		about: "Every request carries the same valid key: after the first, keygate answers from its cache. " +
 			"The header matcher holds that one key in the Caddyfile.",
-		runs:     5,
+		runs:     6,
 		profiles: 2,
 		setup:    setupCached,
 	},
@@ -206,6 +206,7 @@ func setupUpstream(ctx context.Context, b *bench) ([]variant, func(), error) {
 func setupCached(ctx context.Context, b *bench) ([]variant, func(), error) {
 	s := &starter{b: b, ctx: ctx}
 	bare := s.bare("bare")
+	bare2 := s.bare("bare-2")
 	header := s.caddy("header", func(ctx context.Context, name string) (*instance, error) {
 		return b.startCaddy(ctx, name, caddyConfig{Kind: "header", Upstream: b.upstreamAddr, Secret: secretOf(0)})
 	})
@@ -222,6 +223,7 @@ func setupCached(ctx context.Context, b *bench) ([]variant, func(), error) {
 	}
 	return append([]variant{
 		{name: "bare", about: aboutBare, target: instances(bare), keys: one, profile: true},
+		{name: "bare, second process", about: aboutBare + ", the same configuration in another process: how far apart two identical configurations measure", target: instances(bare2), keys: one, base: "bare"},
 		{name: "header matcher", about: "`header Authorization \"ApiKey <the key>\"` matcher, then reverse_proxy", target: instances(header), keys: one, base: "bare"},
 		rows(kg)[0],
 		{name: "forward_auth", about: aboutMap, target: fa, keys: one, base: "bare"},
