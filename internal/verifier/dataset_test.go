@@ -2,11 +2,8 @@ package verifier
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/apikey/apikeytest"
 	"github.com/docana/keygate/internal/keystore/sqlite"
 )
 
@@ -48,45 +46,16 @@ func benchKeysFromEnv(def int) int {
 
 var datasetCreated = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-// derive fills dst with base62 characters derived from tag and i.
-func derive(dst []byte, tag string, i int) {
-	var seed [8]byte
-	binary.BigEndian.PutUint64(seed[:], uint64(i))
-	sum := sha256.Sum256(append([]byte(tag), seed[:]...))
-	for j := range dst {
-		if j%len(sum) == 0 && j > 0 {
-			sum = sha256.Sum256(sum[:])
-		}
-		dst[j] = base62[int(sum[j%len(sum)])%62]
-	}
-}
-
-// datasetSecret returns the secret of key i of the dataset: "dk_", 32
-// derived characters and their checksum, written as the design says
-// (CRC-32 IEEE in 6 base62 digits, most significant first).
-func datasetSecret(i int) string {
-	b := make([]byte, 3+32+6)
-	copy(b, "dk_")
-	derive(b[3:35], "secret", i)
-	sum := crc32.ChecksumIEEE(b[:35])
-	for j := len(b) - 1; j >= 35; j-- {
-		b[j] = base62[sum%62]
-		sum /= 62
-	}
-	return string(b)
-}
+// datasetSecret returns the secret of key i of the dataset.
+func datasetSecret(i int) string { return apikeytest.Secret("secret", i) }
 
 // datasetKey returns the record of key i of the dataset.
 func datasetKey(i int) apikey.Key {
 	secret := datasetSecret(i)
-	id := make([]byte, 4+22)
-	copy(id, apikey.IDPrefix)
-	derive(id[4:], "id", i)
+	id := apikeytest.ID("id", i)
 	scope := apikey.Scopes[i%len(apikey.Scopes)]
 	return apikey.Key{
-		ID:        string(id),
+		ID:        id,
 		Name:      fmt.Sprintf("Benchmark key %d", i),
 		Scope:     scope,
 		Expiry:    apikey.ExpiryNever,

@@ -4,13 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +19,7 @@ import (
 	_ "modernc.org/sqlite" // the driver that internal/keystore/sqlite uses
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/apikey/apikeytest"
 	"github.com/docana/keygate/internal/keystore/postgres"
 	"github.com/docana/keygate/internal/keystore/sqlite"
 )
@@ -36,44 +34,16 @@ const (
 
 var datasetCreated = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-// derive fills dst with base62 characters derived from tag and i.
-func derive(dst []byte, tag string, i int) {
-	var seed [8]byte
-	binary.BigEndian.PutUint64(seed[:], uint64(i))
-	sum := sha256.Sum256(append([]byte("loadbench "+tag), seed[:]...))
-	for j := range dst {
-		if j > 0 && j%len(sum) == 0 {
-			sum = sha256.Sum256(sum[:])
-		}
-		dst[j] = base62[int(sum[j%len(sum)])%62]
-	}
-}
-
-// secretOf returns the secret of dataset key i: "dk_", 32 derived
-// characters and their checksum as the design defines it (CRC-32 IEEE in 6
-// base62 digits, most significant first).
-func secretOf(i int) string {
-	b := make([]byte, 3+32+6)
-	copy(b, "dk_")
-	derive(b[3:35], "secret", i)
-	sum := crc32.ChecksumIEEE(b[:35])
-	for j := len(b) - 1; j >= 35; j-- {
-		b[j] = base62[sum%62]
-		sum /= 62
-	}
-	return string(b)
-}
+// secretOf returns the secret of dataset key i. The tag keeps these keys
+// apart from the verifier benchmark's dataset.
+func secretOf(i int) string { return apikeytest.Secret("loadbench secret", i) }
 
 // keyOf returns the record of dataset key i: scope full, never expiring.
 func keyOf(i int) apikey.Key {
 	secret := secretOf(i)
-	id := make([]byte, len(apikey.IDPrefix)+22)
-	copy(id, apikey.IDPrefix)
-	derive(id[len(apikey.IDPrefix):], "id", i)
+	id := apikeytest.ID("loadbench id", i)
 	return apikey.Key{
-		ID:        string(id),
+		ID:        id,
 		Name:      fmt.Sprintf("Load benchmark key %d", i),
 		Scope:     apikey.ScopeFull,
 		Expiry:    apikey.ExpiryNever,
