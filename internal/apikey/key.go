@@ -31,6 +31,10 @@ type Key struct {
 	// RevokedAt is when the key was revoked; zero while it is not. Once set
 	// it never changes.
 	RevokedAt time.Time
+	// ReplacedBy is the ID of the key that replaced this one in a
+	// rotation; empty while none did. Once set it never changes: a key is
+	// replaced at most once.
+	ReplacedBy string
 	// LastUsedAt is the latest request the key authenticated; zero if none.
 	LastUsedAt time.Time
 }

@@ -8,6 +8,7 @@ package keystore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/docana/keygate/internal/apikey"
@@ -21,6 +22,14 @@ var (
 	ErrNotFound = errors.New("api key not found")
 	// ErrRevoked: the operation needs a key that is not revoked (rotate).
 	ErrRevoked = errors.New("api key is revoked")
+	// ErrExpired: the operation needs a key that has not expired (rotate).
+	ErrExpired = errors.New("api key has expired")
+	// ErrReplaced: the operation needs a key that no rotation replaced yet
+	// (rotate: a key is replaced at most once).
+	ErrReplaced = errors.New("api key was already replaced")
+	// ErrInvalidKey: Create or Rotate was given a key that breaks a rule of
+	// CheckNew. Nothing was stored.
+	ErrInvalidKey = errors.New("invalid api key record")
 	// ErrExists: Create was given an ID or digest that is already stored.
 	ErrExists = errors.New("api key already exists")
 	// ErrClosed: the store was closed.
@@ -34,7 +43,8 @@ var (
 // Times are stored with at least microsecond precision and returned in UTC.
 type Store interface {
 	// Create stores k, whose ID, digest and times are set by the caller
-	// (apikey.Format.New). k.RevokedAt and k.LastUsedAt must be zero.
+	// (apikey.Format.New). A key that CheckNew refuses is refused with an
+	// error wrapping ErrInvalidKey, before anything is stored.
 	Create(ctx context.Context, k apikey.Key) error
 	// Get returns the key with the given ID, or ErrNotFound.
 	Get(ctx context.Context, id string) (apikey.Key, error)
@@ -47,10 +57,15 @@ type Store interface {
 	// returns the key as stored afterwards. Revoking a revoked key changes
 	// nothing and bumps no sequence. ErrNotFound if there is no such key.
 	Revoke(ctx context.Context, id string, at time.Time) (apikey.Key, error)
-	// Rotate creates next and, in the same transaction, makes the key id
-	// expire at oldExpiresAt unless it expires sooner anyway. It returns
-	// the old key as stored afterwards. ErrNotFound if there is no such key,
-	// ErrRevoked if it is revoked.
+	// Rotate creates next and, in the same transaction, sets the key id's
+	// ReplacedBy to next.ID and makes it expire at oldExpiresAt unless it
+	// expires sooner anyway. It returns the old key as stored afterwards.
+	// next is checked as Create checks a key (ErrInvalidKey). The old key
+	// is judged inside the transaction, at next.CreatedAt (the time of the
+	// rotation): ErrNotFound if there is no such key, ErrRevoked if it is
+	// revoked, ErrReplaced if a rotation replaced it already, ErrExpired if
+	// it has expired; then nothing is stored. So of two rotations of one
+	// key racing, one succeeds and the other gets ErrReplaced.
 	Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time) (apikey.Key, error)
 	// TouchLastUsed records when keys were last used, by key ID. A time
 	// older than the stored one is ignored, so last use never moves
@@ -64,6 +79,71 @@ type Store interface {
 	Changes(ctx context.Context, since int64, limit int) ([]Change, int64, error)
 	// Close releases the store. Calls after Close return ErrClosed.
 	Close() error
+}
+
+// CheckNew checks what a store asks of a key to create, by Create or as
+// the new key of Rotate: a key ID (apikey.ValidID), a name that
+// apikey.CheckName accepts, a defined scope, an expiry preset, a hint, a
+// digest that is not all zeros, a creation time, an expiry time that is
+// set exactly when the preset expires and is after the creation, and no
+// RevokedAt, ReplacedBy or LastUsedAt. Every backend calls it, so that
+// none stores a key it cannot read back. The error wraps ErrInvalidKey;
+// it never quotes the name, and the ID only when it is well formed.
+func CheckNew(k apikey.Key) error {
+	if err := checkNew(k); err != nil {
+		if apikey.ValidID(k.ID) {
+			return fmt.Errorf("%w %s: %v", ErrInvalidKey, k.ID, err)
+		}
+		return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	return nil
+}
+
+func checkNew(k apikey.Key) error {
+	switch {
+	case !apikey.ValidID(k.ID):
+		return errors.New(`ID is not "key_" and 22 letters or digits`)
+	case !k.Scope.Valid():
+		return fmt.Errorf("scope %d is not defined", k.Scope)
+	case k.Hint == "":
+		return errors.New("hint is empty")
+	case k.Digest == apikey.Digest{}:
+		return errors.New("digest is all zeros")
+	case k.CreatedAt.IsZero():
+		return errors.New("creation time is not set")
+	case !k.RevokedAt.IsZero() || !k.LastUsedAt.IsZero() || k.ReplacedBy != "":
+		return errors.New("a new key must not be revoked, used or replaced yet")
+	}
+	if err := apikey.CheckName(k.Name); err != nil {
+		return fmt.Errorf("name %w", err)
+	}
+	if _, err := apikey.ParseExpiry(string(k.Expiry)); err != nil {
+		// ParseExpiry would quote the value whole.
+		return errors.New("expiry preset is not one of 1h, 1d, 1w, 1mo, 1y, never")
+	}
+	switch {
+	case k.Expiry == apikey.ExpiryNever && !k.ExpiresAt.IsZero():
+		return errors.New("a key that never expires has an expiry time")
+	case k.Expiry != apikey.ExpiryNever && !k.ExpiresAt.After(k.CreatedAt):
+		return fmt.Errorf("a key of expiry %s must expire after its creation", k.Expiry)
+	}
+	return nil
+}
+
+// Rotatable returns why the key old, as stored, cannot be rotated at now,
+// or nil: ErrRevoked, ErrReplaced or ErrExpired, in that order. Stores
+// judge it inside their rotation's transaction; the key service judges it
+// first too, to answer without making a key in vain.
+func Rotatable(old apikey.Key, now time.Time) error {
+	switch {
+	case !old.RevokedAt.IsZero():
+		return ErrRevoked
+	case old.ReplacedBy != "":
+		return ErrReplaced
+	case old.Expired(now):
+		return ErrExpired
+	}
+	return nil
 }
 
 // ErrTooOld is returned by Changes when the changes asked for are no longer

@@ -147,10 +147,13 @@ func (s *Store) Close() error {
 }
 
 // keyColumns are the columns scanKey reads, in its order.
-const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at`
+const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by`
 
 // Create implements keystore.Store.
 func (s *Store) Create(ctx context.Context, k apikey.Key) error {
+	if err := keystore.CheckNew(k); err != nil {
+		return fmt.Errorf("creating key: %w", err)
+	}
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		if err := insertKey(ctx, tx, k); err != nil {
 			return err
@@ -250,8 +253,13 @@ func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (apikey.Key
 }
 
 // Rotate implements keystore.Store. Two changes are recorded: next (a
-// digest a cache may hold as unknown) and the old key.
+// digest a cache may hold as unknown) and the old key. The old key's row
+// is locked (FOR UPDATE) before it is judged, so a concurrent rotation or
+// revocation of it waits for this one and then sees it replaced.
 func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time) (apikey.Key, error) {
+	if err := keystore.CheckNew(next); err != nil {
+		return apikey.Key{}, fmt.Errorf("rotating key: %w", err)
+	}
 	var old apikey.Key
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		var err error
@@ -259,17 +267,20 @@ func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpir
 		if err != nil {
 			return err
 		}
-		if !old.RevokedAt.IsZero() {
-			return keystore.ErrRevoked
+		if err := keystore.Rotatable(old, next.CreatedAt); err != nil {
+			return err
 		}
 		if err := insertKey(ctx, tx, next); err != nil {
 			return err
 		}
-		if !oldExpiresAt.IsZero() && (old.ExpiresAt.IsZero() || oldExpiresAt.Before(old.ExpiresAt)) {
-			old, err = scanKey(tx.QueryRow(ctx, `UPDATE keygate_keys SET expires_at = $2 WHERE id = $1 RETURNING `+keyColumns, id, oldExpiresAt))
-			if err != nil {
-				return err
-			}
+		expiresAt := old.ExpiresAt
+		if !oldExpiresAt.IsZero() && (expiresAt.IsZero() || oldExpiresAt.Before(expiresAt)) {
+			expiresAt = oldExpiresAt
+		}
+		old, err = scanKey(tx.QueryRow(ctx, `UPDATE keygate_keys SET replaced_by = $2, expires_at = $3 WHERE id = $1 RETURNING `+keyColumns,
+			id, next.ID, nullTime(expiresAt)))
+		if err != nil {
+			return err
 		}
 		return recordChanges(ctx, tx, next, old)
 	})
@@ -414,17 +425,12 @@ UPDATE keygate_change_counter SET pruned = GREATEST(pruned, (SELECT max(seq) FRO
 	return tx.SendBatch(ctx, b).Close()
 }
 
-// insertKey inserts k; an ID or digest already stored is ErrExists.
+// insertKey inserts k, which keystore.CheckNew accepted; an ID or digest
+// already stored is ErrExists.
 func insertKey(ctx context.Context, tx pgx.Tx, k apikey.Key) error {
-	if !k.Scope.Valid() {
-		return fmt.Errorf("invalid scope %d", k.Scope)
-	}
-	if !k.RevokedAt.IsZero() || !k.LastUsedAt.IsZero() {
-		return errors.New("a new key cannot be revoked or used already")
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO keygate_keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+	_, err := tx.Exec(ctx, `INSERT INTO keygate_keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL)`,
 		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:],
-		k.CreatedAt, nullTime(k.ExpiresAt), nullTime(k.RevokedAt), nullTime(k.LastUsedAt))
+		k.CreatedAt, nullTime(k.ExpiresAt))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return keystore.ErrExists
@@ -439,8 +445,9 @@ func scanKey(row pgx.Row) (apikey.Key, error) {
 		scope, expiry                    string
 		digest                           []byte
 		expiresAt, revokedAt, lastUsedAt *time.Time
+		replacedBy                       *string
 	)
-	err := row.Scan(&k.ID, &k.Name, &scope, &expiry, &k.Hint, &digest, &k.CreatedAt, &expiresAt, &revokedAt, &lastUsedAt)
+	err := row.Scan(&k.ID, &k.Name, &scope, &expiry, &k.Hint, &digest, &k.CreatedAt, &expiresAt, &revokedAt, &lastUsedAt, &replacedBy)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return apikey.Key{}, keystore.ErrNotFound
 	}
@@ -461,6 +468,9 @@ func scanKey(row pgx.Row) (apikey.Key, error) {
 	k.ExpiresAt = utc(expiresAt)
 	k.RevokedAt = utc(revokedAt)
 	k.LastUsedAt = utc(lastUsedAt)
+	if replacedBy != nil {
+		k.ReplacedBy = *replacedBy
+	}
 	return k, nil
 }
 
@@ -524,7 +534,8 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 func (s *Store) fail(op string, err error) error {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrExists),
-		errors.Is(err, keystore.ErrRevoked), errors.Is(err, keystore.ErrClosed),
+		errors.Is(err, keystore.ErrRevoked), errors.Is(err, keystore.ErrReplaced),
+		errors.Is(err, keystore.ErrExpired), errors.Is(err, keystore.ErrClosed),
 		errors.Is(err, keystore.ErrTooOld):
 		return err
 	case s.closed.Load():

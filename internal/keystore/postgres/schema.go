@@ -56,6 +56,9 @@ CREATE TABLE keygate_changes (
 );
 CREATE INDEX keygate_changes_changed_at ON keygate_changes (changed_at);
 `,
+	// v2: the ID of the key that replaced a key in a rotation; NULL while
+	// none did. Keys of v1 were never marked, so they read as not replaced.
+	`ALTER TABLE keygate_keys ADD COLUMN replaced_by text;`,
 }
 
 // migrate brings the schema up to the newest version. The advisory lock,

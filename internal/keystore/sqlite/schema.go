@@ -36,6 +36,11 @@ var migrations = []string{
 		changed_at INTEGER NOT NULL
 	) STRICT;
 	CREATE INDEX changes_changed_at ON changes (changed_at);`,
+
+	// 2: the ID of the key that replaced a key in a rotation; NULL while
+	// none did. Keys of version 1 were never marked, so they read as not
+	// replaced.
+	`ALTER TABLE keys ADD COLUMN replaced_by TEXT;`,
 }
 
 // schemaVersion is the version of the schema this code reads and writes.

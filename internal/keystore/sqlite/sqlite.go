@@ -52,7 +52,7 @@ type Store struct {
 	changes     *sql.Stmt
 }
 
-const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at`
+const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by`
 
 // Open opens the key store in the SQLite file at path, creating the file
 // and its directory (mode 0700, the file 0600) if needed, and migrating its
@@ -153,8 +153,8 @@ func (s *Store) init(ctx context.Context) error {
 
 // Create stores k and logs its creation as a change.
 func (s *Store) Create(ctx context.Context, k apikey.Key) error {
-	if err := checkNew(k); err != nil {
-		return fmt.Errorf("creating key %s: %w", k.ID, err)
+	if err := keystore.CheckNew(k); err != nil {
+		return fmt.Errorf("creating key: %w", err)
 	}
 	return s.write(ctx, "creating key", func(tx *sql.Tx) error {
 		if err := insertKey(ctx, tx, k); err != nil {
@@ -252,12 +252,14 @@ func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (apikey.Key
 	return k, nil
 }
 
-// Rotate creates next and makes the key id expire at oldExpiresAt unless it
-// expires sooner, in one transaction. A zero oldExpiresAt leaves the old
-// key's expiry as it is.
+// Rotate creates next, marks the key id replaced by it, and makes the key
+// id expire at oldExpiresAt unless it expires sooner, in one transaction.
+// A zero oldExpiresAt leaves the old key's expiry as it is. Write
+// transactions take the write lock at BEGIN, so the old key cannot change
+// between being judged and being marked.
 func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time) (apikey.Key, error) {
-	if err := checkNew(next); err != nil {
-		return apikey.Key{}, fmt.Errorf("rotating key %s: %w", id, err)
+	if err := keystore.CheckNew(next); err != nil {
+		return apikey.Key{}, fmt.Errorf("rotating key: %w", err)
 	}
 	var old apikey.Key
 	err := s.write(ctx, "rotating key", func(tx *sql.Tx) error {
@@ -265,17 +267,19 @@ func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpir
 		if old, err = getKey(ctx, tx, id); err != nil {
 			return err
 		}
-		if !old.RevokedAt.IsZero() {
-			return keystore.ErrRevoked
+		if err := keystore.Rotatable(old, next.CreatedAt); err != nil {
+			return err
 		}
 		if err := insertKey(ctx, tx, next); err != nil {
 			return err
 		}
+		old.ReplacedBy = next.ID
 		if exp := fromMicros(micros(oldExpiresAt)); !exp.IsZero() && (old.ExpiresAt.IsZero() || exp.Before(old.ExpiresAt)) {
-			if _, err := tx.ExecContext(ctx, `UPDATE keys SET expires_at = ? WHERE id = ?`, micros(exp), id); err != nil {
-				return err
-			}
 			old.ExpiresAt = exp
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET replaced_by = ?, expires_at = ? WHERE id = ?`,
+			next.ID, nullMicros(old.ExpiresAt), id); err != nil {
+			return err
 		}
 		return logChanges(ctx, tx, next, old)
 	})
@@ -410,7 +414,8 @@ func (s *Store) fail(op string, err error) error {
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return keystore.ErrNotFound
-	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrExists), errors.Is(err, keystore.ErrRevoked):
+	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrExists), errors.Is(err, keystore.ErrRevoked),
+		errors.Is(err, keystore.ErrReplaced), errors.Is(err, keystore.ErrExpired):
 		return err
 	case s.closed.Load():
 		return keystore.ErrClosed
@@ -418,24 +423,10 @@ func (s *Store) fail(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// checkNew checks what the Store interface asks of a key to create.
-func checkNew(k apikey.Key) error {
-	if !k.RevokedAt.IsZero() || !k.LastUsedAt.IsZero() {
-		return errors.New("a new key must not be revoked or used yet")
-	}
-	if !k.Scope.Valid() {
-		return fmt.Errorf("invalid scope %d", k.Scope)
-	}
-	if _, err := apikey.ParseExpiry(string(k.Expiry)); err != nil {
-		return err
-	}
-	return nil
-}
-
 // insertKey stores k, returning keystore.ErrExists if its ID or digest is
 // taken.
 func insertKey(ctx context.Context, tx *sql.Tx, k apikey.Key) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
+	_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)`,
 		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], micros(k.CreatedAt), nullMicros(k.ExpiresAt))
 	var se *sqlite.Error
 	if errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
@@ -476,8 +467,9 @@ func scanKey(row interface{ Scan(dest ...any) error }) (apikey.Key, error) {
 		digest                    []byte
 		created                   int64
 		expires, revoked, lastUse sql.NullInt64
+		replacedBy                sql.NullString
 	)
-	if err := row.Scan(&k.ID, &k.Name, &scope, &expiry, &k.Hint, &digest, &created, &expires, &revoked, &lastUse); err != nil {
+	if err := row.Scan(&k.ID, &k.Name, &scope, &expiry, &k.Hint, &digest, &created, &expires, &revoked, &lastUse, &replacedBy); err != nil {
 		return apikey.Key{}, err
 	}
 	var err error
@@ -495,6 +487,7 @@ func scanKey(row interface{ Scan(dest ...any) error }) (apikey.Key, error) {
 	k.ExpiresAt = fromNullMicros(expires)
 	k.RevokedAt = fromNullMicros(revoked)
 	k.LastUsedAt = fromNullMicros(lastUse)
+	k.ReplacedBy = replacedBy.String
 	return k, nil
 }
 

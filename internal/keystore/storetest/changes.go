@@ -105,6 +105,7 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 				want := old
 				want.ExpiresAt = tc.want
 				want.LastUsedAt = base.Add(time.Minute)
+				want.ReplacedBy = next.ID
 				checkKey(t, "Rotate's result", got, want)
 				checkKey(t, "Get(old) after Rotate", mustGet(t, s, old.ID), want)
 				checkKey(t, "Get(next) after Rotate", mustGet(t, s, next.ID), next)
@@ -117,25 +118,86 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		}
 	})
 
-	t.Run("rotating a rotated key again is allowed and can only bring its expiry forward", func(t *testing.T) {
+	t.Run("a replaced key cannot be rotated again: ErrReplaced, and nothing changes", func(t *testing.T) {
 		s := open(t)
 		old := create(t, s, "old", apikey.ExpiryNever, base)
-		for i, tc := range []struct {
-			oldExpiresAt, want time.Time
-		}{
-			{base.Add(24 * time.Hour), base.Add(24 * time.Hour)},
-			{base.Add(48 * time.Hour), base.Add(24 * time.Hour)},
-			{base.Add(time.Hour), base.Add(time.Hour)},
-		} {
-			next := newKey(t, "next", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Duration(i)*time.Second))
-			got, err := s.Rotate(t.Context(), old.ID, next, tc.oldExpiresAt)
-			if err != nil {
-				t.Fatalf("Rotate #%d = %v, want nil", i, err)
-			}
-			if d := diffTime(got.ExpiresAt, tc.want); d != "" {
-				t.Errorf("Rotate #%d: ExpiresAt %s", i, d)
-			}
+		next := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Second))
+		replaced, err := s.Rotate(t.Context(), old.ID, next, base.Add(24*time.Hour))
+		if err != nil {
+			t.Fatalf("first Rotate = %v, want nil", err)
 		}
+		before := seq(t, s)
+		// Within the grace period, the replaced key is still active: its
+		// being replaced alone refuses the rotation.
+		for i, at := range []time.Time{base.Add(2 * time.Second), base.Add(23 * time.Hour)} {
+			again := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, at)
+			if _, err := s.Rotate(t.Context(), old.ID, again, at.Add(time.Hour)); !errors.Is(err, keystore.ErrReplaced) {
+				t.Fatalf("Rotate #%d of a replaced key = %v, want ErrReplaced", i+2, err)
+			}
+			checkNotStored(t, s, again)
+		}
+		checkKey(t, "Get(old)", mustGet(t, s, old.ID), replaced)
+		checkKey(t, "Get(next)", mustGet(t, s, next.ID), next)
+		if got := seq(t, s); got != before {
+			t.Errorf("sequence = %d, want %d", got, before)
+		}
+		// The new key can be rotated in turn.
+		third := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Hour))
+		got, err := s.Rotate(t.Context(), next.ID, third, base.Add(25*time.Hour))
+		if err != nil {
+			t.Fatalf("Rotate(next) = %v, want nil", err)
+		}
+		if got.ReplacedBy != third.ID {
+			t.Errorf("Rotate(next): ReplacedBy = %q, want %q", got.ReplacedBy, third.ID)
+		}
+	})
+
+	t.Run("an expired key cannot be rotated: ErrExpired, judged at the new key's creation, and nothing changes", func(t *testing.T) {
+		for _, tc := range []struct {
+			name    string
+			at      time.Time // the rotation's time, next.CreatedAt
+			wantErr error
+		}{
+			{"a microsecond before its expiry", base.Add(time.Hour - time.Microsecond), nil},
+			{"at its expiry", base.Add(time.Hour), keystore.ErrExpired},
+			{"a day after its expiry", base.Add(25 * time.Hour), keystore.ErrExpired},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				s := open(t)
+				old := create(t, s, "hourly", apikey.ExpiryHour, base)
+				before := seq(t, s)
+				next := newKey(t, "hourly", apikey.ScopeFull, apikey.ExpiryHour, tc.at)
+				_, err := s.Rotate(t.Context(), old.ID, next, tc.at.Add(time.Hour))
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Rotate at %v = %v, want %v", tc.at, err, tc.wantErr)
+				}
+				if tc.wantErr == nil {
+					return
+				}
+				checkNotStored(t, s, next)
+				checkKey(t, "Get(old)", mustGet(t, s, old.ID), old)
+				if got := seq(t, s); got != before {
+					t.Errorf("sequence = %d, want %d", got, before)
+				}
+			})
+		}
+	})
+
+	t.Run("a revoked key that was replaced is refused as revoked", func(t *testing.T) {
+		s := open(t)
+		old := create(t, s, "old", apikey.ExpiryNever, base)
+		next := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Second))
+		if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(time.Hour)); err != nil {
+			t.Fatalf("Rotate = %v", err)
+		}
+		if _, err := s.Revoke(t.Context(), old.ID, base.Add(time.Minute)); err != nil {
+			t.Fatalf("Revoke = %v", err)
+		}
+		again := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, base.Add(2*time.Minute))
+		if _, err := s.Rotate(t.Context(), old.ID, again, base.Add(time.Hour)); !errors.Is(err, keystore.ErrRevoked) {
+			t.Fatalf("Rotate(revoked and replaced) = %v, want ErrRevoked", err)
+		}
+		checkNotStored(t, s, again)
 	})
 
 	t.Run("rotating a revoked key returns ErrRevoked and changes nothing", func(t *testing.T) {

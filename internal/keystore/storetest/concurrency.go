@@ -15,6 +15,7 @@ import (
 )
 
 func testConcurrency(t *testing.T, open func(t *testing.T) keystore.Store, _ Options) {
+	testRotationRace(t, open)
 	t.Run("concurrent creates, revokes, rotations and touches keep every change and a consistent state", func(t *testing.T) {
 		s := open(t)
 		const (
@@ -26,8 +27,9 @@ func testConcurrency(t *testing.T, open func(t *testing.T) keystore.Store, _ Opt
 			perToucher = 10
 		)
 		// Keys 0-7 are revoked by every revoker, keys 8-15 rotated by
-		// every rotator, keys 0-3 both (a rotation may lose to a revoke),
-		// and every one of them is touched.
+		// every rotator (one rotation of each wins, the others find it
+		// replaced), keys 0-3 both (a rotation may lose to a revoke), and
+		// every one of them is touched.
 		var initial []apikey.Key
 		for i := range 24 {
 			expiry := apikey.ExpiryYear
@@ -95,8 +97,8 @@ func testConcurrency(t *testing.T, open func(t *testing.T) keystore.Store, _ Opt
 					next := newKey(t, old.Name, old.Scope, old.Expiry, base.Add(2*time.Hour))
 					oldExpiresAt := base.Add(24*time.Hour + time.Duration(g*100+i)*time.Microsecond)
 					_, err := s.Rotate(t.Context(), old.ID, next, oldExpiresAt)
-					if err != nil && !errors.Is(err, keystore.ErrRevoked) {
-						t.Errorf("Rotate = %v, want nil or ErrRevoked", err)
+					if err != nil && !errors.Is(err, keystore.ErrRevoked) && !errors.Is(err, keystore.ErrReplaced) {
+						t.Errorf("Rotate = %v, want nil, ErrRevoked or ErrReplaced", err)
 						continue
 					}
 					mu.Lock()
@@ -210,11 +212,16 @@ func testConcurrency(t *testing.T, open func(t *testing.T) keystore.Store, _ Opt
 		for _, k := range initial {
 			wantExpiry[k.ID] = k.ExpiresAt
 		}
+		replacedBy := map[string]string{}
 		for _, r := range rotations {
 			if r.err != nil {
 				checkNotStored(t, s, r.next)
 				continue
 			}
+			if prev, ok := replacedBy[r.old.ID]; ok {
+				t.Errorf("key %s replaced by both %s and %s", r.old.Name, prev, r.next.ID)
+			}
+			replacedBy[r.old.ID] = r.next.ID
 			wantCounts[r.old.ID]++
 			wantCounts[r.next.ID]++
 			digests[r.next.ID] = r.next.Digest
@@ -240,7 +247,13 @@ func testConcurrency(t *testing.T, open func(t *testing.T) keystore.Store, _ Opt
 			want.RevokedAt = revokedBy[k.ID]
 			want.LastUsedAt = lastUse[k.ID]
 			want.ExpiresAt = wantExpiry[k.ID]
+			want.ReplacedBy = replacedBy[k.ID]
 			checkKey(t, "Get("+k.Name+")", mustGet(t, s, k.ID), want)
+		}
+		for _, k := range initial[8:16] {
+			if replacedBy[k.ID] == "" {
+				t.Errorf("no rotation of %s succeeded, want exactly one", k.Name)
+			}
 		}
 		for _, k := range created {
 			checkKey(t, "Get("+k.Name+")", mustGet(t, s, k.ID), k)
@@ -251,6 +264,64 @@ func testConcurrency(t *testing.T, open func(t *testing.T) keystore.Store, _ Opt
 		}
 		if want := len(digests); len(listed) != want {
 			t.Errorf("List returned %d keys, want %d", len(listed), want)
+		}
+	})
+}
+
+func testRotationRace(t *testing.T, open func(t *testing.T) keystore.Store) {
+	t.Run("of concurrent rotations of one key exactly one succeeds and the others get ErrReplaced", func(t *testing.T) {
+		s := open(t)
+		const (
+			keys     = 6
+			rotators = 6
+		)
+		for i := range keys {
+			old := create(t, s, fmt.Sprintf("raced %d", i), apikey.ExpiryNever, base.Add(time.Duration(i)*time.Microsecond))
+			before := seq(t, s)
+			nexts := make([]apikey.Key, rotators)
+			errs := make([]error, rotators)
+			olds := make([]apikey.Key, rotators)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for g := range rotators {
+				nexts[g] = newKey(t, old.Name, old.Scope, old.Expiry, base.Add(time.Hour))
+				wg.Go(func() {
+					<-start
+					olds[g], errs[g] = s.Rotate(t.Context(), old.ID, nexts[g], base.Add(2*time.Hour))
+				})
+			}
+			close(start)
+			wg.Wait()
+			winner := -1
+			for g, err := range errs {
+				switch {
+				case err == nil && winner >= 0:
+					t.Errorf("key %d: rotations %d and %d both succeeded", i, winner, g)
+				case err == nil:
+					winner = g
+				case !errors.Is(err, keystore.ErrReplaced):
+					t.Errorf("key %d: losing rotation = %v, want ErrReplaced", i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("key %d: no rotation succeeded: %v", i, errs)
+			}
+			want := old
+			want.ReplacedBy = nexts[winner].ID
+			want.ExpiresAt = base.Add(2 * time.Hour)
+			checkKey(t, "the winning Rotate's result", olds[winner], want)
+			checkKey(t, "Get(old) after the race", mustGet(t, s, old.ID), want)
+			for g, next := range nexts {
+				if g == winner {
+					checkKey(t, "Get(winning new key)", mustGet(t, s, next.ID), next)
+					continue
+				}
+				checkNotStored(t, s, next)
+			}
+			chs, _ := changesSince(t, s, before)
+			if got, want := changeKeys(chs), wantChanges(old, nexts[winner]); !slices.Equal(got, want) {
+				t.Errorf("key %d: changes of the race = %q, want %q", i, got, want)
+			}
 		}
 	})
 }

@@ -14,7 +14,7 @@ import (
 func testCreate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options) {
 	t.Run("every scope, expiry and name comes back exactly from Get and GetByDigest", func(t *testing.T) {
 		s := open(t)
-		names := []string{"CI/CD Pipeline", "", "Ünïcode ✓ — 鍵", "quote ' \" and\nnewline", strings.Repeat("long ", 50)}
+		names := []string{"CI/CD Pipeline", "x", "Ünïcode ✓ — 鍵", "quote ' \" and <b>", strings.Repeat("é", apikey.MaxNameLength), " inner\u00a0spaces\u3000 "}
 		var want []apikey.Key
 		i := 0
 		for _, scope := range apikey.Scopes {
@@ -127,28 +127,6 @@ func testCreate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		}
 	})
 
-	t.Run("a key already revoked or used is refused and stores nothing", func(t *testing.T) {
-		s := open(t)
-		for _, tc := range []struct {
-			name string
-			set  func(k *apikey.Key)
-		}{
-			{"RevokedAt set", func(k *apikey.Key) { k.RevokedAt = base }},
-			{"LastUsedAt set", func(k *apikey.Key) { k.LastUsedAt = base }},
-		} {
-			k := newKey(t, tc.name, apikey.ScopeFull, apikey.ExpiryDay, base)
-			tc.set(&k)
-			if err := s.Create(t.Context(), k); err == nil {
-				t.Errorf("Create(%s) = nil, want an error", tc.name)
-			}
-			if _, err := s.Get(t.Context(), k.ID); !errors.Is(err, keystore.ErrNotFound) {
-				t.Errorf("Get(refused key with %s) = %v, want ErrNotFound", tc.name, err)
-			}
-		}
-		if got := seq(t, s); got != 0 {
-			t.Errorf("sequence after refused creates = %d, want 0", got)
-		}
-	})
 }
 
 func testGet(t *testing.T, open func(t *testing.T) keystore.Store, _ Options) {

@@ -20,8 +20,11 @@
 //     repeated Revoke and TouchLastUsed add none.
 //   - Change sequence numbers strictly increase, and a reader that follows
 //     Changes while others write sees every change exactly once.
-//   - Create refuses a key whose RevokedAt or LastUsedAt is set, storing
-//     nothing.
+//   - Create and Rotate refuse a key that keystore.CheckNew refuses (an
+//     error wrapping ErrInvalidKey), storing nothing and adding no change.
+//   - Rotate judges the old key at next.CreatedAt; of concurrent rotations
+//     of one key exactly one succeeds, the others get ErrReplaced.
+//   - A call whose context is cancelled fails and changes nothing.
 //   - Times come back within a microsecond of what was stored (exactly, for
 //     times with microsecond precision), in UTC; a zero time comes back zero.
 //   - Changes returns ErrTooOld exactly when a change after since was
@@ -77,6 +80,8 @@ func RunWith(t *testing.T, open func(t *testing.T) keystore.Store, opts Options)
 		{"Changes", testChanges},
 		{"Concurrency", testConcurrency},
 		{"Closed", testClosed},
+		{"InvalidInput", testInvalidInput},
+		{"CancelledContext", testCancelledContext},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, open, opts) })
 	}
@@ -150,6 +155,7 @@ func diffKey(got, want apikey.Key) []string {
 	field("Expiry", got.Expiry, want.Expiry)
 	field("Hint", got.Hint, want.Hint)
 	field("Digest", got.Digest, want.Digest)
+	field("ReplacedBy", got.ReplacedBy, want.ReplacedBy)
 	for _, tm := range []struct {
 		name      string
 		got, want time.Time

@@ -1,0 +1,119 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/keystore/postgres/pgtest"
+)
+
+// schemaV1 is the schema of version 1 as keygate released it, with its
+// version table, copied here so that the test keeps building a version-1
+// database however the migrations evolve.
+const schemaV1 = `
+CREATE TABLE keygate_schema (
+	one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+	version integer NOT NULL
+);
+INSERT INTO keygate_schema (version) VALUES (1);
+
+CREATE TABLE keygate_keys (
+	id           text PRIMARY KEY,
+	name         text NOT NULL,
+	scope        text NOT NULL,
+	expiry       text NOT NULL,
+	hint         text NOT NULL,
+	digest       bytea NOT NULL UNIQUE,
+	created_at   timestamptz NOT NULL,
+	expires_at   timestamptz,
+	revoked_at   timestamptz,
+	last_used_at timestamptz
+);
+CREATE INDEX keygate_keys_created_at ON keygate_keys (created_at DESC, id DESC);
+
+CREATE TABLE keygate_change_counter (
+	one    boolean PRIMARY KEY DEFAULT true CHECK (one),
+	seq    bigint NOT NULL,
+	pruned bigint NOT NULL
+);
+INSERT INTO keygate_change_counter (seq, pruned) VALUES (0, 0);
+
+CREATE TABLE keygate_changes (
+	seq        bigint PRIMARY KEY,
+	key_id     text NOT NULL,
+	digest     bytea NOT NULL,
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX keygate_changes_changed_at ON keygate_changes (changed_at);
+`
+
+func TestAVersion1DatabaseIsMigratedAndItsKeysKeepWorking(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), schemaV1); err != nil {
+		t.Fatalf("creating the version-1 schema: %v", err)
+	}
+	now := time.Date(2031, time.March, 4, 5, 6, 7, 0, time.UTC)
+	active := newKey(t, "active", now)
+	used := newKey(t, "used", now)
+	used.LastUsedAt = now.Add(time.Minute)
+	revoked := newKey(t, "revoked", now)
+	revoked.RevokedAt = now.Add(time.Hour)
+	for i, k := range []apikey.Key{active, used, revoked} {
+		if _, err := conn.Exec(t.Context(), `INSERT INTO keygate_keys (id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], k.CreatedAt,
+			nullTime(k.ExpiresAt), nullTime(k.RevokedAt), nullTime(k.LastUsedAt)); err != nil {
+			t.Fatalf("inserting %s: %v", k.Name, err)
+		}
+		if _, err := conn.Exec(t.Context(), `INSERT INTO keygate_changes (seq, key_id, digest) VALUES ($1, $2, $3)`, int64(i+1), k.ID, k.Digest[:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(t.Context(), `UPDATE keygate_change_counter SET seq = $1`, int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s := openStore(t, dsn, options{})
+	var version int
+	if err := conn.QueryRow(t.Context(), `SELECT version FROM keygate_schema`).Scan(&version); err != nil || version != len(migrations) {
+		t.Errorf("schema version after Open = %d, %v; want %d", version, err, len(migrations))
+	}
+	for _, want := range []apikey.Key{active, used, revoked} {
+		got, err := s.Get(t.Context(), want.ID)
+		if err != nil {
+			t.Fatalf("Get(%s) = %v", want.Name, err)
+		}
+		if got.ReplacedBy != "" || got.Name != want.Name || got.Digest != want.Digest ||
+			!got.LastUsedAt.Equal(want.LastUsedAt) || !got.RevokedAt.Equal(want.RevokedAt) {
+			t.Errorf("Get(%s) = %+v, want %+v, not replaced", want.Name, got, want)
+		}
+	}
+	if got, err := s.GetByDigest(t.Context(), active.Digest); err != nil || got.ID != active.ID {
+		t.Errorf("GetByDigest(active) = %s, %v; want %s", got.ID, err, active.ID)
+	}
+	if _, cur, err := s.Changes(t.Context(), 0, 10); err != nil || cur != 3 {
+		t.Errorf("Changes after the migration: sequence %d, %v; want 3", cur, err)
+	}
+
+	// The migrated keys rotate like new ones: once.
+	next := newKey(t, "active", now.Add(time.Hour))
+	old, err := s.Rotate(t.Context(), active.ID, next, now.Add(2*time.Hour))
+	if err != nil || old.ReplacedBy != next.ID {
+		t.Fatalf("Rotate(migrated key) = ReplacedBy %q, %v; want %q, nil", old.ReplacedBy, err, next.ID)
+	}
+	again := newKey(t, "active", now.Add(time.Hour))
+	if _, err := s.Rotate(t.Context(), active.ID, again, now.Add(2*time.Hour)); !errors.Is(err, keystore.ErrReplaced) {
+		t.Errorf("second Rotate(migrated key) = %v, want ErrReplaced", err)
+	}
+}
