@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore"
@@ -17,7 +16,7 @@ import (
 // Limits on what a request may ask for.
 const (
 	// MaxNameLength is the longest key name, in characters.
-	MaxNameLength = 100
+	MaxNameLength = apikey.MaxNameLength
 	// DefaultGrace is how long a rotated key keeps working when the request
 	// names no grace period.
 	DefaultGrace = 24 * time.Hour
@@ -49,8 +48,8 @@ func (e *InputError) Error() string { return e.Field + ": " + e.Message }
 
 // Service manages keys in a store. Its methods are safe for concurrent use.
 // Besides *InputError, its errors are keystore.ErrNotFound (no such key),
-// keystore.ErrRevoked (the key is revoked), and anything else, which means
-// the store failed.
+// keystore.ErrRevoked, keystore.ErrReplaced and keystore.ErrExpired (the key
+// cannot be rotated), and anything else, which means the store failed.
 type Service struct {
 	store   keystore.Store
 	format  *apikey.Format
@@ -153,7 +152,9 @@ func (s *Service) Revoke(ctx context.Context, id string) (apikey.Key, error) {
 // Rotate replaces the key with the given ID by a new one with the same name,
 // scope and lifetime counted from now, and makes the old key expire after
 // grace (a Go duration from 0s to 168h; "" means 24h) unless it expires
-// sooner anyway. It returns the new key's secret, the new key and the old
+// sooner anyway. A key is replaced at most once: a revoked, expired or
+// already replaced key is refused (keystore.ErrRevoked, ErrExpired,
+// ErrReplaced). It returns the new key's secret, the new key and the old
 // one as they are afterwards.
 func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, next, previous apikey.Key, err error) {
 	if err := checkID(id); err != nil {
@@ -167,10 +168,12 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	if err != nil {
 		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
 	}
-	if !old.RevokedAt.IsZero() {
-		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("rotating key %s: %w", id, keystore.ErrRevoked)
-	}
+	// Judged here to answer without making a key in vain; the store judges
+	// it again inside its transaction, which decides races.
 	now := s.Now()
+	if err := keystore.Rotatable(old, now); err != nil {
+		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("rotating key %s: %w", id, err)
+	}
 	secret, next, err = s.format.New(old.Name, old.Scope, old.Expiry, now)
 	if err != nil {
 		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("making key: %w", err)
@@ -207,31 +210,12 @@ func (s *Service) withPending(k *apikey.Key) {
 	}
 }
 
+// checkName applies apikey.CheckName, the one rule for names.
 func checkName(name string) error {
-	n := utf8.RuneCountInString(name)
-	switch {
-	case n == 0 || isBlank(name):
-		return &InputError{Field: "name", Message: "must not be empty"}
-	case n > MaxNameLength:
-		return &InputError{Field: "name", Message: fmt.Sprintf("must be at most %d characters, not %d", MaxNameLength, n)}
-	case !utf8.ValidString(name):
-		return &InputError{Field: "name", Message: "must be valid UTF-8"}
-	}
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
-			return &InputError{Field: "name", Message: "must not hold control characters"}
-		}
+	if err := apikey.CheckName(name); err != nil {
+		return &InputError{Field: "name", Message: err.Error()}
 	}
 	return nil
-}
-
-func isBlank(s string) bool {
-	for _, r := range s {
-		if r != ' ' && r != '\t' {
-			return false
-		}
-	}
-	return true
 }
 
 func checkID(id string) error {

@@ -107,6 +107,14 @@ func TestCreateRejectsBadInputNamingTheField(t *testing.T) {
 		{"name of 101 multibyte characters", strings.Repeat("é", 101), "full", "1d", "name"},
 		{"name with a newline", "a\nb", "full", "1d", "name"},
 		{"name that is not UTF-8", "a\xffb", "full", "1d", "name"},
+		{"name with a C1 next line", "a\u0085b", "full", "1d", "name"},
+		{"name with a C1 control sequence introducer", "a\u009b31mb", "full", "1d", "name"},
+		{"name with a right-to-left override", "invoice\u202egnp.exe", "full", "1d", "name"},
+		{"name with a zero-width space", "a\u200bb", "full", "1d", "name"},
+		{"name with a zero-width joiner", "a\u200db", "full", "1d", "name"},
+		{"name with a byte order mark", "\ufeffa", "full", "1d", "name"},
+		{"name of ideographic spaces", "\u3000\u3000", "full", "1d", "name"},
+		{"name of no-break spaces", "\u00a0", "full", "1d", "name"},
 		{"unknown scope", "x", "admin", "1d", "scope"},
 		{"empty scope", "x", "", "1d", "scope"},
 		{"unknown expiry", "x", "full", "2d", "expires_in"},
@@ -116,7 +124,13 @@ func TestCreateRejectsBadInputNamingTheField(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, _, err := f.svc.Create(context.Background(), tt.keyName, tt.scope, tt.expires)
 			wantInputError(t, err, tt.field)
+			if tt.field == "name" && len(tt.keyName) > 1 && strings.Contains(err.Error(), tt.keyName) {
+				t.Errorf("error %q quotes the name whole", err)
+			}
 		})
+	}
+	if keys, err := f.svc.List(context.Background(), ""); err != nil || len(keys) != 0 {
+		t.Errorf("List after refused creates = %d keys, %v; want none", len(keys), err)
 	}
 	keys, err := f.svc.List(context.Background(), "")
 	if err != nil || len(keys) != 0 {
@@ -259,6 +273,34 @@ func TestRotate(t *testing.T) {
 	}
 }
 
+func TestRotateRefusesReplacedAndExpiredKeys(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, k := f.create(t, "a", "full", "1h")
+	_, next, prev, err := f.svc.Rotate(ctx, k.ID, "30m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prev.ReplacedBy != next.ID {
+		t.Errorf("old key's ReplacedBy = %q, want the new key %s", prev.ReplacedBy, next.ID)
+	}
+	if got := keyservice.View(prev, f.svc.Now()).ReplacedBy; got == nil || *got != next.ID {
+		t.Errorf("View(old).ReplacedBy = %v, want %s", got, next.ID)
+	}
+	// Within the grace period the old key is still active, but replaced.
+	if _, _, _, err := f.svc.Rotate(ctx, k.ID, ""); !errors.Is(err, keystore.ErrReplaced) {
+		t.Errorf("Rotate(replaced) = %v, want ErrReplaced", err)
+	}
+	_, expiring := f.create(t, "b", "full", "1h")
+	*f.now = t0.Add(time.Hour)
+	if _, _, _, err := f.svc.Rotate(ctx, expiring.ID, ""); !errors.Is(err, keystore.ErrExpired) {
+		t.Errorf("Rotate(expired) = %v, want ErrExpired", err)
+	}
+	if keys, _ := f.svc.List(ctx, ""); len(keys) != 3 {
+		t.Errorf("%d keys after refused rotations, want 3", len(keys))
+	}
+}
+
 func TestRotateRefusesRevokedKeysAndBadGrace(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -312,9 +354,17 @@ func TestViewJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `{"id":"key_0123456789012345678901","name":"n","scope":"widget","status":"active","hint":"dk_…abcd",` +
-		`"created_at":"2026-11-25T12:00:00Z","last_used_at":null,"expires_at":"2026-11-25T13:00:00Z","revoked_at":null}`
+		`"created_at":"2026-11-25T12:00:00Z","last_used_at":null,"expires_at":"2026-11-25T13:00:00Z","revoked_at":null,"replaced_by":null}`
 	if string(b) != want {
 		t.Errorf("JSON\n got %s\nwant %s", b, want)
+	}
+	k.ReplacedBy = "key_9876543210987654321098"
+	b, err = json.Marshal(keyservice.View(k, t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"replaced_by":"key_9876543210987654321098"}`; !strings.HasSuffix(string(b), want) {
+		t.Errorf("JSON of a replaced key\n got %s\nwant it to end %s", b, want)
 	}
 	if got := keyservice.View(k, t0.Add(time.Hour)).Status; got != "expired" {
 		t.Errorf("status at expiry %q, want expired", got)

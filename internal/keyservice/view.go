@@ -7,7 +7,8 @@ import (
 )
 
 // KeyJSON is a key as the admin API, the CLI and the console show it. Times
-// are UTC; a time that is not set is null.
+// are UTC; a time that is not set is null, and so is ReplacedBy while no
+// rotation replaced the key.
 type KeyJSON struct {
 	ID         string     `json:"id"`
 	Name       string     `json:"name"`
@@ -18,6 +19,7 @@ type KeyJSON struct {
 	LastUsedAt *time.Time `json:"last_used_at"`
 	ExpiresAt  *time.Time `json:"expires_at"`
 	RevokedAt  *time.Time `json:"revoked_at"`
+	ReplacedBy *string    `json:"replaced_by"`
 }
 
 // View returns k as shown at now, which decides its status.
@@ -32,7 +34,15 @@ func View(k apikey.Key, now time.Time) KeyJSON {
 		LastUsedAt: optional(k.LastUsedAt),
 		ExpiresAt:  optional(k.ExpiresAt),
 		RevokedAt:  optional(k.RevokedAt),
+		ReplacedBy: optionalID(k.ReplacedBy),
 	}
+}
+
+func optionalID(id string) *string {
+	if id == "" {
+		return nil
+	}
+	return &id
 }
 
 func optional(t time.Time) *time.Time {
