@@ -384,9 +384,9 @@ func fieldList(fields map[string]*string) string {
 }
 
 // serviceError turns an error of the key service into the admin answer:
-// bad input is 400 naming the field, an unknown key 404, a revoked key
-// that cannot be rotated 409, and anything else means the store failed:
-// 503, as a retry may succeed.
+// bad input is 400 naming the field, an unknown key 404, a revoked,
+// replaced or expired key that cannot be rotated 409, and anything else
+// means the store failed: 503, as a retry may succeed.
 func serviceError(w http.ResponseWriter, err error, id string) error {
 	if input, ok := errors.AsType[*keyservice.InputError](err); ok {
 		return badRequest(input)
@@ -401,6 +401,16 @@ func serviceError(w http.ResponseWriter, err error, id string) error {
 		return caddy.APIError{
 			HTTPStatus: http.StatusConflict,
 			Err:        fmt.Errorf("API key %s is revoked: a revoked key cannot be rotated", id),
+		}
+	case errors.Is(err, keystore.ErrReplaced):
+		return caddy.APIError{
+			HTTPStatus: http.StatusConflict,
+			Err:        fmt.Errorf("API key %s was already replaced by a rotation: rotate the key that replaced it (replaced_by)", id),
+		}
+	case errors.Is(err, keystore.ErrExpired):
+		return caddy.APIError{
+			HTTPStatus: http.StatusConflict,
+			Err:        fmt.Errorf("API key %s has expired: an expired key cannot be rotated; create a new key", id),
 		}
 	}
 	w.Header().Set("Retry-After", "1")

@@ -183,6 +183,12 @@ func (h *Handler) changeFailed(w http.ResponseWriter, r *http.Request, user, act
 	h.render(w, r, status, "page.html", d)
 }
 
+// The answers to a rotation of a key that cannot be rotated any more.
+const (
+	replacedMessage = "The key was already replaced by a rotation: rotate the key that replaced it."
+	expiredMessage  = "The key has expired: it cannot be rotated. Create a new key instead."
+)
+
 func changeMessage(action string, err error) string {
 	var in *keyservice.InputError
 	switch {
@@ -192,6 +198,10 @@ func changeMessage(action string, err error) string {
 		return "There is no key with that ID."
 	case errors.Is(err, keystore.ErrRevoked):
 		return "The key is revoked: it cannot be rotated."
+	case errors.Is(err, keystore.ErrReplaced):
+		return replacedMessage
+	case errors.Is(err, keystore.ErrExpired):
+		return expiredMessage
 	}
 	return fmt.Sprintf("The key could not be changed (%s): the key store did not answer. Try again.", action)
 }
@@ -204,7 +214,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, keystore.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, keystore.ErrRevoked):
+	case errors.Is(err, keystore.ErrRevoked), errors.Is(err, keystore.ErrReplaced), errors.Is(err, keystore.ErrExpired):
 		return http.StatusConflict
 	}
 	return http.StatusServiceUnavailable
@@ -232,6 +242,10 @@ func (h *Handler) writeServiceError(w http.ResponseWriter, err error) {
 		writeJSONError(w, http.StatusNotFound, "", "There is no key with that ID.")
 	case errors.Is(err, keystore.ErrRevoked):
 		writeJSONError(w, http.StatusConflict, "", "The key is revoked: it cannot be rotated.")
+	case errors.Is(err, keystore.ErrReplaced):
+		writeJSONError(w, http.StatusConflict, "", replacedMessage)
+	case errors.Is(err, keystore.ErrExpired):
+		writeJSONError(w, http.StatusConflict, "", expiredMessage)
 	default:
 		writeJSONError(w, http.StatusServiceUnavailable, "", "The key store did not answer. Try again.")
 	}

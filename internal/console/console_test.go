@@ -148,7 +148,10 @@ func TestCreateWithBadInputAnswers400NamingTheField(t *testing.T) {
 		{"empty name", url.Values{"name": {""}, "scope": {"full"}, "expires_in": {"1d"}}, "name", "Name must not be empty."},
 		{"blank name", url.Values{"name": {"   "}, "scope": {"full"}, "expires_in": {"1d"}}, "name", "Name must not be empty."},
 		{"name too long", url.Values{"name": {strings.Repeat("é", 101)}, "scope": {"full"}, "expires_in": {"1d"}}, "name", "Name must be at most 100 characters, not 101."},
-		{"name with a control character", url.Values{"name": {"a\x07b"}, "scope": {"full"}, "expires_in": {"1d"}}, "name", "Name must not hold control characters."},
+		{"name with a control character", url.Values{"name": {"a\x07b"}, "scope": {"full"}, "expires_in": {"1d"}}, "name", "Name must not hold control characters (U+0007)."},
+		{"name with a C1 control", url.Values{"name": {"a\u0085b"}, "scope": {"full"}, "expires_in": {"1d"}}, "name", "Name must not hold control characters (U+0085)."},
+		{"name with a bidi override", url.Values{"name": {"abc\u202etxt"}, "scope": {"full"}, "expires_in": {"1d"}}, "name", "Name must not hold format characters (U+202E)."},
+		{"name of ideographic spaces", url.Values{"name": {"\u3000\u3000"}, "scope": {"full"}, "expires_in": {"1d"}}, "name", "Name must not be empty."},
 		{"no scope", url.Values{"name": {"ok"}, "expires_in": {"1d"}}, "scope", `Scope: unknown scope "": want one of full, widget, routine.`},
 		{"unknown scope", url.Values{"name": {"ok"}, "scope": {"admin"}, "expires_in": {"1d"}}, "scope", `Scope: unknown scope "admin"`},
 		{"unknown expiry", url.Values{"name": {"ok"}, "scope": {"full"}, "expires_in": {"2d"}}, "expires_in", `Expiration: unknown expiry "2d"`},
@@ -189,7 +192,8 @@ func TestCreateWithBadInputAnswers400NamingTheField(t *testing.T) {
 			// and what was typed kept.
 			for _, want := range []string{
 				`id="create-dialog" class="dialog" aria-labelledby="create-title" open`,
-				`data-error-for="` + tt.wantField + `">` + html.EscapeString(tt.wantText),
+				// html/template also escapes "+" (as in "U+0007").
+				`data-error-for="` + tt.wantField + `">` + strings.ReplaceAll(html.EscapeString(tt.wantText), "+", "&#43;"),
 			} {
 				if !strings.Contains(page, want) {
 					t.Errorf("page lacks %q", want)
@@ -395,6 +399,80 @@ func TestRotate(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestReplacedAndExpiredKeysCannotBeRotatedAndShowTheirSuccessor(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	_, replaced := e.create("Replaced", "full", "1d")
+	_, next, _, err := e.svc.Rotate(context.Background(), replaced.ID, "24h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, expired := e.create("Hourly", "full", "1h")
+	e.clock.Add(2 * time.Hour)
+
+	_, page := e.get("/?status=all")
+	rows := map[string]string{}
+	for _, id := range []string{replaced.ID, next.ID, expired.ID} {
+		rows[id] = rowHTML(t, page, id)
+	}
+	if want := `Replaced by <code class="key-id">` + next.ID + `</code>`; !strings.Contains(rows[replaced.ID], want) {
+		t.Errorf("the replaced key's row lacks %q:\n%s", want, rows[replaced.ID])
+	}
+	for id, wantRotate := range map[string]bool{replaced.ID: false, expired.ID: false, next.ID: true} {
+		if got := strings.Contains(rows[id], `data-dialog="rotate"`); got != wantRotate {
+			t.Errorf("row of %s offers Rotate: %v, want %v", id, got, wantRotate)
+		}
+	}
+	if strings.Contains(rows[next.ID], "Replaced by") {
+		t.Error("the new key's row says it was replaced")
+	}
+
+	for _, tt := range []struct {
+		name, id, wantMessage, wantNotice string
+	}{
+		{"replaced key", replaced.ID, replacedMessage, "was already replaced by " + next.ID + ": rotate that key instead."},
+		{"expired key", expired.ID, expiredMessage, "has expired: it cannot be rotated. Create a new key instead."},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(e.all())
+			resp, body := e.postJSON(url.Values{"op": {"rotate"}, "id": {tt.id}, "grace": {"1h"}})
+			if resp.StatusCode != http.StatusConflict {
+				t.Errorf("rotate: status %d, want 409: %v", resp.StatusCode, body)
+			}
+			if got := body["error"].(map[string]any)["message"]; got != tt.wantMessage {
+				t.Errorf("rotate: message %q, want %q", got, tt.wantMessage)
+			}
+			resp, page := e.do(http.MethodPost, "/", url.Values{"op": {"rotate"}, "id": {tt.id}}, formHeader)
+			if resp.StatusCode != http.StatusConflict || !strings.Contains(page, tt.wantMessage) {
+				t.Errorf("form rotate: status %d, want 409 and %q in the page", resp.StatusCode, tt.wantMessage)
+			}
+			if after := len(e.all()); after != before {
+				t.Errorf("%d keys after refused rotations, want %d", after, before)
+			}
+			_, page = e.get("/?status=all&dialog=rotate&id=" + tt.id)
+			if strings.Contains(page, `id="rotate-dialog" class="dialog narrow" aria-labelledby="rotate-title" aria-describedby="rotate-desc" open`) {
+				t.Error("the rotate dialog opens for a key that cannot be rotated")
+			}
+			if !strings.Contains(page, tt.wantNotice) {
+				t.Errorf("dialog link: page lacks %q", tt.wantNotice)
+			}
+		})
+	}
+}
+
+// rowHTML returns the table row of key id in page.
+func rowHTML(t *testing.T, page, id string) string {
+	t.Helper()
+	start := strings.Index(page, `<tr data-key-id="`+id+`"`)
+	if start < 0 {
+		t.Fatalf("no row for %s in the page", id)
+	}
+	end := strings.Index(page[start:], "</tr>")
+	if end < 0 {
+		t.Fatalf("the row of %s does not end", id)
+	}
+	return page[start : start+end]
 }
 
 func TestUnknownOperationIsRefused(t *testing.T) {

@@ -200,9 +200,11 @@ func newRow(k apikey.Key, now time.Time, f filter) row {
 		Expires:     viewTime(v.ExpiresAt, now),
 		Revoked:     viewTime(v.RevokedAt, now),
 		CanRevoke:   v.Status != "revoked",
-		CanRotate:   v.Status != "revoked",
-		RevokeHref:  f.href("dialog", "revoke", "id", v.ID),
-		RotateHref:  f.href("dialog", "rotate", "id", v.ID),
+		// Only an active key that no rotation replaced yet can be
+		// rotated: the store refuses the others (409).
+		CanRotate:  v.Status == "active" && v.ReplacedBy == nil,
+		RevokeHref: f.href("dialog", "revoke", "id", v.ID),
+		RotateHref: f.href("dialog", "rotate", "id", v.ID),
 	}
 	r.ExpiresSoon = v.Status == "active" && v.ExpiresAt != nil && v.ExpiresAt.Sub(now) < expiresSoon
 	return r
@@ -396,8 +398,12 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, user string)
 			d.Revoke.Open, d.Revoke.Key = true, k
 		case q.Get("dialog") == "rotate" && k.CanRotate:
 			d.Rotate.Open, d.Rotate.Key = true, k
-		default:
+		case k.Status == "revoked":
 			d.Notice = fmt.Sprintf("Key %q is revoked: it cannot be changed any more.", k.Name)
+		case k.ReplacedBy != nil:
+			d.Notice = fmt.Sprintf("Key %q was already replaced by %s: rotate that key instead.", k.Name, *k.ReplacedBy)
+		default:
+			d.Notice = fmt.Sprintf("Key %q has expired: it cannot be rotated. Create a new key instead.", k.Name)
 		}
 	}
 	h.render(w, r, http.StatusOK, "page.html", d)
