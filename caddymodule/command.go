@@ -470,6 +470,9 @@ func printKey(w io.Writer, k keyservice.KeyJSON, now time.Time) {
 		revoked = longTime(*k.RevokedAt, now)
 	}
 	fmt.Fprintf(tw, "Revoked:\t%s\n", revoked)
+	if k.ReplacedBy != nil {
+		fmt.Fprintf(tw, "Replaced by:\t%s\n", *k.ReplacedBy)
+	}
 	_ = tw.Flush()
 }
 
@@ -479,10 +482,19 @@ func printTable(w io.Writer, keys []keyservice.KeyJSON) {
 	fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tSTATUS\tCREATED\tLAST USED\tEXPIRES")
 	for _, k := range keys {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			k.ID, shortName(k.Name), k.Scope, k.Status,
+			k.ID, shortName(k.Name), k.Scope, tableStatus(k),
 			shortTime(&k.CreatedAt), shortTime(k.LastUsedAt), shortTime(k.ExpiresAt))
 	}
 	_ = tw.Flush()
+}
+
+// tableStatus is a key's status as the table shows it, naming the key that
+// replaced it, if any: "active, replaced by key_…".
+func tableStatus(k keyservice.KeyJSON) string {
+	if k.ReplacedBy != nil {
+		return k.Status + ", replaced by " + *k.ReplacedBy
+	}
+	return k.Status
 }
 
 // Time layouts: tables show minutes, single keys seconds; both in UTC.
@@ -555,8 +567,8 @@ func relativeTime(t, now time.Time) string {
 
 // displayName makes a key name safe to print on a terminal: control and
 // formatting characters (escape sequences, bidirectional overrides) become
-// "?". The admin API refuses ASCII control characters, but a name may come
-// from an older or another client of the store.
+// "?". The admin API refuses them, but a name may come from an older
+// keygate or another client of the store.
 func displayName(name string) string {
 	return strings.Map(func(r rune) rune {
 		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {

@@ -117,6 +117,18 @@ func TestPrintTable(t *testing.T) {
 	if got := b.String(); got != want {
 		t.Errorf("got table\n%s\nwant\n%s", got, want)
 	}
+
+	// A replaced key names its successor in the status column.
+	keys[1].Status, keys[1].RevokedAt, keys[1].ReplacedBy = "expired", nil, &keys[0].ID
+	b.Reset()
+	printTable(&b, keys)
+	want = "" +
+		"ID                          NAME            SCOPE    STATUS                                           CREATED               LAST USED             EXPIRES\n" +
+		"key_0000000000000000000002  CI/CD Pipeline  routine  active                                           2026-11-25 19:41 UTC  2026-11-25 19:44 UTC  2027-11-25 19:41 UTC\n" +
+		"key_0000000000000000000001  Widget          widget   expired, replaced by key_0000000000000000000002  2026-01-02 03:04 UTC  never                 never\n"
+	if got := b.String(); got != want {
+		t.Errorf("got table\n%s\nwant\n%s", got, want)
+	}
 }
 
 func TestPrintKey(t *testing.T) {
@@ -136,6 +148,25 @@ func TestPrintKey(t *testing.T) {
 		"Revoked:    no\n"
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+
+	next := "key_0000000000000000000003"
+	k.ReplacedBy = &next
+	b.Reset()
+	printKey(&b, k, testNow)
+	want = "" +
+		"ID:           key_0000000000000000000002\n" +
+		"Name:         Production Backend\n" +
+		"Scope:        full\n" +
+		"Status:       active\n" +
+		"Hint:         dk_…abcd\n" +
+		"Created:      2026-11-25 19:38:07 UTC (3 minutes ago)\n" +
+		"Last used:    never\n" +
+		"Expires:      2026-12-02 19:38:07 UTC (in 7 days)\n" +
+		"Revoked:      no\n" +
+		"Replaced by:  key_0000000000000000000003\n"
+	if got := b.String(); got != want {
+		t.Errorf("replaced key: got\n%s\nwant\n%s", got, want)
 	}
 }
 

@@ -198,6 +198,10 @@ func TestAdminRejectsBadInput(t *testing.T) {
 		{"missing name", "POST", "/apikeys", `{"scope":"full","expires_in":"1d"}`, 400, "", "name: must not be empty"},
 		{"101-character name", "POST", "/apikeys", `{"name":"` + strings.Repeat("n", 101) + `","scope":"full","expires_in":"1d"}`, 400, "", "name: must be at most 100 characters"},
 		{"name with a control character", "POST", "/apikeys", `{"name":"a\u001bb","scope":"full","expires_in":"1d"}`, 400, "", "name: must not hold control characters"},
+		{"name with a C1 control", "POST", "/apikeys", `{"name":"a\u009bb","scope":"full","expires_in":"1d"}`, 400, "", "name: must not hold control characters (U+009B)"},
+		{"name with a bidi override", "POST", "/apikeys", `{"name":"abc\u202etxt","scope":"full","expires_in":"1d"}`, 400, "", "name: must not hold format characters (U+202E)"},
+		{"name with a zero-width space", "POST", "/apikeys", `{"name":"a\u200bb","scope":"full","expires_in":"1d"}`, 400, "", "name: must not hold format characters (U+200B)"},
+		{"name of ideographic spaces", "POST", "/apikeys", `{"name":"\u3000","scope":"full","expires_in":"1d"}`, 400, "", "name: must not be empty"},
 		{"unknown scope", "POST", "/apikeys", `{"name":"a","scope":"admin","expires_in":"1d"}`, 400, "", `scope: unknown scope "admin"`},
 		{"unknown expires_in", "POST", "/apikeys", `{"name":"a","scope":"full","expires_in":"2d"}`, 400, "", `expires_in: unknown expiry "2d"`},
 		{"number for a string", "POST", "/apikeys", `{"name":1,"scope":"full","expires_in":"1d"}`, 400, "", "name: must be a string"},
@@ -329,6 +333,12 @@ func TestAdminRotate(t *testing.T) {
 		if prev == nil || prev.ID != old.ID || prev.Status != "expired" {
 			t.Fatalf("got previous %+v, want the old key, expired", prev)
 		}
+		if prev.ReplacedBy == nil || *prev.ReplacedBy != next.ID {
+			t.Errorf("got previous replaced_by %v, want %s", prev.ReplacedBy, next.ID)
+		}
+		if next.ReplacedBy != nil {
+			t.Errorf("got new key replaced_by %v, want null", *next.ReplacedBy)
+		}
 
 		for _, path := range []string{"/api/widget/chat", "/api/widget/history"} {
 			resp, body := g.Request(http.MethodGet, path, WithKey(oldSecret))
@@ -364,7 +374,22 @@ func TestAdminRotate(t *testing.T) {
 		}
 		expectGateway(t, g, oldSecret, http.StatusOK, "")
 		expectGateway(t, g, rotated.Secret, http.StatusOK, "")
+
+		// The old key works for its grace period, but is replaced: it
+		// cannot be rotated again, and shows its successor.
+		resp, body = g.Admin(http.MethodPost, "/apikeys/"+old.ID+"/rotate", nil)
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(adminErr(t, body), "was already replaced") {
+			t.Errorf("rotating the replaced key again: %d %s, want 409 saying it was already replaced", resp.StatusCode, body)
+		}
+		if got := g.GetKey(old.ID); got.ReplacedBy == nil || *got.ReplacedBy != rotated.APIKey.ID {
+			t.Errorf("GET old key: replaced_by %v, want %s", got.ReplacedBy, rotated.APIKey.ID)
+		}
+		resp, body = g.Admin(http.MethodGet, "/apikeys?status=active", nil)
+		if n := strings.Count(string(body), `"name":"Backend"`); resp.StatusCode != http.StatusOK || n != 2 {
+			t.Errorf("active keys named Backend: %d (%d %s), want 2: the old and its one successor", n, resp.StatusCode, body)
+		}
 	})
+
 }
 
 func TestAdminListFiltersByStatusNewestFirst(t *testing.T) {

@@ -191,6 +191,16 @@ func TestCLIRotate(t *testing.T) {
 		t.Errorf("rotate with the default grace printed:\n%s", out)
 	}
 	expectGateway(t, g, secrets[0], http.StatusOK, "")
+	// The replaced keys name their successors, and cannot be rotated again.
+	if out := cli(t, g, "show", old.ID); !regexp.MustCompile(`Replaced by:\s+` + next + `\n`).MatchString(out) {
+		t.Errorf("show of the replaced key lacks \"Replaced by: %s\":\n%s", next, out)
+	}
+	if out := cli(t, g, "list"); !strings.Contains(out, "active, replaced by key_") || !strings.Contains(out, "expired, replaced by "+next) {
+		t.Errorf("list does not name the keys' successors:\n%s", out)
+	}
+	if out := cliFails(t, g, "rotate", next); !strings.Contains(out, "was already replaced") {
+		t.Errorf("rotating a replaced key again printed:\n%s", out)
+	}
 }
 
 func TestCLIJSONIsTheAdminAPIsAnswer(t *testing.T) {

@@ -399,6 +399,7 @@ type APIKey struct {
 	LastUsedAt *time.Time `json:"last_used_at"`
 	ExpiresAt  *time.Time `json:"expires_at"`
 	RevokedAt  *time.Time `json:"revoked_at"`
+	ReplacedBy *string    `json:"replaced_by"`
 }
 
 // CreateKey creates a key through the admin API and returns its secret
