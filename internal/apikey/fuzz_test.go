@@ -4,6 +4,8 @@ import (
 	"hash/crc32"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FuzzParseAuthorization feeds arbitrary header values to the parser. The
@@ -79,3 +81,37 @@ func FuzzCheck(f *testing.F) {
 }
 
 func crc32IEEE(s string) uint32 { return crc32.ChecksumIEEE([]byte(s)) }
+
+// FuzzCheckName feeds arbitrary names to the name rule: an accepted name
+// holds no control or format character and not only white space, and an
+// error never repeats the name. The seeds in testdata/fuzz/FuzzCheckName
+// are the invisible characters the rule exists for.
+func FuzzCheckName(f *testing.F) {
+	for _, seed := range []string{"CI/CD Pipeline", "", "\u3000", "a\u0085b", "abc\u202etxt", "a\u200db", "\ufeff", strings.Repeat("é", 101)} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		err := CheckName(name)
+		if err != nil {
+			if len(name) > 3 && strings.Contains(err.Error(), name) {
+				t.Fatalf("CheckName(%q) = %q: the error repeats the name", name, err)
+			}
+			return
+		}
+		if !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxNameLength {
+			t.Fatalf("CheckName(%q) accepted invalid UTF-8 or over %d characters", name, MaxNameLength)
+		}
+		blank := true
+		for _, r := range name {
+			if unicode.In(r, unicode.Cc, unicode.Cf) {
+				t.Fatalf("CheckName(%q) accepted %U", name, r)
+			}
+			if !unicode.IsSpace(r) {
+				blank = false
+			}
+		}
+		if blank {
+			t.Fatalf("CheckName(%q) accepted a name of white space only", name)
+		}
+	})
+}
