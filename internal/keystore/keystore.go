@@ -84,8 +84,8 @@ type Store interface {
 // CheckNew checks what a store asks of a key to create, by Create or as
 // the new key of Rotate: a key ID (apikey.ValidID), a name that
 // apikey.CheckName accepts, a defined scope, an expiry preset, a hint, a
-// digest that is not all zeros, a creation time, an expiry time that is
-// set exactly when the preset expires and is after the creation, and no
+// digest that is not all zeros, a creation time, an expiry time set if and
+// only if the preset is not "never" and then after the creation, and no
 // RevokedAt, ReplacedBy or LastUsedAt. Every backend calls it, so that
 // none stores a key it cannot read back. The error wraps ErrInvalidKey;
 // it never quotes the name, and the ID only when it is well formed.
