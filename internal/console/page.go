@@ -348,14 +348,14 @@ type pageData struct {
 	// NewerHref and OlderHref link to the pages before and after this
 	// one, with the same filter; "" when there is none.
 	NewerHref, OlderHref string
-	Action        string // where the dialogs' forms post: the page with its filter
-	ClearHref     string
-	CreateHref    string
-	Notice        string
-	Create        createDialog
-	Secret        secretDialog
-	Revoke        keyDialog
-	Rotate        keyDialog
+	Action               string // where the dialogs' forms post: the page with its filter
+	ClearHref            string
+	CreateHref           string
+	Notice               string
+	Create               createDialog
+	Secret               secretDialog
+	Revoke               keyDialog
+	Rotate               keyDialog
 }
 
 // buildPage lists one page of keys, filtered in the store, and fills
