@@ -190,8 +190,9 @@ func (s *Store) GetByDigest(ctx context.Context, d apikey.Digest) (apikey.Key, e
 
 // List returns the keys matching f, newest first, ties broken by ID
 // descending. Every part of f is judged in SQL; pages are read by keyset
-// over the index keys_created_at (created_at DESC, id DESC), so a page
-// costs the same however deep in the listing it is.
+// over the index keys_list (created_at DESC, id DESC, and the columns
+// filters read), so a page costs the same however deep in the listing it
+// is, and a filter that matches few keys reads only the index.
 func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, error) {
 	if s.closed.Load() {
 		return nil, keystore.ErrClosed
@@ -234,19 +235,18 @@ func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, erro
 		conds, args = append(conds, "(created_at, id) > (?, ?)"), append(args, micros(f.Before.CreatedAt), f.Before.ID)
 		order = "created_at, id"
 	}
-	query := `SELECT ` + keyColumns + ` FROM keys`
+	// The keys are chosen by row ID first, from the index keys_list
+	// alone, which holds every column a filter reads; only the chosen
+	// rows are then read from the table.
+	choose := `SELECT rowid FROM keys`
 	if len(conds) > 0 {
-		query += ` WHERE ` + strings.Join(conds, " AND ")
+		choose += ` WHERE ` + strings.Join(conds, " AND ")
 	}
-	query += ` ORDER BY ` + order
+	choose += ` ORDER BY ` + order
 	if f.Limit > 0 {
-		query, args = query+` LIMIT ?`, append(args, f.Limit)
+		choose, args = choose+` LIMIT ?`, append(args, f.Limit)
 	}
-	if !f.Before.IsZero() {
-		// The keys nearest to Before were read oldest first; list them
-		// newest first like every other page.
-		query = `SELECT * FROM (` + query + `) ORDER BY created_at DESC, id DESC`
-	}
+	query := `SELECT ` + keyColumns + ` FROM keys WHERE rowid IN (` + choose + `) ORDER BY created_at DESC, id DESC`
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, s.fail("listing keys", err)
