@@ -199,3 +199,18 @@ func TestParseFilter(t *testing.T) {
 		})
 	}
 }
+
+func TestCountLineSaysWhetherThereAreOtherPages(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.create("only", "full", "never")
+	if _, page := e.get("/"); !strings.Contains(page, ">1 key, newest first</p>") {
+		t.Error(`one key: no "1 key, newest first"`)
+	}
+	for i := range pageSize {
+		e.clock.Add(time.Second)
+		e.create(fmt.Sprintf("key %d", i), "full", "never")
+	}
+	if _, page := e.get("/"); !strings.Contains(page, ">50 keys on this page, newest first</p>") {
+		t.Error(`51 keys: no "50 keys on this page, newest first"`)
+	}
+}
