@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +27,9 @@ func init() {
 // adminAPI manages API keys on Caddy's admin endpoint:
 //
 //	POST   /apikeys                 {"name", "scope", "expires_in"} → 201 {"secret", "api_key"}
-//	GET    /apikeys[?status=...]    → 200 {"api_keys": [...]}, newest first
+//	GET    /apikeys[?status=active|revoked|expired][&q=TEXT][&limit=N][&cursor=C]
+//	                                → 200 {"api_keys": [...], "next_cursor": "..." | null}, newest first;
+//	                                  q is a key ID or part of a name; limit 1-1000, default 100
 //	GET    /apikeys/{id}            → 200 the key
 //	DELETE /apikeys/{id}            → 200 the key, revoked (revoking again changes nothing)
 //	POST   /apikeys/{id}/rotate     {"grace"} (optional) → 201 {"secret", "api_key", "previous"}
@@ -80,7 +84,7 @@ const adminTimeout = 10 * time.Second
 // keyManager is what the admin API needs of keyservice.Service.
 type keyManager interface {
 	Create(ctx context.Context, name, scope, expiresIn string) (string, apikey.Key, error)
-	List(ctx context.Context, status string) ([]apikey.Key, error)
+	List(ctx context.Context, opts keyservice.ListOptions) (keyservice.Page, error)
 	Get(ctx context.Context, id string) (apikey.Key, error)
 	Revoke(ctx context.Context, id string) (apikey.Key, error)
 	Rotate(ctx context.Context, id, grace string) (string, apikey.Key, apikey.Key, error)
@@ -110,6 +114,8 @@ type secretResponse struct {
 // listResponse answers GET /apikeys.
 type listResponse struct {
 	APIKeys []keyservice.KeyJSON `json:"api_keys"`
+	// NextCursor is the cursor of the next page, null on the last.
+	NextCursor *string `json:"next_cursor"`
 }
 
 // runningKeyService returns the key service of the running config's
@@ -221,31 +227,48 @@ func withService(w http.ResponseWriter, r *http.Request, lookup func() (keyManag
 	return serve(w, r.WithContext(ctx), svc)
 }
 
-// listKeys serves GET /apikeys[?status=...].
+// listParams are the query parameters of GET /apikeys.
+var listParams = []string{"status", "q", "limit", "cursor"}
+
+// listKeys serves GET /apikeys[?status=...][&q=...][&limit=N][&cursor=C]:
+// one page of keys, newest first, and the cursor of the next.
 func listKeys(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	query := r.URL.Query()
-	for name := range query {
-		if name != "status" {
-			return badRequest(fmt.Errorf("unknown query parameter %s: the only one is status", quoteShort(name)))
+	for name, values := range query {
+		if !slices.Contains(listParams, name) {
+			return badRequest(fmt.Errorf("unknown query parameter %s: the parameters are status, q, limit and cursor", quoteShort(name)))
+		}
+		if len(values) > 1 {
+			return badRequest(fmt.Errorf("%s: give it once", name))
 		}
 	}
-	status := query.Get("status")
-	if len(query["status"]) > 1 {
-		return badRequest(errors.New("status: give it once"))
-	}
-	if status != "" {
-		if _, err := apikey.ParseStatus(status); err != nil {
-			return badRequest(fmt.Errorf("status: unknown status %s: want active, revoked or expired", quoteShort(status)))
+	opts := keyservice.ListOptions{Status: query.Get("status"), Query: query.Get("q"), Cursor: query.Get("cursor")}
+	if opts.Status != "" {
+		if _, err := apikey.ParseStatus(opts.Status); err != nil {
+			return badRequest(fmt.Errorf("status: unknown status %s: want active, revoked or expired", quoteShort(opts.Status)))
 		}
 	}
-	keys, err := svc.List(r.Context(), status)
+	if query.Has("limit") {
+		n, err := strconv.Atoi(query.Get("limit"))
+		if err != nil || n < 1 || n > keyservice.MaxLimit {
+			return badRequest(fmt.Errorf("limit: must be a whole number from 1 to %d, not %s", keyservice.MaxLimit, quoteShort(query.Get("limit"))))
+		}
+		opts.Limit = n
+	}
+	if query.Has("cursor") && opts.Cursor == "" {
+		return badRequest(errors.New("cursor: is empty: leave it out to start at the newest key"))
+	}
+	page, err := svc.List(r.Context(), opts)
 	if err != nil {
 		return serviceError(w, err, "")
 	}
 	now := svc.Now()
-	resp := listResponse{APIKeys: make([]keyservice.KeyJSON, 0, len(keys))}
-	for _, k := range keys {
+	resp := listResponse{APIKeys: make([]keyservice.KeyJSON, 0, len(page.Keys))}
+	for _, k := range page.Keys {
 		resp.APIKeys = append(resp.APIKeys, keyservice.View(k, now))
+	}
+	if page.Next != "" {
+		resp.NextCursor = &page.Next
 	}
 	return writeJSON(w, http.StatusOK, resp)
 }

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,7 +35,7 @@ func init() {
 Manages keygate's API keys through the admin API of a running instance:
 
   apikey create --name NAME --scope full|widget|routine --expires 1h|1d|1w|1mo|1y|never
-  apikey list [--status active|revoked|expired]
+  apikey list [--status active|revoked|expired] [--limit N | --all]
   apikey show ID
   apikey revoke ID [--yes]
   apikey rotate ID [--grace DURATION]
@@ -42,6 +44,11 @@ create and rotate print the new key's secret once: it cannot be shown
 again. revoke asks for confirmation when stdin is a terminal and needs
 --yes otherwise. With --json, every command prints the admin API's JSON
 answer as it is.
+
+list prints one page: the newest 100 keys, or --limit N of them (1 to
+1000); when there are more it says so on stderr. --all follows the pages
+to the last key; with --json it prints one {"api_keys": [...],
+"next_cursor": null} holding every key.
 
 The admin endpoint is found like 'reload' finds it: --address if given,
 else the admin address of the --config file, else of a Caddyfile in the
@@ -89,12 +96,17 @@ func (c cli) setUp(cmd *cobra.Command) {
 	create.Flags().String("expires", "", "Lifetime of the key: 1h, 1d, 1w, 1mo, 1y or never")
 
 	list := &cobra.Command{
-		Use:   "list [--status active|revoked|expired]",
-		Short: "Lists keys, newest first",
-		Args:  cobra.NoArgs,
-		RunE:  c.runList,
+		Use:   "list [--status active|revoked|expired] [--limit N | --all]",
+		Short: "Lists keys, newest first, a page at a time or all of them",
+		Long: `Lists keys, newest first. Without --limit or --all it prints the newest
+100 keys and, when there are more, says so on stderr. --limit N prints the
+newest N (1 to 1000); --all reads every page and prints every key.`,
+		Args: cobra.NoArgs,
+		RunE: c.runList,
 	}
 	list.Flags().String("status", "", "List only keys with this status: active, revoked or expired")
+	list.Flags().Int("limit", 0, "Print the newest N keys, from 1 to 1000 (default 100)")
+	list.Flags().Bool("all", false, "Print every key, reading as many pages as it takes")
 
 	show := &cobra.Command{
 		Use:   "show ID",
@@ -151,24 +163,72 @@ func (c cli) runCreate(cmd *cobra.Command, _ []string) error {
 	return nil
 }
 
-// runList runs apikey list.
+// listPage is an answer of GET /apikeys.
+type listPage struct {
+	APIKeys    []keyservice.KeyJSON `json:"api_keys"`
+	NextCursor *string              `json:"next_cursor"`
+}
+
+// runList runs apikey list: one page, or with --all every page.
 func (c cli) runList(cmd *cobra.Command, _ []string) error {
 	status := flagString(cmd, "status")
-	uri := adminAPIKeysPath
+	query := url.Values{}
 	if status != "" {
 		if _, err := apikey.ParseStatus(status); err != nil {
 			return fmt.Errorf("--status: %v", err)
 		}
-		uri += "?status=" + status
+		query.Set("status", status)
 	}
-	body, err := callAdmin(cmd, http.MethodGet, uri, nil)
-	if err != nil || printedJSON(cmd, body) {
-		return err
+	all, _ := cmd.Flags().GetBool("all")
+	limitSet := cmd.Flags().Changed("limit")
+	limit, _ := cmd.Flags().GetInt("limit")
+	switch {
+	case all && limitSet:
+		return errors.New("--limit and --all: give one; --all reads pages of 1000")
+	case limitSet && (limit < 1 || limit > keyservice.MaxLimit):
+		return fmt.Errorf("--limit must be from 1 to %d, not %d", keyservice.MaxLimit, limit)
+	case limitSet:
+		query.Set("limit", strconv.Itoa(limit))
+	case all:
+		query.Set("limit", strconv.Itoa(keyservice.MaxLimit))
 	}
-	var list struct {
-		APIKeys []keyservice.KeyJSON `json:"api_keys"`
+	asJSON, _ := cmd.Flags().GetBool("json")
+	var list listPage
+	for {
+		uri := adminAPIKeysPath
+		if len(query) > 0 {
+			uri += "?" + query.Encode()
+		}
+		body, err := callAdmin(cmd, http.MethodGet, uri, nil)
+		if err != nil {
+			return err
+		}
+		if !all && printedJSON(cmd, body) {
+			return nil
+		}
+		var page listPage
+		if err := decodeAnswer(body, &page); err != nil {
+			return err
+		}
+		list.APIKeys = append(list.APIKeys, page.APIKeys...)
+		if !all || page.NextCursor == nil {
+			list.NextCursor = page.NextCursor
+			break
+		}
+		if *page.NextCursor == "" || query.Get("cursor") == *page.NextCursor {
+			return errors.New("reading the admin API's answer: the next page's cursor repeats or is empty")
+		}
+		query.Set("cursor", *page.NextCursor)
 	}
-	if err := decodeAnswer(body, &list); err != nil {
+	if asJSON {
+		if list.APIKeys == nil {
+			list.APIKeys = []keyservice.KeyJSON{}
+		}
+		data, err := json.Marshal(list)
+		if err != nil {
+			return err
+		}
+		_, err = cmd.OutOrStdout().Write(append(data, '\n'))
 		return err
 	}
 	if len(list.APIKeys) == 0 {
@@ -180,6 +240,14 @@ func (c cli) runList(cmd *cobra.Command, _ []string) error {
 		return nil
 	}
 	printTable(cmd.OutOrStdout(), list.APIKeys)
+	if list.NextCursor != nil {
+		noun := "keys"
+		if len(list.APIKeys) == 1 {
+			noun = "key"
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "Showing the newest %d %s; there are more. Use --all to list every key, or --limit N for up to %d.\n",
+			len(list.APIKeys), noun, keyservice.MaxLimit)
+	}
 	return nil
 }
 

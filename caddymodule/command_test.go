@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -364,7 +365,7 @@ func runCLI(t *testing.T, terminal bool, stdin string, args ...string) (stdout, 
 }
 
 const keyAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"active","hint":"dk_…abcd",` +
-	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null}`
+	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null,"replaced_by":null}`
 
 const revokedAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"revoked","hint":"dk_…abcd",` +
 	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":"2026-11-25T19:41:07Z"}`
@@ -401,6 +402,20 @@ func TestCLISendsWhatTheFlagsSay(t *testing.T) {
 			answer:      cannedAnswer{200, `{"api_keys":[` + revokedAnswer + `]}`},
 			wantRequest: "GET /apikeys?status=revoked",
 			wantOut:     []string{"ID  ", "LAST USED", validID + "  CI    routine  revoked  2026-11-25 19:41 UTC  never "},
+		},
+		{
+			name:        "list with limit",
+			args:        []string{"list", "--limit", "1"},
+			answer:      cannedAnswer{200, `{"api_keys":[` + keyAnswer + `],"next_cursor":null}`},
+			wantRequest: "GET /apikeys?limit=1",
+			wantOut:     []string{validID + "  CI    routine  active"},
+		},
+		{
+			name:         "list --json prints the page as it is",
+			args:         []string{"list", "--json", "--limit", "1"},
+			answer:       cannedAnswer{200, `{"api_keys":[` + keyAnswer + `],"next_cursor":"abc"}` + "\n"},
+			wantRequest:  "GET /apikeys?limit=1",
+			wantExactOut: `{"api_keys":[` + keyAnswer + `],"next_cursor":"abc"}` + "\n",
 		},
 		{
 			name:        "empty list",
@@ -463,6 +478,66 @@ func TestCLISendsWhatTheFlagsSay(t *testing.T) {
 	}
 }
 
+func TestCLIListAllFollowsNextCursor(t *testing.T) {
+	other := strings.Replace(keyAnswer, validID, "key_ZZZZZZZZZZZZZZZZZZZZZZ", 1)
+	pages := []cannedAnswer{
+		{200, `{"api_keys":[` + keyAnswer + `],"next_cursor":"c1-_"}`},
+		{200, `{"api_keys":[` + other + `],"next_cursor":null}`},
+	}
+	wantRequests := []string{"GET /apikeys?limit=1000&status=active", "GET /apikeys?cursor=c1-_&limit=1000&status=active"}
+
+	admin := newAdminRecorder(t, pages...)
+	out, errOut, err := runCLI(t, false, "", "list", "--all", "--status", "active", "--address", admin.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := admin.requests(); !slices.Equal(got, wantRequests) {
+		t.Errorf("got requests %q, want %q", got, wantRequests)
+	}
+	if strings.Count(out, "ID  ") != 1 || !strings.Contains(out, validID) || !strings.Contains(out, "key_ZZZZZZZZZZZZZZZZZZZZZZ") {
+		t.Errorf("want one table of both keys, got:\n%s", out)
+	}
+	if errOut != "" {
+		t.Errorf("--all printed %q on stderr", errOut)
+	}
+
+	admin = newAdminRecorder(t, pages...)
+	out, _, err = runCLI(t, false, "", "list", "--all", "--json", "--status", "active", "--address", admin.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"api_keys":[` + keyAnswer + `,` + other + `],"next_cursor":null}` + "\n"; out != want {
+		t.Errorf("--all --json printed\n%s\nwant\n%s", out, want)
+	}
+}
+
+func TestCLIListSaysOnStderrWhenThereIsMore(t *testing.T) {
+	admin := newAdminRecorder(t, cannedAnswer{200, `{"api_keys":[` + keyAnswer + `],"next_cursor":"c1"}`})
+	out, errOut, err := runCLI(t, false, "", "list", "--address", admin.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := admin.requests(); !slices.Equal(got, []string{"GET /apikeys"}) {
+		t.Errorf("got requests %q, want one page", got)
+	}
+	if !strings.Contains(out, validID) || strings.Contains(out, "--all") {
+		t.Errorf("stdout = %q, want the table only", out)
+	}
+	if want := "Showing the newest 1 key; there are more. Use --all to list every key, or --limit N for up to 1000.\n"; errOut != want {
+		t.Errorf("stderr = %q, want %q", errOut, want)
+	}
+}
+
+func TestCLIListAllStopsOnARepeatedCursor(t *testing.T) {
+	admin := newAdminRecorder(t,
+		cannedAnswer{200, `{"api_keys":[` + keyAnswer + `],"next_cursor":"same"}`},
+		cannedAnswer{200, `{"api_keys":[` + keyAnswer + `],"next_cursor":"same"}`})
+	_, _, err := runCLI(t, false, "", "list", "--all", "--address", admin.addr())
+	if err == nil || !strings.Contains(err.Error(), "cursor repeats") {
+		t.Errorf("got %v, want an error about the repeated cursor", err)
+	}
+}
+
 func TestCLIRefusesBadFlagsWithoutARequest(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -480,7 +555,11 @@ func TestCLIRefusesBadFlagsWithoutARequest(t *testing.T) {
 		{"rotate with a bad grace", []string{"rotate", validID, "--grace", "forever"}, `--grace: "forever" is not a duration`},
 		{"rotate with too long a grace", []string{"rotate", validID, "--grace", "169h"}, "--grace must be between 0s and 168h"},
 		{"rotate with a negative grace", []string{"rotate", validID, "--grace", "-1h"}, "--grace must be between 0s and 168h"},
-		{"unknown flag", []string{"list", "--all"}, "unknown flag: --all"},
+		{"unknown flag", []string{"list", "--every"}, "unknown flag: --every"},
+		{"list with limit 0", []string{"list", "--limit", "0"}, "--limit must be from 1 to 1000, not 0"},
+		{"list with limit 1001", []string{"list", "--limit", "1001"}, "--limit must be from 1 to 1000, not 1001"},
+		{"list with a negative limit", []string{"list", "--limit", "-1"}, "--limit must be from 1 to 1000"},
+		{"list with limit and all", []string{"list", "--limit", "5", "--all"}, "--limit and --all: give one"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -116,6 +116,42 @@ func TestCLIListPrintsAnAlignedTable(t *testing.T) {
 	}
 }
 
+func TestCLIListLimitAndAll(t *testing.T) {
+	g := StartGateway(t, Options{Upstream: NewUpstream(t)})
+	var ids []string
+	for _, name := range []string{"One", "Two", "Three"} {
+		_, k := g.CreateKey(name, "full", "1d")
+		ids = append(ids, k.ID)
+	}
+	rows := func(out string) []string { return keyIDInText.FindAllString(out, -1) }
+
+	stdout, stderr, code := g.Run("apikey", "list", "--limit", "2", "--address", g.Ports.Admin)
+	if code != 0 || len(rows(stdout)) != 2 {
+		t.Errorf("list --limit 2: exit %d, %d rows, want 0 and 2:\n%s%s", code, len(rows(stdout)), stdout, stderr)
+	}
+	if want := "Showing the newest 2 keys; there are more. Use --all to list every key, or --limit N for up to 1000.\n"; stderr != want {
+		t.Errorf("list --limit 2: stderr %q, want %q", stderr, want)
+	}
+	if got := rows(cli(t, g, "list", "--all")); len(got) != 3 {
+		t.Errorf("list --all: %d rows, want 3", len(got))
+	}
+	if got := rows(cli(t, g, "list", "--limit", "3")); len(got) != 3 {
+		t.Errorf("list --limit 3: %d rows, want 3 and no note on stderr", len(got))
+	}
+
+	var all struct {
+		APIKeys    []APIKey `json:"api_keys"`
+		NextCursor *string  `json:"next_cursor"`
+	}
+	decodeAnswer(t, []byte(cli(t, g, "list", "--all", "--json")), &all)
+	if len(all.APIKeys) != 3 || all.NextCursor != nil {
+		t.Errorf("list --all --json: %d keys, next %v; want 3, null", len(all.APIKeys), all.NextCursor)
+	}
+	if stderr := cliFails(t, g, "list", "--limit", "1001"); !strings.Contains(stderr, "--limit must be from 1 to 1000") {
+		t.Errorf("list --limit 1001: stderr %q", stderr)
+	}
+}
+
 func TestCLIShow(t *testing.T) {
 	g := StartGateway(t, Options{Upstream: NewUpstream(t)})
 	_, k := g.CreateKey("Production Backend", "full", "1y")

@@ -2,6 +2,8 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -378,4 +380,32 @@ func TestConsoleStaticFilesAreCachedAndPagesAreNot(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestConsoleShowsPagesOf50(t *testing.T) {
+	g := startConsoleGateway(t)
+	for i := range 51 {
+		g.CreateKey(fmt.Sprintf("Key %02d", i), "full", "1d")
+	}
+	resp, body := g.console(http.MethodGet, "/console/", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /console/: %d", resp.StatusCode)
+	}
+	page := string(body)
+	if n := strings.Count(page, `<tr data-key-id="`); n != 50 {
+		t.Errorf("first page shows %d keys, want 50", n)
+	}
+	i := strings.Index(page, `rel="next" href="./?`)
+	if i < 0 {
+		t.Fatal("first page has no Older link")
+	}
+	href := page[i+len(`rel="next" href="./`):]
+	href = html.UnescapeString(href[:strings.IndexByte(href, '"')])
+	_, body = g.console(http.MethodGet, "/console/"+href, nil, nil)
+	if n := strings.Count(string(body), `<tr data-key-id="`); n != 1 {
+		t.Errorf("second page shows %d keys, want 1", n)
+	}
+	if !strings.Contains(string(body), `rel="prev"`) || strings.Contains(string(body), `rel="next"`) {
+		t.Error("second page lacks a Newer link or has an Older one")
+	}
 }

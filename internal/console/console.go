@@ -13,8 +13,9 @@
 // URLs are relative, so the console works under any path prefix as long as
 // the prefix is stripped before it (Caddy's handle_path):
 //
-//	GET  /                 the page; ?status=active|expired|revoked|all, ?scope=, ?q=
-//	                       filter it, ?dialog=create|revoke|rotate[&id=] opens a dialog
+//	GET  /                 the page, 50 keys at a time; ?status=active|expired|revoked|all,
+//	                       ?scope=, ?q= filter it, ?cursor= (older) or ?before= (newer)
+//	                       page it, ?dialog=create|revoke|rotate[&id=] opens a dialog
 //	POST /                 op=create|revoke|rotate: a change. With "Accept:
 //	                       application/json" (the page's script) the answer is JSON;
 //	                       otherwise the page is rendered with the outcome.

@@ -177,11 +177,11 @@ func (e *env) key(id string) apikey.Key {
 
 func (e *env) all() []apikey.Key {
 	e.t.Helper()
-	keys, err := e.svc.List(context.Background(), "")
+	page, err := e.svc.List(context.Background(), keyservice.ListOptions{Limit: keyservice.MaxLimit})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return keys
+	return page.Keys
 }
 
 // rowIDs returns the key IDs of the table's rows, in order.

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -25,16 +26,29 @@ var templates = template.Must(template.New("").ParseFS(templateFS, "templates/*.
 // expiresSoon is how close to its expiry an active key is flagged.
 const expiresSoon = 7 * 24 * time.Hour
 
-// maxQuery bounds the search text taken from a URL.
-const maxQuery = 200
+// pageSize is how many keys a page of the list shows.
+const pageSize = 50
 
-// filter is what the list shows, as given in the page's query string.
+// filter is what the list shows, as given in the page's query string: the
+// filters, and where in the listing the page is.
 type filter struct {
 	Status string // "active" (the default), "expired", "revoked" or "all"
 	Scope  string // "" for every scope, or a scope's name
-	Query  string // text searched in names and IDs; "" for none
+	Query  string // a key ID, or text searched in names; "" for none
+	// Cursor (?cursor=) starts the page after a key: the older keys.
+	// Before (?before=) ends it before one: the newer keys. At most one is
+	// set, and only to a cursor that decodes (keyservice.DecodeCursor).
+	Cursor, Before string
+	// BadCursor is set when the query string held a cursor that does not
+	// decode; the page then starts at the newest key.
+	BadCursor bool
 }
 
+// parseFilter reads the filter from a page's query string. It never fails:
+// an unknown status or scope falls back to the default, search text is
+// cut to what the key service accepts (keyservice.MaxQueryLength
+// characters of UTF-8 without control characters), and a cursor that does
+// not decode is dropped, with BadCursor set.
 func parseFilter(q url.Values) filter {
 	f := filter{Status: "active"}
 	switch s := q.Get("status"); s {
@@ -44,14 +58,43 @@ func parseFilter(q url.Values) filter {
 	if _, err := apikey.ParseScope(q.Get("scope")); err == nil {
 		f.Scope = q.Get("scope")
 	}
-	f.Query = strings.TrimSpace(q.Get("q"))
-	if len(f.Query) > maxQuery {
-		f.Query = strings.ToValidUTF8(f.Query[:maxQuery], "")
+	f.Query = cleanQuery(q.Get("q"))
+	for _, c := range []struct {
+		name string
+		to   *string
+	}{{"cursor", &f.Cursor}, {"before", &f.Before}} {
+		v := q.Get(c.name)
+		if v == "" || f.Cursor != "" {
+			continue
+		}
+		if _, err := keyservice.DecodeCursor(v); err != nil {
+			f.BadCursor = true
+			continue
+		}
+		*c.to = v
 	}
 	return f
 }
 
-// values returns the filter's non-default settings as a query.
+// cleanQuery makes search text from a URL acceptable to the key service:
+// valid UTF-8, no control characters, no space around it, at most
+// keyservice.MaxQueryLength characters.
+func cleanQuery(q string) string {
+	q = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(q, ""))
+	q = strings.TrimSpace(q)
+	if utf8.RuneCountInString(q) > keyservice.MaxQueryLength {
+		q = strings.TrimSpace(string([]rune(q)[:keyservice.MaxQueryLength]))
+	}
+	return q
+}
+
+// values returns the filter's non-default settings as a query, with the
+// page's position.
 func (f filter) values() url.Values {
 	v := url.Values{}
 	if f.Status != "active" {
@@ -62,6 +105,12 @@ func (f filter) values() url.Values {
 	}
 	if f.Query != "" {
 		v.Set("q", f.Query)
+	}
+	if f.Cursor != "" {
+		v.Set("cursor", f.Cursor)
+	}
+	if f.Before != "" {
+		v.Set("before", f.Before)
 	}
 	return v
 }
@@ -79,30 +128,28 @@ func (f filter) href(extra ...string) string {
 	return "./?" + v.Encode()
 }
 
+// at returns the filter at another position: after cursor, or before
+// before; both empty is the first page.
+func (f filter) at(cursor, before string) filter {
+	f.Cursor, f.Before, f.BadCursor = cursor, before, false
+	return f
+}
+
 // Active reports whether the filter hides anything beyond the default.
 func (f filter) Active() bool { return f.Status != "active" || f.Scope != "" || f.Query != "" }
 
-// matches reports whether k, shown as v, passes the filter.
-func (f filter) matches(v keyservice.KeyJSON) bool {
-	if f.Status != "all" && v.Status != f.Status {
-		return false
+// options returns the key service's options for the filter's page.
+func (f filter) options() keyservice.ListOptions {
+	o := keyservice.ListOptions{Scope: f.Scope, Query: f.Query, Limit: pageSize, Cursor: f.Cursor, Before: f.Before}
+	if f.Status != "all" {
+		o.Status = f.Status
 	}
-	if f.Scope != "" && v.Scope != f.Scope {
-		return false
-	}
-	if f.Query != "" {
-		q := strings.ToLower(f.Query)
-		if !strings.Contains(strings.ToLower(v.Name), q) && !strings.Contains(strings.ToLower(v.ID), q) {
-			return false
-		}
-	}
-	return true
+	return o
 }
 
 // option is an entry of a filter's select.
 type option struct {
 	Value, Label string
-	Count        int
 	Selected     bool
 }
 
@@ -297,23 +344,29 @@ type pageData struct {
 	StatusOptions []option
 	ScopeOptions  []option
 	Rows          []row
-	TotalKeys     int
-	Action        string // where the dialogs' forms post: the page with its filter
-	ClearHref     string
-	CreateHref    string
-	Notice        string
-	Create        createDialog
-	Secret        secretDialog
-	Revoke        keyDialog
-	Rotate        keyDialog
-
-	byID map[string]row
+	// NoKeys is set when the store holds no key at all, which the page
+	// says differently from "no key matches".
+	NoKeys bool
+	// NewerHref and OlderHref link to the pages before and after this
+	// one, with the same filter; "" when there is none.
+	NewerHref, OlderHref string
+	Action               string // where the dialogs' forms post: the page with its filter
+	ClearHref            string
+	CreateHref           string
+	Notice               string
+	Create               createDialog
+	Secret               secretDialog
+	Revoke               keyDialog
+	Rotate               keyDialog
 }
 
-// buildPage lists the keys and fills everything the page needs but the
-// state of its dialogs.
+// buildPage lists one page of keys, filtered in the store, and fills
+// everything the page needs but the state of its dialogs. It reads at most
+// pageSize+1 keys, and one more when the page is empty, to tell an empty
+// store from a filter that matches nothing: no count of every key is
+// made, so the filter options show none.
 func (h *Handler) buildPage(ctx context.Context, user string, f filter) (*pageData, error) {
-	keys, err := h.svc.List(ctx, "")
+	page, err := h.svc.List(ctx, f.options())
 	if err != nil {
 		return nil, err
 	}
@@ -322,28 +375,40 @@ func (h *Handler) buildPage(ctx context.Context, user string, f filter) (*pageDa
 		Assets:     h.assets,
 		User:       user,
 		Filter:     f,
-		TotalKeys:  len(keys),
 		Action:     f.href(),
 		ClearHref:  "./?status=all",
 		CreateHref: f.href("dialog", "create"),
-		byID:       make(map[string]row, len(keys)),
 	}
-	counts := map[string]int{}
-	for _, k := range keys {
-		r := newRow(k, now, f)
-		d.byID[r.ID] = r
-		counts[r.Status]++
-		if f.matches(r.KeyJSON) {
-			d.Rows = append(d.Rows, r)
+	if page.Prev != "" {
+		d.NewerHref = f.at("", page.Prev).href()
+	}
+	if page.Next != "" {
+		d.OlderHref = f.at(page.Next, "").href()
+	}
+	for _, k := range page.Keys {
+		d.Rows = append(d.Rows, newRow(k, now, f))
+	}
+	if len(d.Rows) == 0 {
+		if f.Cursor != "" || f.Before != "" {
+			// A page past the end, say after the keys on it were
+			// revoked while filtering active ones: offer the first.
+			d.NewerHref = f.at("", "").href()
 		}
+		newest, err := h.svc.List(ctx, keyservice.ListOptions{Limit: 1})
+		if err != nil {
+			return nil, err
+		}
+		d.NoKeys = len(newest.Keys) == 0
 	}
-	counts["all"] = len(keys)
+	if f.BadCursor {
+		d.Notice = "That page link is not valid any more: showing the newest keys."
+	}
 	for _, s := range []string{"active", "expired", "revoked", "all"} {
 		label := statusLabels[s]
 		if s == "all" {
 			label = "All statuses"
 		}
-		d.StatusOptions = append(d.StatusOptions, option{Value: s, Label: label, Count: counts[s], Selected: f.Status == s})
+		d.StatusOptions = append(d.StatusOptions, option{Value: s, Label: label, Selected: f.Status == s})
 	}
 	d.ScopeOptions = append(d.ScopeOptions, option{Value: "", Label: "All scopes", Selected: f.Scope == ""})
 	for _, s := range apikey.Scopes {
@@ -390,9 +455,15 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, user string)
 	case "create":
 		d.Create.Open = true
 	case "revoke", "rotate":
-		k, ok := d.byID[q.Get("id")]
+		// The key need not be on this page: a link may be shared.
+		key, err := h.svc.Get(ctx, q.Get("id"))
+		if err != nil && statusOf(err) == http.StatusServiceUnavailable {
+			h.storeFailed(w, r, "get", err)
+			return
+		}
+		k := newRow(key, h.svc.Now(), d.Filter)
 		switch {
-		case !ok:
+		case err != nil:
 			d.Notice = "There is no key with that ID."
 		case q.Get("dialog") == "revoke" && k.CanRevoke:
 			d.Revoke.Open, d.Revoke.Key = true, k

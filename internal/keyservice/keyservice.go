@@ -99,28 +99,6 @@ func (s *Service) Create(ctx context.Context, name, scope, expiresIn string) (st
 	return secret, k, s.sync(ctx)
 }
 
-// List returns the keys with the given status ("active", "revoked",
-// "expired"; "" for all), newest first.
-func (s *Service) List(ctx context.Context, status string) ([]apikey.Key, error) {
-	now := s.Now()
-	f := keystore.Filter{Now: now}
-	if status != "" {
-		st, err := apikey.ParseStatus(status)
-		if err != nil {
-			return nil, &InputError{Field: "status", Message: err.Error()}
-		}
-		f.Status = st
-	}
-	keys, err := s.store.List(ctx, f)
-	if err != nil {
-		return nil, fmt.Errorf("listing keys: %w", err)
-	}
-	for i := range keys {
-		s.withPending(&keys[i])
-	}
-	return keys, nil
-}
-
 // Get returns the key with the given ID.
 func (s *Service) Get(ctx context.Context, id string) (apikey.Key, error) {
 	if err := checkID(id); err != nil {

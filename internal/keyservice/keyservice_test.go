@@ -129,12 +129,9 @@ func TestCreateRejectsBadInputNamingTheField(t *testing.T) {
 			}
 		})
 	}
-	if keys, err := f.svc.List(context.Background(), ""); err != nil || len(keys) != 0 {
-		t.Errorf("List after refused creates = %d keys, %v; want none", len(keys), err)
-	}
-	keys, err := f.svc.List(context.Background(), "")
-	if err != nil || len(keys) != 0 {
-		t.Errorf("after only bad requests, List = %d keys, %v; want none", len(keys), err)
+	page, err := f.svc.List(context.Background(), keyservice.ListOptions{})
+	if err != nil || len(page.Keys) != 0 {
+		t.Errorf("after only bad requests, List = %d keys, %v; want none", len(page.Keys), err)
 	}
 }
 
@@ -169,19 +166,19 @@ func TestListFiltersByStatusNewestFirst(t *testing.T) {
 		{"revoked", []string{c.ID}},
 	}
 	for _, tt := range tests {
-		keys, err := f.svc.List(ctx, tt.status)
+		page, err := f.svc.List(ctx, keyservice.ListOptions{Status: tt.status})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got []string
-		for _, k := range keys {
+		for _, k := range page.Keys {
 			got = append(got, k.ID)
 		}
 		if strings.Join(got, ",") != strings.Join(tt.want, ",") {
 			t.Errorf("List(%q) = %v, want %v", tt.status, got, tt.want)
 		}
 	}
-	_, err := f.svc.List(ctx, "deleted")
+	_, err := f.svc.List(ctx, keyservice.ListOptions{Status: "deleted"})
 	wantInputError(t, err, "status")
 }
 
@@ -296,8 +293,8 @@ func TestRotateRefusesReplacedAndExpiredKeys(t *testing.T) {
 	if _, _, _, err := f.svc.Rotate(ctx, expiring.ID, ""); !errors.Is(err, keystore.ErrExpired) {
 		t.Errorf("Rotate(expired) = %v, want ErrExpired", err)
 	}
-	if keys, _ := f.svc.List(ctx, ""); len(keys) != 3 {
-		t.Errorf("%d keys after refused rotations, want 3", len(keys))
+	if page, _ := f.svc.List(ctx, keyservice.ListOptions{}); len(page.Keys) != 3 {
+		t.Errorf("%d keys after refused rotations, want 3", len(page.Keys))
 	}
 }
 
@@ -315,8 +312,8 @@ func TestRotateRefusesRevokedKeysAndBadGrace(t *testing.T) {
 	if _, _, _, err := f.svc.Rotate(ctx, k.ID, ""); !errors.Is(err, keystore.ErrRevoked) {
 		t.Errorf("Rotate(revoked) = %v, want ErrRevoked", err)
 	}
-	if keys, _ := f.svc.List(ctx, ""); len(keys) != 1 {
-		t.Errorf("%d keys after refused rotations, want 1", len(keys))
+	if page, _ := f.svc.List(ctx, keyservice.ListOptions{}); len(page.Keys) != 1 {
+		t.Errorf("%d keys after refused rotations, want 1", len(page.Keys))
 	}
 }
 
@@ -338,7 +335,8 @@ func TestPendingLastUseIsShownButNeverMovesBack(t *testing.T) {
 	if !got.LastUsedAt.Equal(t0.Add(20 * time.Minute)) {
 		t.Errorf("last used %s, want the pending %s", got.LastUsedAt, t0.Add(20*time.Minute))
 	}
-	keys, _ := f.svc.List(ctx, "active")
+	page, _ := f.svc.List(ctx, keyservice.ListOptions{Status: "active"})
+	keys := page.Keys
 	if len(keys) != 1 || !keys[0].LastUsedAt.Equal(t0.Add(20*time.Minute)) {
 		t.Errorf("List does not merge the pending use: %+v", keys)
 	}

@@ -160,12 +160,59 @@ type Change struct {
 	Digest apikey.Digest
 }
 
-// Filter selects keys for List.
+// Filter selects keys for List. The zero value of each field but Now
+// selects everything; the fields combine with AND.
 type Filter struct {
 	// Status keeps only keys with this status at Now; zero keeps all.
 	Status apikey.Status
 	// Now is the time at which Status is judged.
 	Now time.Time
+	// Scope keeps only keys of this scope; zero keeps all.
+	Scope apikey.Scope
+	// Query keeps the keys whose ID is Query exactly, or whose name holds
+	// Query as a substring, ASCII letters compared without case: every
+	// backend folds A-Z to a-z and nothing else, so that "ÉTÉ" does not
+	// find "été" on any of them (SQLite's lower() folds ASCII only, and
+	// PostgreSQL's would fold by the database's collation). "" keeps all.
+	// The text is matched literally: %, _ and \ are not patterns.
+	Query string
+	// After keeps only the keys listed after this position, that is
+	// created before it, or at the same time with a smaller ID: the next
+	// page of a listing. Zero (no ID) starts at the newest key.
+	After Position
+	// Before keeps only the keys listed before this position: the previous
+	// page. List then returns the Limit keys nearest to it, still newest
+	// first. Zero (no ID) means no bound. After and Before may not both be
+	// set.
+	Before Position
+	// Limit is the most keys returned; 0 (or less) means no limit.
+	Limit int
+}
+
+// Position is a place in the listing order (CreatedAt descending, then ID
+// descending): the position of the key with that CreatedAt and ID, which
+// need not exist any more. CreatedAt is taken to the microsecond.
+type Position struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// IsZero reports whether p is no position.
+func (p Position) IsZero() bool { return p.ID == "" }
+
+// PositionOf returns the position of k in the listing order.
+func PositionOf(k apikey.Key) Position { return Position{CreatedAt: k.CreatedAt, ID: k.ID} }
+
+// FoldQuery returns q as every backend compares it with names: ASCII
+// letters lowered, every other character as it is.
+func FoldQuery(q string) string {
+	b := []byte(q)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // Notifier is implemented by stores that push changes made by other

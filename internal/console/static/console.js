@@ -238,8 +238,8 @@
     });
   });
 
-  // refreshList loads the page again and swaps in its list and filter
-  // counts, so that the table shows a change without a reload.
+  // refreshList loads the page again and swaps in its list and pager,
+  // so that the table shows a change without a reload.
   async function refreshList() {
     try {
       const response = await fetch(location.href, { headers: { "Accept": "text/html" }, credentials: "same-origin", cache: "no-store" });
@@ -250,16 +250,6 @@
       if (fresh && current) {
         current.replaceWith(document.adoptNode(fresh));
         showJSOnly($("#keys"));
-      }
-      for (const id of ["filter-status"]) {
-        const freshSelect = doc.getElementById(id);
-        const select = document.getElementById(id);
-        if (freshSelect && select) {
-          $$("option", select).forEach((opt, i) => {
-            const o = freshSelect.options[i];
-            if (o) opt.textContent = o.textContent;
-          });
-        }
       }
     } catch (e) {
       // The list stays as it was; a reload shows the change.

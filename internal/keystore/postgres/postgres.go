@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,30 +195,70 @@ func (s *Store) GetByDigest(ctx context.Context, d apikey.Digest) (apikey.Key, e
 	return k, nil
 }
 
-// List implements keystore.Store. The status is judged in SQL; as stored
-// times are whole microseconds, "expires_at <= now" there agrees with
-// apikey.Key.Expired in Go.
+// List implements keystore.Store. Every part of the filter is judged in
+// SQL; as stored times are whole microseconds, "expires_at <= now" there
+// agrees with apikey.Key.Expired in Go. Pages are read by keyset over the
+// index keygate_keys_created_at (created_at DESC, id DESC).
 func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, error) {
-	var where string
+	if !f.After.IsZero() && !f.Before.IsZero() {
+		return nil, errors.New("listing keys: a filter may not set both After and Before")
+	}
+	var (
+		conds []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
 	switch f.Status {
 	case 0:
-		where = `true`
 	case apikey.StatusActive:
-		where = `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)`
+		conds = append(conds, `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > `+arg(f.Now)+`)`)
 	case apikey.StatusRevoked:
-		where = `revoked_at IS NOT NULL`
+		conds = append(conds, `revoked_at IS NOT NULL`)
 	case apikey.StatusExpired:
-		where = `revoked_at IS NULL AND expires_at <= $1`
+		conds = append(conds, `revoked_at IS NULL AND expires_at <= `+arg(f.Now))
 	default:
 		return nil, fmt.Errorf("listing keys: unknown status %v", f.Status)
 	}
-	var args []any
-	if f.Status == apikey.StatusActive || f.Status == apikey.StatusExpired {
-		args = append(args, f.Now)
+	if f.Scope != 0 {
+		if !f.Scope.Valid() {
+			return nil, fmt.Errorf("listing keys: unknown scope %d", f.Scope)
+		}
+		conds = append(conds, `scope = `+arg(f.Scope.String()))
+	}
+	if f.Query != "" {
+		// strpos, not LIKE: the text is matched as it is, with no pattern
+		// characters to escape. translate folds ASCII letters only, as
+		// keystore.FoldQuery does and SQLite's lower() does; lower() or
+		// ILIKE here would fold by the collation, differently from SQLite.
+		conds = append(conds, `(id = `+arg(f.Query)+` OR strpos(translate(name, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), `+arg(keystore.FoldQuery(f.Query))+`) > 0)`)
+	}
+	order := `created_at DESC, id DESC`
+	switch {
+	case !f.After.IsZero():
+		conds = append(conds, `(created_at, id) < (`+arg(f.After.CreatedAt.Truncate(time.Microsecond))+`, `+arg(f.After.ID)+`)`)
+	case !f.Before.IsZero():
+		conds = append(conds, `(created_at, id) > (`+arg(f.Before.CreatedAt.Truncate(time.Microsecond))+`, `+arg(f.Before.ID)+`)`)
+		order = `created_at, id`
+	}
+	query := `SELECT ` + keyColumns + ` FROM keygate_keys`
+	if len(conds) > 0 {
+		query += ` WHERE ` + strings.Join(conds, ` AND `)
+	}
+	query += ` ORDER BY ` + order
+	if f.Limit > 0 {
+		query += ` LIMIT ` + arg(f.Limit)
+	}
+	if !f.Before.IsZero() {
+		// The keys nearest to Before were read oldest first; list them
+		// newest first like every other page.
+		query = `SELECT * FROM (` + query + `) AS page ORDER BY created_at DESC, id DESC`
 	}
 	var keys []apikey.Key
 	err := s.read(ctx, func() error {
-		rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM keygate_keys WHERE `+where+` ORDER BY created_at DESC, id DESC`, args...)
+		rows, err := s.pool.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}

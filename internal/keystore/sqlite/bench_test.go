@@ -186,3 +186,46 @@ func BenchmarkTouchLastUsed(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/key")
 }
+
+// BenchmarkList reads one page of keys, as the console (50) and the admin
+// API (100, 1000) do, at the start of the listing and deep into it, with
+// and without filters. With KEYGATE_BENCH_KEYS=100000 it also leaves the
+// store file that docs/BENCHMARKS.md's "Pagination at 100,000 keys" serves
+// through the real binary.
+func BenchmarkList(b *testing.B) {
+	s := benchStore(b)
+	now := time.Now()
+	deep, err := s.List(b.Context(), keystore.Filter{Now: now, Limit: 1, After: keystore.Position{
+		CreatedAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(benchKeys/2) * time.Second),
+		ID:        fmt.Sprintf("key_%022d", benchKeys/2),
+	}})
+	if err != nil || len(deep) != 1 {
+		b.Fatalf("finding the middle key: %d keys, %v", len(deep), err)
+	}
+	middle := keystore.PositionOf(deep[0])
+	for _, bc := range []struct {
+		name string
+		f    keystore.Filter
+	}{
+		{"first page of 50", keystore.Filter{Limit: 51}},
+		{"middle page of 50", keystore.Filter{Limit: 51, After: middle}},
+		{"middle page of 50 going back", keystore.Filter{Limit: 51, Before: middle}},
+		{"first page of 1000", keystore.Filter{Limit: 1001}},
+		{"first page of 50 active full", keystore.Filter{Limit: 51, Status: apikey.StatusActive, Scope: apikey.ScopeFull}},
+		{"name search matching 1 in 10", keystore.Filter{Limit: 51, Query: "BENCH 9"}},
+		{"ID search", keystore.Filter{Limit: 51, Query: middle.ID}},
+		// The worst case: no key matches, so the whole index is read.
+		{"search matching nothing", keystore.Filter{Limit: 51, Query: "no such name"}},
+		{"revoked, of which there are none", keystore.Filter{Limit: 51, Status: apikey.StatusRevoked}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := bc.f
+			f.Now = now
+			for b.Loop() {
+				if _, err := s.List(b.Context(), f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -326,3 +326,63 @@ func TestCallsRacingCloseReturnErrClosed(t *testing.T) {
 	s.Close()
 	wg.Wait()
 }
+
+func TestOpenAddsTheListIndexToAFileMadeBeforeIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	// A file as keygate made it before keys_list: schema version 1, with
+	// a key.
+	db := rawDB(t, path)
+	if _, err := db.ExecContext(t.Context(), migrations[0]+"; PRAGMA user_version = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at) VALUES
+		('key_0123456789ABCDEFabcdef', 'old', 'full', 'never', 'dk_…abcd', zeroblob(32), 1, NULL, NULL, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	indexNamed := func(name string) bool {
+		var n int
+		if err := db.QueryRowContext(t.Context(), "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?", name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	if indexNamed("keys_list") {
+		t.Fatal("the old file already has keys_list")
+	}
+
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !indexNamed("keys_list") {
+		t.Error("Open did not create keys_list")
+	}
+	keys, err := s.List(t.Context(), keystore.Filter{Query: "OLD", Limit: 10})
+	if err != nil || len(keys) != 1 || keys[0].ID != "key_0123456789ABCDEFabcdef" {
+		t.Errorf("List(query OLD) = %v, %v; want the old key", keys, err)
+	}
+	// A filtered page is chosen from keys_list alone.
+	rows, err := s.db.QueryContext(t.Context(), `EXPLAIN QUERY PLAN SELECT rowid FROM keys
+		WHERE revoked_at IS NULL AND scope = 'full' AND (id = 'x' OR instr(lower(name), 'x') > 0) ORDER BY created_at DESC, id DESC LIMIT 51`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if got := strings.Join(plan, "; "); got != "SCAN keys USING COVERING INDEX keys_list" {
+		t.Errorf("plan = %q, want a scan of the covering index keys_list", got)
+	}
+	var version int
+	if err := db.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != schemaVersion {
+		t.Errorf("user_version = %d, %v; want %d", version, err, schemaVersion)
+	}
+}

@@ -189,28 +189,65 @@ func (s *Store) GetByDigest(ctx context.Context, d apikey.Digest) (apikey.Key, e
 }
 
 // List returns the keys matching f, newest first, ties broken by ID
-// descending.
+// descending. Every part of f is judged in SQL; pages are read by keyset
+// over the index keys_list (created_at DESC, id DESC, and the columns
+// filters read), so a page costs the same however deep in the listing it
+// is, and a filter that matches few keys reads only the index.
 func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, error) {
 	if s.closed.Load() {
 		return nil, keystore.ErrClosed
 	}
+	if !f.After.IsZero() && !f.Before.IsZero() {
+		return nil, errors.New("listing keys: a filter may not set both After and Before")
+	}
 	var (
-		where string
+		conds []string
 		args  []any
 	)
 	switch f.Status {
 	case 0:
 	case apikey.StatusActive:
-		where, args = "WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)", []any{micros(f.Now)}
+		conds, args = append(conds, "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"), append(args, micros(f.Now))
 	case apikey.StatusRevoked:
-		where = "WHERE revoked_at IS NOT NULL"
+		conds = append(conds, "revoked_at IS NOT NULL")
 	case apikey.StatusExpired:
-		where, args = "WHERE revoked_at IS NULL AND expires_at <= ?", []any{micros(f.Now)}
+		conds, args = append(conds, "revoked_at IS NULL AND expires_at <= ?"), append(args, micros(f.Now))
 	default:
 		return nil, fmt.Errorf("listing keys: unknown status %d", f.Status)
 	}
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT `+keyColumns+` FROM keys `+where+` ORDER BY created_at DESC, id DESC`, args...)
+	if f.Scope != 0 {
+		if !f.Scope.Valid() {
+			return nil, fmt.Errorf("listing keys: unknown scope %d", f.Scope)
+		}
+		conds, args = append(conds, "scope = ?"), append(args, f.Scope.String())
+	}
+	if f.Query != "" {
+		// instr, not LIKE: the text is matched as it is, with no pattern
+		// characters to escape. SQLite's lower() folds ASCII letters only,
+		// as keystore.FoldQuery does.
+		conds, args = append(conds, "(id = ? OR instr(lower(name), ?) > 0)"), append(args, f.Query, keystore.FoldQuery(f.Query))
+	}
+	order := "created_at DESC, id DESC"
+	switch {
+	case !f.After.IsZero():
+		conds, args = append(conds, "(created_at, id) < (?, ?)"), append(args, micros(f.After.CreatedAt), f.After.ID)
+	case !f.Before.IsZero():
+		conds, args = append(conds, "(created_at, id) > (?, ?)"), append(args, micros(f.Before.CreatedAt), f.Before.ID)
+		order = "created_at, id"
+	}
+	// The keys are chosen by row ID first, from the index keys_list
+	// alone, which holds every column a filter reads; only the chosen
+	// rows are then read from the table.
+	choose := `SELECT rowid FROM keys`
+	if len(conds) > 0 {
+		choose += ` WHERE ` + strings.Join(conds, " AND ")
+	}
+	choose += ` ORDER BY ` + order
+	if f.Limit > 0 {
+		choose, args = choose+` LIMIT ?`, append(args, f.Limit)
+	}
+	query := `SELECT ` + keyColumns + ` FROM keys WHERE rowid IN (` + choose + `) ORDER BY created_at DESC, id DESC`
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, s.fail("listing keys", err)
 	}

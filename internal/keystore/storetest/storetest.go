@@ -74,6 +74,7 @@ func RunWith(t *testing.T, open func(t *testing.T) keystore.Store, opts Options)
 		{"Create", testCreate},
 		{"Get", testGet},
 		{"List", testList},
+		{"Pages", testPages},
 		{"Revoke", testRevoke},
 		{"Rotate", testRotate},
 		{"TouchLastUsed", testTouchLastUsed},
