@@ -15,7 +15,6 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
-	"github.com/docana/keygate/internal/keystore"
 )
 
 func init() {
@@ -115,7 +114,12 @@ type listResponse struct {
 // runningKeyService returns the key service of the running config's
 // apikeys app.
 func runningKeyService() (keyManager, error) {
-	app, err := caddy.ActiveContext().AppIfConfigured("apikeys")
+	return keyServiceOf(caddy.ActiveContext().AppIfConfigured("apikeys"))
+}
+
+// keyServiceOf returns the key service of app, the running config's
+// apikeys app as AppIfConfigured returned it with err.
+func keyServiceOf(app any, err error) (keyManager, error) {
 	if errors.Is(err, caddy.ErrNotConfigured) {
 		return nil, caddy.APIError{
 			HTTPStatus: http.StatusServiceUnavailable,
@@ -145,10 +149,21 @@ func runningKeyService() (keyManager, error) {
 	return svc, nil
 }
 
-// serveAPIKeys routes a request of the key API. The route, method and key
+// serveAPIKeys serves a request of the key API. Every 503 answer, whether
+// keygate is not running or its store failed, carries Retry-After: 1, as
+// a retry may succeed.
+func serveAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyManager, error)) error {
+	err := routeAPIKeys(w, r, lookup)
+	if apiErr, ok := errors.AsType[caddy.APIError](err); ok && apiErr.HTTPStatus == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	return err
+}
+
+// routeAPIKeys routes a request of the key API. The route, method and key
 // ID are checked before the service is looked up, so that a malformed
 // request gets the same answer whether keygate runs or not.
-func serveAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyManager, error)) error {
+func routeAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyManager, error)) error {
 	// Every answer names keys, and two of them hold a secret: keep all of
 	// them out of caches.
 	w.Header().Set("Cache-Control", "no-store")
@@ -226,7 +241,7 @@ func listKeys(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	query := r.URL.Query()
 	for name := range query {
 		if name != "status" {
-			return badRequest(fmt.Errorf("unknown query parameter %s: the only one is status", quoteShort(name)))
+			return badRequest(fmt.Errorf("unknown query parameter %s: the only one is status", apikey.QuoteInput(name)))
 		}
 	}
 	status := query.Get("status")
@@ -235,7 +250,7 @@ func listKeys(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	}
 	if status != "" {
 		if _, err := apikey.ParseStatus(status); err != nil {
-			return badRequest(fmt.Errorf("status: unknown status %s: want active, revoked or expired", quoteShort(status)))
+			return badRequest(fmt.Errorf("status: unknown status %s: want active, revoked or expired", apikey.QuoteInput(status)))
 		}
 	}
 	keys, err := svc.List(r.Context(), status)
@@ -346,7 +361,7 @@ func decodeObject(w http.ResponseWriter, r *http.Request, optional bool, fields 
 	for name, raw := range members {
 		dst, ok := fields[name]
 		if !ok {
-			return badRequest(fmt.Errorf("unknown field %s: the fields are %s", quoteShort(name), fieldList(fields)))
+			return badRequest(fmt.Errorf("unknown field %s: the fields are %s", apikey.QuoteInput(name), fieldList(fields)))
 		}
 		if err := json.Unmarshal(raw, dst); err != nil {
 			return badRequest(fmt.Errorf("%s: must be a string", name))
@@ -383,31 +398,19 @@ func fieldList(fields map[string]*string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
-// serviceError turns an error of the key service into the admin answer:
-// bad input is 400 naming the field, an unknown key 404, a revoked key
-// that cannot be rotated 409, and anything else means the store failed:
-// 503, as a retry may succeed.
-func serviceError(w http.ResponseWriter, err error, id string) error {
-	if input, ok := errors.AsType[*keyservice.InputError](err); ok {
-		return badRequest(input)
-	}
+// serviceError turns an error of the key service, called for key id, into
+// the admin answer that keyservice.Answer gives it: "<field>: <message>"
+// for bad input, and for a failed store the cause after the message, for
+// the operator (serveAPIKeys adds Retry-After).
+func serviceError(_ http.ResponseWriter, err error, id string) error {
+	status, field, msg := keyservice.Answer(err, id)
 	switch {
-	case errors.Is(err, keystore.ErrNotFound):
-		return caddy.APIError{
-			HTTPStatus: http.StatusNotFound,
-			Err:        fmt.Errorf("no API key has ID %s", id),
-		}
-	case errors.Is(err, keystore.ErrRevoked):
-		return caddy.APIError{
-			HTTPStatus: http.StatusConflict,
-			Err:        fmt.Errorf("API key %s is revoked: a revoked key cannot be rotated", id),
-		}
+	case field != "":
+		msg = field + ": " + msg
+	case status == http.StatusServiceUnavailable:
+		msg += ": " + err.Error()
 	}
-	w.Header().Set("Retry-After", "1")
-	return caddy.APIError{
-		HTTPStatus: http.StatusServiceUnavailable,
-		Err:        fmt.Errorf("key store unavailable: %v", err),
-	}
+	return caddy.APIError{HTTPStatus: status, Err: errors.New(msg)}
 }
 
 // methodNotAllowed answers 405 with the methods the resource has.
@@ -415,7 +418,7 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string)
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
 	return caddy.APIError{
 		HTTPStatus: http.StatusMethodNotAllowed,
-		Err:        fmt.Errorf("method %s not allowed: use %s", quoteShort(r.Method), strings.Join(allowed, " or ")),
+		Err:        fmt.Errorf("method %s not allowed: use %s", apikey.QuoteInput(r.Method), strings.Join(allowed, " or ")),
 	}
 }
 
@@ -434,16 +437,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 	return nil
-}
-
-// quoteShort quotes s for an error message, cut to 12 bytes: enough to
-// recognise a typo, far too little to give away a secret pasted by mistake.
-func quoteShort(s string) string {
-	const max = 12
-	if len(s) > max {
-		return fmt.Sprintf("%q…", s[:max])
-	}
-	return fmt.Sprintf("%q", s)
 }
 
 // Interface guards

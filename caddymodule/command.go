@@ -331,7 +331,7 @@ func checkIDArg(id string) error {
 func checkGrace(grace string) error {
 	d, err := time.ParseDuration(grace)
 	if err != nil {
-		return fmt.Errorf("--grace: %q is not a duration such as 24h, 30m or 0s", grace)
+		return fmt.Errorf("--grace: %s is not a duration such as 24h, 30m or 0s", apikey.QuoteInput(grace))
 	}
 	if d < 0 || d > keyservice.MaxGrace {
 		return fmt.Errorf("--grace must be between 0s and 168h, not %s", grace)

@@ -813,3 +813,39 @@ func TestRelativeTimes(t *testing.T) {
 		}
 	}
 }
+
+func TestChangesNeverEchoAPastedKeyWhole(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	secret, _ := e.create("real", "full", "1d")
+	tests := []struct {
+		name string
+		form url.Values
+	}{
+		{"key as scope", url.Values{"op": {"create"}, "name": {"x"}, "scope": {secret}, "expires_in": {"1d"}}},
+		{"key as expiry", url.Values{"op": {"create"}, "name": {"x"}, "scope": {"full"}, "expires_in": {secret}}},
+		{"key as operation", url.Values{"op": {secret}}},
+	}
+	for _, tt := range tests {
+		for _, mode := range []struct {
+			name   string
+			header http.Header
+		}{{"script", jsonHeader}, {"form", formHeader}} {
+			t.Run(tt.name+" ("+mode.name+")", func(t *testing.T) {
+				resp, body := e.do(http.MethodPost, "/", tt.form, mode.header)
+				if resp.StatusCode != http.StatusBadRequest {
+					t.Fatalf("status %d, want 400", resp.StatusCode)
+				}
+				// The page escapes quotes, the JSON answer does not.
+				if !strings.Contains(html.UnescapeString(body), `"dk_`) {
+					t.Errorf("the answer does not quote the start of the value: %.400s", body)
+				}
+				if strings.Contains(body, secret[:apikey.MaxEcho+1]) {
+					t.Errorf("the answer echoes more than %d bytes of the key", apikey.MaxEcho)
+				}
+				if strings.Contains(e.logText(), secret[:apikey.MaxEcho+1]) {
+					t.Errorf("the log holds more than %d bytes of the key:\n%s", apikey.MaxEcho, e.logText())
+				}
+			})
+		}
+	}
+}

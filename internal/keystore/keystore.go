@@ -21,6 +21,11 @@ var (
 	ErrNotFound = errors.New("api key not found")
 	// ErrRevoked: the operation needs a key that is not revoked (rotate).
 	ErrRevoked = errors.New("api key is revoked")
+	// ErrReplaced: the operation needs a key that was not replaced by a
+	// rotation (rotate).
+	ErrReplaced = errors.New("api key was replaced by a rotation")
+	// ErrExpired: the operation needs a key that is not expired (rotate).
+	ErrExpired = errors.New("api key is expired")
 	// ErrExists: Create was given an ID or digest that is already stored.
 	ErrExists = errors.New("api key already exists")
 	// ErrClosed: the store was closed.
