@@ -788,32 +788,6 @@ func TestNewRequiresAService(t *testing.T) {
 	}
 }
 
-func TestRelativeTimes(t *testing.T) {
-	now := t0
-	tests := []struct {
-		offset time.Duration
-		want   string
-	}{
-		{0, "just now"},
-		{-59 * time.Second, "just now"},
-		{59 * time.Second, "in less than a minute"},
-		{-time.Minute, "1 minute ago"},
-		{-2 * time.Hour, "2 hours ago"},
-		{-25 * time.Hour, "1 day ago"},
-		{6 * 24 * time.Hour, "in 6 days"},
-		{29 * 24 * time.Hour, "in 29 days"},
-		{31 * 24 * time.Hour, "in 1 month"},
-		{-100 * 24 * time.Hour, "3 months ago"},
-		{364 * 24 * time.Hour, "in 1 year"},
-		{-800 * 24 * time.Hour, "2 years ago"},
-	}
-	for _, tt := range tests {
-		if got := relative(now.Add(tt.offset), now); got != tt.want {
-			t.Errorf("relative(now%+v) = %q, want %q", tt.offset, got, tt.want)
-		}
-	}
-}
-
 func TestChangesNeverEchoAPastedKeyWhole(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	secret, _ := e.create("real", "full", "1d")
