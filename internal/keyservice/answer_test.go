@@ -8,9 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
 	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/metrics"
 )
 
 const someID = "key_0123456789ABCDEFabcdef"
@@ -82,5 +85,57 @@ func TestAnswersOfRealCallsEchoAtMost12Bytes(t *testing.T) {
 				t.Errorf("message %q holds more than %d bytes of the key", msg, apikey.MaxEcho)
 			}
 		})
+	}
+}
+
+func TestStoreFailuresAreCountedByOperation(t *testing.T) {
+	f := newFixture(t)
+	_, revoked := f.create(t, "revoked", "full", "1d")
+	if _, err := f.svc.Revoke(context.Background(), revoked.ID); err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	f.svc.CountStoreErrors(m.StoreErrors)
+	ctx := context.Background()
+	errorsOf := func(op string) float64 { return testutil.ToFloat64(m.StoreErrors.WithLabelValues(op)) }
+
+	// Refusals that are not the store's fault count nothing.
+	_, _, _ = f.svc.Create(ctx, "", "full", "1d")
+	_, _, _ = f.svc.Create(ctx, "x", "admin", "1d")
+	_, _ = f.svc.List(ctx, "gone")
+	_, _ = f.svc.Get(ctx, someID)
+	_, _ = f.svc.Revoke(ctx, someID)
+	_, _, _, _ = f.svc.Rotate(ctx, revoked.ID, "")
+	_, _, _, _ = f.svc.Rotate(ctx, someID, "1h")
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, _ = f.svc.List(cancelled, "")
+	for _, op := range []string{metrics.OpCreate, metrics.OpList, metrics.OpGet, metrics.OpRevoke, metrics.OpRotate} {
+		if got := errorsOf(op); got != 0 {
+			t.Errorf("store errors{op=%s} after refusals: got %v, want 0", op, got)
+		}
+	}
+
+	// With the store closed, each call is one error of its operation.
+	if err := f.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	calls := []struct {
+		op   string
+		call func() error
+	}{
+		{metrics.OpCreate, func() error { _, _, err := f.svc.Create(ctx, "x", "full", "1d"); return err }},
+		{metrics.OpList, func() error { _, err := f.svc.List(ctx, ""); return err }},
+		{metrics.OpGet, func() error { _, err := f.svc.Get(ctx, someID); return err }},
+		{metrics.OpRevoke, func() error { _, err := f.svc.Revoke(ctx, someID); return err }},
+		{metrics.OpRotate, func() error { _, _, _, err := f.svc.Rotate(ctx, someID, ""); return err }},
+	}
+	for _, c := range calls {
+		if err := c.call(); !errors.Is(err, keystore.ErrClosed) {
+			t.Errorf("%s on a closed store: got %v, want ErrClosed", c.op, err)
+		}
+		if got := errorsOf(c.op); got != 1 {
+			t.Errorf("store errors{op=%s}: got %v, want 1", c.op, got)
+		}
 	}
 }

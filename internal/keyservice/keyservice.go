@@ -6,12 +6,17 @@ package keyservice
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/metrics"
 )
 
 // Limits on what a request may ask for.
@@ -57,6 +62,38 @@ type Service struct {
 	inv     Invalidator
 	pending PendingUses
 	now     func() time.Time
+	errs    storeErrors
+}
+
+// storeErrors count the store calls that failed, by operation; nil counts
+// nothing.
+type storeErrors struct {
+	create, list, get, revoke, rotate prometheus.Counter
+}
+
+// CountStoreErrors makes the service count its failed store calls in errs
+// (caddy_apikey_store_errors_total), by op: create, list, get, revoke,
+// rotate. Only failures of the store count: not bad input, a key not found
+// or revoked, or a request whose context was cancelled. Call it before the
+// service is used.
+func (s *Service) CountStoreErrors(errs *prometheus.CounterVec) {
+	s.errs = storeErrors{
+		create: errs.WithLabelValues(metrics.OpCreate),
+		list:   errs.WithLabelValues(metrics.OpList),
+		get:    errs.WithLabelValues(metrics.OpGet),
+		revoke: errs.WithLabelValues(metrics.OpRevoke),
+		rotate: errs.WithLabelValues(metrics.OpRotate),
+	}
+}
+
+// storeFailed counts err in c if it means the store failed.
+func storeFailed(c prometheus.Counter, err error) {
+	if c == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	if status, _, _ := Answer(err, ""); status == http.StatusServiceUnavailable {
+		c.Inc()
+	}
 }
 
 // New returns a service over store, making keys of format. inv and pending
@@ -92,6 +129,7 @@ func (s *Service) Create(ctx context.Context, name, scope, expiresIn string) (st
 		return "", apikey.Key{}, fmt.Errorf("making key: %w", err)
 	}
 	if err := s.store.Create(ctx, k); err != nil {
+		storeFailed(s.errs.create, err)
 		return "", apikey.Key{}, fmt.Errorf("storing key %s: %w", k.ID, err)
 	}
 	// A create invalidates nothing a cache could hold but a negative entry
@@ -114,6 +152,7 @@ func (s *Service) List(ctx context.Context, status string) ([]apikey.Key, error)
 	}
 	keys, err := s.store.List(ctx, f)
 	if err != nil {
+		storeFailed(s.errs.list, err)
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
 	for i := range keys {
@@ -129,6 +168,7 @@ func (s *Service) Get(ctx context.Context, id string) (apikey.Key, error) {
 	}
 	k, err := s.store.Get(ctx, id)
 	if err != nil {
+		storeFailed(s.errs.get, err)
 		return apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
 	}
 	s.withPending(&k)
@@ -144,6 +184,7 @@ func (s *Service) Revoke(ctx context.Context, id string) (apikey.Key, error) {
 	}
 	k, err := s.store.Revoke(ctx, id, s.Now())
 	if err != nil {
+		storeFailed(s.errs.revoke, err)
 		return apikey.Key{}, fmt.Errorf("revoking key %s: %w", id, err)
 	}
 	s.withPending(&k)
@@ -165,6 +206,7 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	}
 	old, err := s.store.Get(ctx, id)
 	if err != nil {
+		storeFailed(s.errs.rotate, err)
 		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
 	}
 	if !old.RevokedAt.IsZero() {
@@ -177,6 +219,7 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	}
 	previous, err = s.store.Rotate(ctx, id, next, now.Add(g))
 	if err != nil {
+		storeFailed(s.errs.rotate, err)
 		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("rotating key %s: %w", id, err)
 	}
 	s.withPending(&previous)
