@@ -59,19 +59,30 @@ func startPrivatePG(port int) (*privatePG, error) {
 	return pg, nil
 }
 
+// run runs a PostgreSQL program as user postgres and returns its output.
+// The output goes through a file, not a pipe: a server that pg_ctl starts
+// inherits it and would keep a pipe open.
 func (pg *privatePG) run(name string, args ...string) ([]byte, error) {
+	out, err := os.CreateTemp("", "keygate-faults-pg-out-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
 	cmd := exec.Command(filepath.Join(pg.bin, name), args...)
 	cmd.Dir = pg.dir
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred}
-	return cmd.CombinedOutput()
+	err = cmd.Run()
+	b, _ := os.ReadFile(out.Name())
+	return b, err
 }
 
 func (pg *privatePG) dsn() string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", pg.port)
 }
 
-// postmaster returns the server's process ID; pg_ctl makes it a session
-// and process group leader, so its group holds every backend.
+// postmaster returns the server's process ID.
 func (pg *privatePG) postmaster() (int, error) {
 	b, err := os.ReadFile(filepath.Join(pg.data, "postmaster.pid"))
 	if err != nil {
@@ -81,10 +92,40 @@ func (pg *privatePG) postmaster() (int, error) {
 	return strconv.Atoi(strings.TrimSpace(line))
 }
 
+// children returns the processes whose parent is pid.
+func children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name, field 2, is in parentheses; ppid is field 4.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // destroy stops the server and removes its directory.
 func (pg *privatePG) destroy() {
 	if pid, err := pg.postmaster(); err == nil {
-		_ = syscall.Kill(-pid, syscall.SIGCONT)
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+		for _, c := range children(pid) {
+			_ = syscall.Kill(c, syscall.SIGCONT)
+		}
 	}
 	_, _ = pg.run("pg_ctl", "-D", pg.data, "-m", "immediate", "-w", "stop")
 	_ = os.RemoveAll(pg.dir)
@@ -104,7 +145,7 @@ type pgProbe struct {
 func runPGRestart(ctx context.Context, e *env) (*result, error) {
 	return runPGFault(ctx, e, "pgrestart", "private PostgreSQL restarted under load",
 		"pg_ctl restart -m fast -w", func(pg *privatePG) error {
-			out, err := pg.run("pg_ctl", "-D", pg.data, "-m", "fast", "-w", "restart")
+			out, err := pg.run("pg_ctl", "-D", pg.data, "-l", filepath.Join(pg.dir, "server.log"), "-m", "fast", "-w", "restart")
 			if err != nil {
 				return fmt.Errorf("pg_ctl restart: %v: %s", err, out)
 			}
@@ -116,16 +157,27 @@ const pauseFor = 5 * time.Second
 
 func runPGPause(ctx context.Context, e *env) (*result, error) {
 	return runPGFault(ctx, e, "pgpause", fmt.Sprintf("private PostgreSQL paused %v (store timeout 2s) under load", pauseFor),
-		fmt.Sprintf("kill -STOP -<postmaster pgid>; sleep %v; kill -CONT -<pgid>", pauseFor), func(pg *privatePG) error {
+		fmt.Sprintf("kill -STOP <postmaster> <its children>; sleep %v; kill -CONT the same", pauseFor), func(pg *privatePG) error {
 			pid, err := pg.postmaster()
 			if err != nil {
 				return err
 			}
-			if err := syscall.Kill(-pid, syscall.SIGSTOP); err != nil {
+			// The postmaster first, so that it forks no new backend; every
+			// backend is a session leader of its own, so they are found
+			// by parent, not by process group.
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 				return err
 			}
+			stopped := append([]int{pid}, children(pid)...)
+			for _, c := range stopped[1:] {
+				_ = syscall.Kill(c, syscall.SIGSTOP)
+			}
+			logf("  stopped %d PostgreSQL processes", len(stopped))
 			time.Sleep(pauseFor)
-			return syscall.Kill(-pid, syscall.SIGCONT)
+			for i := len(stopped) - 1; i >= 0; i-- {
+				_ = syscall.Kill(stopped[i], syscall.SIGCONT)
+			}
+			return nil
 		})
 }
 
@@ -290,8 +342,11 @@ func runPGFault(ctx context.Context, e *env, name, about, command string, fault 
 		return strings.Join(parts, "; ") + fmt.Sprintf("; slowest during/after %v", maxTook[kind].Round(time.Millisecond))
 	}
 	since := func(t time.Time) string {
-		if t.IsZero() {
+		switch {
+		case t.IsZero():
 			return "not within the run"
+		case t.Before(endAt):
+			return "already before"
 		}
 		return t.Sub(endAt).Round(time.Millisecond).String()
 	}
