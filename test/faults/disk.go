@@ -146,17 +146,26 @@ func runDiskFault(ctx context.Context, e *env, f diskFault) (*result, error) {
 		st, ra, err := g.probe(ctx, s, 10*time.Second)
 		probes = append(probes, fmt.Sprintf("%d%s%s", st, ifs(ra != "", " Retry-After "+ra), errText(err)))
 	}
-	// A reload that changes the apikeys configuration opens the store
-	// anew, as does a second process on the same file (a restart).
-	reloadCfg := g.cfg
-	reloadCfg.CacheTTL = "59s"
-	reloadErr := g.reload(ctx, reloadCfg)
+	// A second process on the same file (a restart) opens the store anew,
+	// as does a reload that changes the apikeys configuration; the reload
+	// also closes the old recorder, whose last flush must wait for the
+	// fault to end (the probes above left uses pending in it).
 	second := "started and answered"
 	if g2, err := e.startGateway(ctx, f.name+"-second", gatewayConfig{Store: "store sqlite " + dbPath, LastUsedInterval: "1s"}); err != nil {
 		second = "did not start: " + lastLogLine(filepath.Join(e.work, f.name+"-second.log"))
 	} else {
 		g2.proc.Stop(10 * time.Second)
 	}
+	reloadCfg := g.cfg
+	reloadCfg.CacheTTL = "59s"
+	reloadStart := time.Now()
+	reloaded := make(chan error, 1)
+	var reloadTook time.Duration
+	go func() {
+		err := g.reload(ctx, reloadCfg)
+		reloadTook = time.Since(reloadStart)
+		reloaded <- err
+	}()
 	// Let at least two flushes fail (interval 1s).
 	time.Sleep(2500 * time.Millisecond)
 	m1, _ := g.metrics(ctx)
@@ -164,6 +173,7 @@ func runDiskFault(ctx context.Context, e *env, f diskFault) (*result, error) {
 	if err := f.undo(filepath.Join(dir, "store")); err != nil {
 		return nil, err
 	}
+	reloadErr := <-reloaded
 	r, err := loadkit.WaitWrk(ctx, e.work, w)
 	if err != nil {
 		return nil, err
@@ -175,9 +185,18 @@ func runDiskFault(ctx context.Context, e *env, f diskFault) (*result, error) {
 	createAfter := g.adminCall(ctx, http.MethodPost, "/apikeys", map[string]string{"name": "after the fault", "scope": "full", "expires_in": "1d"}, 30*time.Second)
 	reloadCfg.CacheTTL = "58s"
 	reloadAfter := g.reload(ctx, reloadCfg)
-	stored, err := storedLastUsed(dbPath, ids)
+	stored, err := storedLastUsed(dbPath, append(ids, uncachedIDs[:3]...))
 	if err != nil {
 		return nil, err
+	}
+	// The probe keys were used during the fault only, before the reload:
+	// their last uses were pending in the recorder the reload closed.
+	probesStored := 0
+	for _, id := range uncachedIDs[:3] {
+		_, last := e.up.seen(id)
+		if t, ok := stored[id]; ok && !t.Before(last.Add(-time.Second)) {
+			probesStored++
+		}
 	}
 	_, last := e.up.seen(ids[0])
 	gap := "none stored"
@@ -201,10 +220,10 @@ func runDiskFault(ctx context.Context, e *env, f diskFault) (*result, error) {
 		fmt.Sprintf("writes during the fault: %.0f failed, %.0f ok; after the undo: %.0f failed, %.0f ok; pending after: %.0f; the cached key's last use %s; load ended %s after the undo",
 			errs(m1)-errs(m0), oks(m1)-oks(m0), errs(m2)-errs(m1), oks(m2)-oks(m1), m2["caddy_apikey_last_used_pending"], gap, loadEnd.Sub(undoAt).Round(time.Millisecond)),
 		"nothing, if the gap is within one flush interval (1s)")
-	res.add("a reload that reopens the store, and a second keygate process on the same file, during the fault",
-		"POST /load with another cache_ttl; keygate run with the same store",
-		fmt.Sprintf("reload: %s; second process: %s", errOr(reloadErr, "200, the new config runs"), second),
-		"nothing: a refused reload leaves the running config in place")
+	res.add("a second keygate process on the same file, and a reload that reopens the store, during the fault (the fault undone 2.5s into the reload)",
+		"keygate run with the same store; POST /load with another cache_ttl",
+		fmt.Sprintf("second process: %s; reload: %s, answered %v after it was sent (the fault was undone %v after)", second, errOr(reloadErr, "200, the new config runs"), reloadTook.Round(time.Millisecond), undoAt.Sub(reloadStart).Round(time.Millisecond)),
+		fmt.Sprintf("last uses pending in the recorder the reload closed (3 keys used only during the fault): %d of 3 stored", probesStored))
 	res.add("admin write and reload after the undo", "POST /apikeys; POST /load", fmt.Sprintf("%v; reload: %s", createAfter, errOr(reloadAfter, "200")), "-")
 	return res, nil
 }

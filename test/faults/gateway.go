@@ -154,6 +154,10 @@ func (g *gateway) reload(ctx context.Context, cfg gatewayConfig) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "text/caddyfile")
+	// A connection of its own, as `caddy reload` does: a load may restart
+	// the admin server, closing kept-alive connections, and a POST sent on
+	// one that is being closed fails without being retried.
+	req.Close = true
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
