@@ -166,13 +166,13 @@ func WaitHTTP(ctx context.Context, p *Proc, url string, limit time.Duration) err
 	}
 }
 
-// clockTicks is USER_HZ, the unit of /Proc CPU times; 100 on every Linux
+// clockTicks is USER_HZ, the unit of /proc CPU times; 100 on every Linux
 // port Go runs on.
 const clockTicks = 100
 
 // ProcCPU returns the CPU time (user + system) process pid has used.
 func ProcCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/Proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
 	}
@@ -180,17 +180,17 @@ func ProcCPU(pid int) (time.Duration, error) {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("unexpected /Proc stat format")
+		return 0, errors.New("unexpected /proc stat format")
 	}
 	fields := strings.Fields(s[i+1:])
 	// fields[0] is field 3 (state); utime and stime are fields 14 and 15.
 	if len(fields) < 13 {
-		return 0, errors.New("unexpected /Proc stat format")
+		return 0, errors.New("unexpected /proc stat format")
 	}
 	user, err1 := strconv.ParseInt(fields[11], 10, 64)
 	sys, err2 := strconv.ParseInt(fields[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, errors.New("unexpected /Proc stat format")
+		return 0, errors.New("unexpected /proc stat format")
 	}
 	return time.Duration(user+sys) * time.Second / clockTicks, nil
 }
@@ -199,14 +199,14 @@ func ProcCPU(pid int) (time.Duration, error) {
 // nice, system and steal, summed over every core (interrupts and idle
 // excluded).
 func MachineCPU() (time.Duration, error) {
-	b, err := os.ReadFile("/Proc/stat")
+	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	fields := strings.Fields(line)
 	if len(fields) < 9 || fields[0] != "cpu" {
-		return 0, errors.New("unexpected /Proc/stat format")
+		return 0, errors.New("unexpected /proc/stat format")
 	}
 	var sum int64
 	for _, i := range []int{1, 2, 3, 8} { // user nice system steal
@@ -221,7 +221,7 @@ func MachineCPU() (time.Duration, error) {
 
 // LoadAverage returns the 1-minute load average.
 func LoadAverage() float64 {
-	b, err := os.ReadFile("/Proc/loadavg")
+	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return -1
 	}
