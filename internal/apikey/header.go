@@ -17,6 +17,7 @@ const (
 	CodeScope       Code = "insufficient_scope"
 	CodeAmbiguous   Code = "ambiguous_credentials"
 	CodeUnavailable Code = "key_store_unavailable"
+	CodePath        Code = "ambiguous_path"
 )
 
 // Error is a failure to read a key from a request, with a message a client

@@ -67,21 +67,39 @@ func (p Problem) String() string {
 }
 
 // Check returns the first problem of escapedPath, the path of a request
-// as sent on the wire (url.URL.EscapedPath), or OK. It allocates nothing.
+// as sent on the wire (url.URL.EscapedPath, RawPath), or OK. It allocates
+// nothing.
 func Check(escapedPath string) Problem {
+	return check(escapedPath, true)
+}
+
+// CheckDecoded returns the first problem of the path that is sent for the
+// decoded path (url.URL.Path with no RawPath): Check of path escaped as
+// url.URL escapes it, where a '%' is sent as %25. It allocates nothing,
+// unlike computing url.URL.EscapedPath.
+func CheckDecoded(path string) Problem {
+	return check(path, false)
+}
+
+// check returns the first problem of path, read as escaped (a '%' starts
+// an escape) or as decoded (a '%' is sent as %25).
+func check(path string, escaped bool) Problem {
 	// The current segment: how many characters it decodes to and how many
 	// of those are dots. The text before the first slash (empty in an
 	// absolute path) is no segment that can be empty.
 	segLen, dots := 0, 0
 	leading := true
-	for i := 0; i < len(escapedPath); i++ {
-		c := escapedPath[i]
+	for i := 0; i < len(path); i++ {
+		c := path[i]
 		if c == '%' {
-			if i+2 >= len(escapedPath) {
+			if !escaped {
+				return EncodedPercent
+			}
+			if i+2 >= len(path) {
 				return BadEscape
 			}
-			hi, ok1 := unhex(escapedPath[i+1])
-			lo, ok2 := unhex(escapedPath[i+2])
+			hi, ok1 := unhex(path[i+1])
+			lo, ok2 := unhex(path[i+2])
 			if !ok1 || !ok2 {
 				return BadEscape
 			}

@@ -67,6 +67,34 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+func TestCheckDecoded(t *testing.T) {
+	tests := []struct {
+		name, path string
+		want       Problem
+	}{
+		{"plain path", "/api/users/42", OK},
+		{"decoded space", "/api/a b", OK},
+		{"decoded non-ASCII", "/api/caf\xc3\xa9", OK},
+		{"percent sign, sent as %25", "/api/100%", EncodedPercent},
+		{"what %252e decodes to once", "/api/%2e%2e/admin", EncodedPercent},
+		{"semicolon", "/api/..;/admin", Parameter},
+		{"backslash, sent as %5C", `/api/..\admin`, Backslash},
+		{"dot-dot segment", "/api/../admin", DotSegment},
+		{"empty segment", "/api//admin", EmptySegment},
+		{"NUL, sent as %00", "/api/a\x00", Control},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := CheckDecoded(tt.path); got != tt.want {
+				t.Errorf("CheckDecoded(%q) = %v, want %v", tt.path, got, tt.want)
+			}
+			if got := Check((&url.URL{Path: tt.path}).EscapedPath()); got != tt.want {
+				t.Errorf("Check of its escaped form = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestProblemsAreDescribedWithoutThePath(t *testing.T) {
 	for _, p := range Problems {
 		if s := p.String(); s == "" || s == OK.String() || strings.Contains(s, "unknown") {
@@ -82,12 +110,17 @@ func TestCheckAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = Check("/api/widget/chat/history%20x/file.json") }); n != 0 {
 		t.Errorf("Check allocates %v times", n)
 	}
+	if n := testing.AllocsPerRun(100, func() { _ = CheckDecoded("/api/widget/chat/history x/file.json") }); n != 0 {
+		t.Errorf("CheckDecoded allocates %v times", n)
+	}
 }
 
-// FuzzCheck feeds arbitrary paths to Check. It must never panic, and a
-// path it accepts must have a single reading: it decodes once, to the same
-// segments, with no dot segment, no inner empty segment, no ';', '\' or
-// control character, and decoding it again changes nothing.
+// FuzzCheck feeds arbitrary paths to Check and CheckDecoded. Neither may
+// panic; CheckDecoded must answer as Check does for the path escaped as
+// url.URL escapes it; and a path Check accepts must have a single reading:
+// it decodes once, to the same segments, with no dot segment, no inner
+// empty segment, no ';', '\' or control character, and decoding it again
+// changes nothing.
 func FuzzCheck(f *testing.F) {
 	for _, p := range []string{
 		"/api/users/42", "/api/..;/admin", `/api/..\x`, "/api/%2e%2e/x", "/api/%252e",
@@ -96,6 +129,9 @@ func FuzzCheck(f *testing.F) {
 		f.Add(p)
 	}
 	f.Fuzz(func(t *testing.T, path string) {
+		if got, want := CheckDecoded(path), Check((&url.URL{Path: path}).EscapedPath()); got != want {
+			t.Fatalf("CheckDecoded(%q) = %v, but Check of its escaped form = %v", path, got, want)
+		}
 		problem := Check(path)
 		if problem != OK {
 			if problem.String() == "" || strings.Contains(problem.String(), "unknown") {
