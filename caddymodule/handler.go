@@ -200,7 +200,7 @@ func (h *Handler) provision(v keyVerifier, rec useRecorder, logger *zap.Logger) 
 	h.ambiguousBody = errorBody(apikey.CodeAmbiguous,
 		"the request holds more than one Authorization header: send exactly one, Authorization: ApiKey <key>")
 	for _, p := range pathcheck.Problems {
-		h.pathBodies[p] = errorBody(apikey.CodePath,
+		h.pathBodies[p] = errorBody(apikey.CodeAmbiguousPath,
 			"the request path holds "+p.String()+": send the path in its plain form")
 	}
 	return nil
@@ -224,7 +224,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			p = pathcheck.Check(r.URL.RawPath)
 		}
 		if p != pathcheck.OK {
-			return h.reject(w, apikey.CodePath, nil, h.pathBodies[p], nil)
+			return h.reject(w, apikey.CodeAmbiguousPath, nil, h.pathBodies[p], nil)
 		}
 	}
 
@@ -249,7 +249,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	k, err := h.verifier.Verify(r.Context(), authorization, now)
 	processMetrics.VerifyDuration.Observe(time.Since(now).Seconds())
 	if err != nil {
-		if err == apikey.ErrMissingKey {
+		if errors.Is(err, apikey.ErrMissingKey) {
 			if e := misplacedKey(r); e != nil {
 				err = e
 			}
@@ -316,7 +316,7 @@ func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key,
 	switch code {
 	case apikey.CodeScope:
 		status = http.StatusForbidden
-	case apikey.CodeAmbiguous, apikey.CodePath:
+	case apikey.CodeAmbiguous, apikey.CodeAmbiguousPath:
 		status = http.StatusBadRequest
 	case apikey.CodeUnavailable:
 		status = http.StatusServiceUnavailable

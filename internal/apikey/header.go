@@ -8,16 +8,16 @@ type Code string
 
 // The failure codes, one per row of the error table in docs/DESIGN.md.
 const (
-	CodeMissing     Code = "missing_api_key"
-	CodeScheme      Code = "invalid_auth_scheme"
-	CodeMalformed   Code = "malformed_api_key"
-	CodeInvalid     Code = "invalid_api_key"
-	CodeRevoked     Code = "api_key_revoked"
-	CodeExpired     Code = "api_key_expired"
-	CodeScope       Code = "insufficient_scope"
-	CodeAmbiguous   Code = "ambiguous_credentials"
-	CodeUnavailable Code = "key_store_unavailable"
-	CodePath        Code = "ambiguous_path"
+	CodeMissing       Code = "missing_api_key"
+	CodeScheme        Code = "invalid_auth_scheme"
+	CodeMalformed     Code = "malformed_api_key"
+	CodeInvalid       Code = "invalid_api_key"
+	CodeRevoked       Code = "api_key_revoked"
+	CodeExpired       Code = "api_key_expired"
+	CodeScope         Code = "insufficient_scope"
+	CodeAmbiguous     Code = "ambiguous_credentials"
+	CodeUnavailable   Code = "key_store_unavailable"
+	CodeAmbiguousPath Code = "ambiguous_path"
 )
 
 // Error is a failure to read a key from a request, with a message a client
