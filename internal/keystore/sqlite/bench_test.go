@@ -76,7 +76,7 @@ func buildBenchStore(ctx context.Context, path string) error {
 	if _, err := tx.ExecContext(ctx, "PRAGMA cache_size = -262144"); err != nil {
 		return err
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`)
 	if err != nil {
 		return err
 	}
