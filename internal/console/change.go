@@ -50,7 +50,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, user string) {
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	name, scope, expiresIn := r.PostForm.Get("name"), r.PostForm.Get("scope"), r.PostForm.Get("expires_in")
-	secret, k, err := h.svc.Create(ctx, name, scope, expiresIn)
+	secret, k, err := h.svc.Create(ctx, keyservice.NewKey{
+		Name: name, Scope: scope, ExpiresIn: expiresIn,
+		CreatedBy: apikey.Actor{Type: apikey.ActorConsole, ID: user},
+	})
 	if err != nil {
 		var in *keyservice.InputError
 		if !errors.As(err, &in) {
