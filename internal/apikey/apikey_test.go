@@ -380,3 +380,55 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 		t.Errorf("parse, check and digest allocate %v times per run, want 0", allocs)
 	}
 }
+
+func TestParsersEchoAtMost12BytesOfTheirInput(t *testing.T) {
+	// A whole key pasted into the wrong field must not come back whole in
+	// the error, which the admin API answers and Caddy logs.
+	secret := "dk_0123456789abcdefghijABCDEFGHIJ4G66jy"
+	parsers := []struct {
+		name  string
+		parse func(string) error
+	}{
+		{"ParseScope", func(s string) error { _, err := ParseScope(s); return err }},
+		{"ParseExpiry", func(s string) error { _, err := ParseExpiry(s); return err }},
+		{"ParseStatus", func(s string) error { _, err := ParseStatus(s); return err }},
+	}
+	for _, p := range parsers {
+		err := p.parse(secret)
+		if err == nil {
+			t.Fatalf("%s(a key) = nil error", p.name)
+		}
+		if want := `"dk_012345678"…`; !strings.Contains(err.Error(), want) {
+			t.Errorf("%s(a key) = %q, want it to quote the first 12 bytes: %s", p.name, err, want)
+		}
+		if strings.Contains(err.Error(), secret[:13]) {
+			t.Errorf("%s(a key) = %q: more than 12 bytes of the input", p.name, err)
+		}
+	}
+}
+
+func TestQuoteInput(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"empty", "", `""`},
+		{"short", "admin", `"admin"`},
+		{"exactly 12 bytes", "abcdefghijkl", `"abcdefghijkl"`},
+		{"13 bytes", "abcdefghijklm", `"abcdefghijkl"…`},
+		{"a whole key", "dk_0123456789abcdefghijABCDEFGHIJ4G66jy", `"dk_012345678"…`},
+		// é is 2 bytes: 11 ASCII bytes and é would make 13, so the cut
+		// falls before é rather than in the middle of it.
+		{"cut before a split character", "abcdefghijkéz", `"abcdefghijk"…`},
+		{"control characters are escaped", "a\nb\x00", `"a\nb\x00"`},
+		{"invalid UTF-8", "\xff\xfe", `"\xff\xfe"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := QuoteInput(tt.in); got != tt.want {
+				t.Errorf("QuoteInput(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}

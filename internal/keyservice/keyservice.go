@@ -8,10 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/metrics"
 )
 
 // Limits on what a request may ask for.
@@ -57,9 +61,42 @@ type Service struct {
 	inv     Invalidator
 	pending PendingUses
 	now     func() time.Time
+	errs    storeErrors
 	// owned says the service is a view bound to owner (ForOwner).
 	owned bool
 	owner string
+}
+
+// storeErrors count the store calls that failed, by operation; nil counts
+// nothing.
+type storeErrors struct {
+	create, list, get, revoke, rotate, update prometheus.Counter
+}
+
+// CountStoreErrors makes the service count its failed store calls in errs
+// (caddy_apikey_store_errors_total), by op: create, list, get, revoke,
+// rotate, update. Only failures of the store count: not bad input, a key not found
+// or revoked, or a request whose context was cancelled. Call it before the
+// service is used.
+func (s *Service) CountStoreErrors(errs *prometheus.CounterVec) {
+	s.errs = storeErrors{
+		create: errs.WithLabelValues(metrics.OpCreate),
+		list:   errs.WithLabelValues(metrics.OpList),
+		get:    errs.WithLabelValues(metrics.OpGet),
+		revoke: errs.WithLabelValues(metrics.OpRevoke),
+		rotate: errs.WithLabelValues(metrics.OpRotate),
+		update: errs.WithLabelValues(metrics.OpUpdate),
+	}
+}
+
+// storeFailed counts err in c if it means the store failed.
+func storeFailed(c prometheus.Counter, err error) {
+	if c == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	if status, _, _ := Answer(err, ""); status == http.StatusServiceUnavailable {
+		c.Inc()
+	}
 }
 
 // ErrNoOwner is what Create of a view bound to no owner (ForOwner(""))
@@ -143,6 +180,7 @@ func (s *Service) Create(ctx context.Context, nk NewKey) (string, apikey.Key, er
 	}
 	k.Owner, k.Metadata, k.CreatedBy = nk.Owner, keystore.CloneMetadata(nk.Metadata), nk.CreatedBy
 	if err := s.store.Create(ctx, k); err != nil {
+		storeFailed(s.errs.create, err)
 		return "", apikey.Key{}, fmt.Errorf("storing key %s: %w", k.ID, err)
 	}
 	// A create invalidates nothing a cache could hold but a negative entry
@@ -156,7 +194,7 @@ func (s *Service) Get(ctx context.Context, id string) (apikey.Key, error) {
 	if err := checkID(id); err != nil {
 		return apikey.Key{}, err
 	}
-	k, err := s.get(ctx, id)
+	k, err := s.get(ctx, id, s.errs.get)
 	if err != nil {
 		return apikey.Key{}, err
 	}
@@ -165,13 +203,15 @@ func (s *Service) Get(ctx context.Context, id string) (apikey.Key, error) {
 }
 
 // get reads the key id from the store, as this service may see it: a key
-// outside a view's owner is keystore.ErrNotFound.
-func (s *Service) get(ctx context.Context, id string) (apikey.Key, error) {
+// outside a view's owner is keystore.ErrNotFound. A failure of the store
+// counts in c.
+func (s *Service) get(ctx context.Context, id string, c prometheus.Counter) (apikey.Key, error) {
 	k, err := s.store.Get(ctx, id)
 	if err == nil && !s.sees(k) {
 		err = keystore.ErrNotFound
 	}
 	if err != nil {
+		storeFailed(c, err)
 		return apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
 	}
 	return k, nil
@@ -213,12 +253,13 @@ func (s *Service) Update(ctx context.Context, id string, u KeyUpdate) (apikey.Ke
 		}
 	}
 	if s.owned {
-		if _, err := s.get(ctx, id); err != nil {
+		if _, err := s.get(ctx, id, s.errs.update); err != nil {
 			return apikey.Key{}, err
 		}
 	}
 	k, err := s.store.Update(ctx, id, keystore.Patch{Name: u.Name, Metadata: u.Metadata})
 	if err != nil {
+		storeFailed(s.errs.update, err)
 		return apikey.Key{}, fmt.Errorf("updating key %s: %w", id, err)
 	}
 	s.withPending(&k)
@@ -233,12 +274,13 @@ func (s *Service) Revoke(ctx context.Context, id string) (apikey.Key, error) {
 		return apikey.Key{}, err
 	}
 	if s.owned {
-		if _, err := s.get(ctx, id); err != nil {
+		if _, err := s.get(ctx, id, s.errs.revoke); err != nil {
 			return apikey.Key{}, err
 		}
 	}
 	k, err := s.store.Revoke(ctx, id, s.Now())
 	if err != nil {
+		storeFailed(s.errs.revoke, err)
 		return apikey.Key{}, fmt.Errorf("revoking key %s: %w", id, err)
 	}
 	s.withPending(&k)
@@ -261,7 +303,7 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	if err != nil {
 		return "", apikey.Key{}, apikey.Key{}, err
 	}
-	old, err := s.get(ctx, id)
+	old, err := s.get(ctx, id, s.errs.rotate)
 	if err != nil {
 		return "", apikey.Key{}, apikey.Key{}, err
 	}
@@ -281,6 +323,7 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	next.AllowedOrigins, next.AllowedIPs, next.RateLimits = old.AllowedOrigins, old.AllowedIPs, old.RateLimits
 	previous, err = s.store.Rotate(ctx, id, next, now.Add(g))
 	if err != nil {
+		storeFailed(s.errs.rotate, err)
 		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("rotating key %s: %w", id, err)
 	}
 	s.withPending(&previous)

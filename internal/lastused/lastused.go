@@ -83,6 +83,7 @@ type Recorder struct {
 
 	gauge              prometheus.Gauge
 	writesOK, writeErr prometheus.Counter
+	storeErr           prometheus.Counter // store errors{op="touch"}
 
 	stop      chan struct{}
 	done      sync.WaitGroup
@@ -116,6 +117,7 @@ func New(w Writer, cfg Config) *Recorder {
 		gauge:      cfg.Metrics.LastUsedPending,
 		writesOK:   cfg.Metrics.LastUsedWrites.WithLabelValues(metrics.WriteOK),
 		writeErr:   cfg.Metrics.LastUsedWrites.WithLabelValues(metrics.WriteError),
+		storeErr:   cfg.Metrics.StoreErrors.WithLabelValues(metrics.OpTouch),
 		stop:       make(chan struct{}),
 	}
 	for i := range r.shards {
@@ -220,6 +222,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		r.gauge.Sub(float64(len(batch)))
 	} else {
 		r.writeErr.Inc()
+		r.storeErr.Inc()
 		r.restore(batch)
 		r.logger.Warn("writing last-used times failed: kept for the next flush",
 			zap.Int("keys", len(batch)), zap.Error(err))
