@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -157,7 +158,7 @@ func TestCreateFlags(t *testing.T) {
 				if err != nil {
 					t.Fatalf("got error %v, want none", err)
 				}
-				if want := (createRequest{tt.flagName, tt.scope, tt.expires}); req != want {
+				if want := (createRequest{Name: tt.flagName, Scope: tt.scope, ExpiresIn: tt.expires}); !reflect.DeepEqual(req, want) {
 					t.Errorf("got %+v, want %+v", req, want)
 				}
 				return
