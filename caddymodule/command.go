@@ -619,18 +619,7 @@ func cliActor() string {
 	if err != nil || host == "" {
 		host = "unknown"
 	}
-	actor := strings.ToValidUTF8(name+"@"+host, "?")
-	actor = strings.Map(func(r rune) rune {
-		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r) {
-			return '?'
-		}
-		return r
-	}, actor)
-	for len(actor) > apikey.MaxActorIDLength {
-		_, size := utf8.DecodeLastRuneInString(actor)
-		actor = actor[:len(actor)-size]
-	}
-	return actor
+	return apikey.FitActorID(name + "@" + host)
 }
 
 // adminError turns an error of caddycmd.AdminAPIRequest into what the user

@@ -3,6 +3,7 @@ package apikey
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -143,6 +144,26 @@ func CheckActor(a Actor) error {
 		return fmt.Errorf("id %w", err)
 	}
 	return nil
+}
+
+// FitActorID returns s made to pass CheckActor as an ID: invalid UTF-8,
+// control and format characters become "?", and it is cut to
+// MaxActorIDLength bytes without splitting a character. The console uses
+// it for the user an authentication handler named, and the CLI for
+// <user>@<host>, so that who someone is never stops them creating a key.
+func FitActorID(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r) {
+			return '?'
+		}
+		return r
+	}, s)
+	for len(s) > MaxActorIDLength {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
 }
 
 // CheckPolicyList reports why list cannot be one of a key's AllowedOrigins,

@@ -111,6 +111,26 @@ func TestCheckPolicyListBoundsEntries(t *testing.T) {
 	}
 }
 
+func TestFitActorIDMakesAnyStringAValidActorID(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"alice@laptop", "alice@laptop"},
+		{"", ""},
+		{"a\tb\x00c", "a?b?c"},
+		{"a\u202eb", "a?b"},
+		{"a\xffb", "a?b"},
+		{strings.Repeat("a", 200), strings.Repeat("a", 128)},
+		{strings.Repeat("a", 127) + "é", strings.Repeat("a", 127)},
+	} {
+		got := FitActorID(tc.in)
+		if got != tc.want {
+			t.Errorf("FitActorID(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if err := CheckActor(Actor{Type: ActorConsole, ID: got}); err != nil {
+			t.Errorf("FitActorID(%q) = %q, which CheckActor refuses: %v", tc.in, got, err)
+		}
+	}
+}
+
 // checkErr fails unless err is nil and want is "", or err holds want.
 func checkErr(t *testing.T, err error, want string) {
 	t.Helper()
