@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -25,11 +26,13 @@ func init() {
 
 // adminAPI manages API keys on Caddy's admin endpoint:
 //
-//	POST   /apikeys                 {"name", "scope", "expires_in"} → 201 {"secret", "api_key"}
-//	GET    /apikeys[?status=active|revoked|expired][&q=TEXT][&limit=N][&cursor=C]
+//	POST   /apikeys                 {"name", "scope", "expires_in", "owner"?, "metadata"?} → 201 {"secret", "api_key"}
+//	                                  created_by is {"type": "admin", "id": the Keygate-Actor header or ""}
+//	GET    /apikeys[?status=active|revoked|expired][&owner=O][&q=TEXT][&limit=N][&cursor=C]
 //	                                → 200 {"api_keys": [...], "next_cursor": "..." | null}, newest first;
 //	                                  q is a key ID or part of a name; limit 1-1000, default 100
 //	GET    /apikeys/{id}            → 200 the key
+//	PATCH  /apikeys/{id}            {"name"?, "metadata"?} → 200 the key, changed
 //	DELETE /apikeys/{id}            → 200 the key, revoked (revoking again changes nothing)
 //	POST   /apikeys/{id}/rotate     {"grace"} (optional) → 201 {"secret", "api_key", "previous"}
 //
@@ -40,7 +43,8 @@ func init() {
 //
 // Errors have Caddy's admin error body, {"error": "..."}: 400 for bad input
 // (the message names the field), 404 for an unknown key, 405 for a method
-// the resource does not have (with Allow), 409 for rotating a revoked key,
+// the resource does not have (with Allow), 409 for rotating or changing a
+// revoked key,
 // 413 for an oversized body, and 503 when the key store cannot be reached
 // or the running config does not use keygate. The secret of a new key is
 // in the body of the one answer that creates it, never in a URI, a log or
@@ -82,20 +86,34 @@ const adminTimeout = 10 * time.Second
 
 // keyManager is what the admin API needs of keyservice.Service.
 type keyManager interface {
-	Create(ctx context.Context, name, scope, expiresIn string) (string, apikey.Key, error)
+	Create(ctx context.Context, nk keyservice.NewKey) (string, apikey.Key, error)
 	List(ctx context.Context, opts keyservice.ListOptions) (keyservice.Page, error)
 	Get(ctx context.Context, id string) (apikey.Key, error)
 	Revoke(ctx context.Context, id string) (apikey.Key, error)
 	Rotate(ctx context.Context, id, grace string) (string, apikey.Key, apikey.Key, error)
+	Update(ctx context.Context, id string, u keyservice.KeyUpdate) (apikey.Key, error)
 	Now() time.Time
 }
 
 // createRequest is the body of POST /apikeys.
 type createRequest struct {
-	Name      string `json:"name"`
-	Scope     string `json:"scope"`
-	ExpiresIn string `json:"expires_in"`
+	Name      string            `json:"name"`
+	Scope     string            `json:"scope"`
+	ExpiresIn string            `json:"expires_in"`
+	Owner     string            `json:"owner,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
 }
+
+// updateRequest is the body of PATCH /apikeys/{id}: the fields to change.
+type updateRequest struct {
+	Name     *string            `json:"name,omitempty"`
+	Metadata *map[string]string `json:"metadata,omitempty"`
+}
+
+// actorHeader names who makes an admin request: the admin API records it
+// in the created_by of the keys it creates. The CLI sends
+// "<os user>@<hostname>".
+const actorHeader = "Keygate-Actor"
 
 // rotateRequest is the body of POST /apikeys/{id}/rotate.
 type rotateRequest struct {
@@ -195,10 +213,12 @@ func routeAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyMana
 		switch r.Method {
 		case http.MethodGet:
 			serve = getKey
+		case http.MethodPatch:
+			serve = updateKey
 		case http.MethodDelete:
 			serve = revokeKey
 		default:
-			return methodNotAllowed(w, r, http.MethodGet, http.MethodDelete)
+			return methodNotAllowed(w, r, http.MethodGet, http.MethodPatch, http.MethodDelete)
 		}
 	case action == "rotate":
 		if r.Method != http.MethodPost {
@@ -243,21 +263,29 @@ func withService(w http.ResponseWriter, r *http.Request, lookup func() (keyManag
 }
 
 // listParams are the query parameters of GET /apikeys.
-var listParams = []string{"status", "q", "limit", "cursor"}
+var listParams = []string{"status", "owner", "q", "limit", "cursor"}
 
-// listKeys serves GET /apikeys[?status=...][&q=...][&limit=N][&cursor=C]:
+// listKeys serves GET /apikeys[?status=...][&owner=O][&q=...][&limit=N][&cursor=C]:
 // one page of keys, newest first, and the cursor of the next.
 func listKeys(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	query := r.URL.Query()
 	for name, values := range query {
 		if !slices.Contains(listParams, name) {
-			return badRequest(fmt.Errorf("unknown query parameter %s: the parameters are status, q, limit and cursor", apikey.QuoteInput(name)))
+			return badRequest(fmt.Errorf("unknown query parameter %s: the parameters are status, owner, q, limit and cursor", apikey.QuoteInput(name)))
 		}
 		if len(values) > 1 {
 			return badRequest(fmt.Errorf("%s: give it once", name))
 		}
 	}
-	opts := keyservice.ListOptions{Status: query.Get("status"), Query: query.Get("q"), Cursor: query.Get("cursor")}
+	opts := keyservice.ListOptions{Status: query.Get("status"), Owner: query.Get("owner"), Query: query.Get("q"), Cursor: query.Get("cursor")}
+	if query.Has("owner") {
+		if opts.Owner == "" {
+			return badRequest(errors.New("owner: is empty: leave it out to list the keys of every owner"))
+		}
+		if err := apikey.CheckOwner(opts.Owner); err != nil {
+			return badRequest(fmt.Errorf("owner: %v", err))
+		}
+	}
 	if opts.Status != "" {
 		if _, err := apikey.ParseStatus(opts.Status); err != nil {
 			return badRequest(fmt.Errorf("status: unknown status %s: want active, revoked or expired", apikey.QuoteInput(opts.Status)))
@@ -288,18 +316,38 @@ func listKeys(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	return writeJSON(w, http.StatusOK, resp)
 }
 
-// createKey serves POST /apikeys.
+// createKey serves POST /apikeys. The key records who created it:
+// {"type": "admin", "id": the Keygate-Actor header, or ""}.
 func createKey(w http.ResponseWriter, r *http.Request, svc keyManager) error {
-	var req createRequest
-	err := decodeObject(w, r, false, map[string]*string{
-		"name":       &req.Name,
-		"scope":      &req.Scope,
-		"expires_in": &req.ExpiresIn,
+	actor, err := requestActor(r)
+	if err != nil {
+		return err
+	}
+	var (
+		req      createRequest
+		ownerSet bool
+	)
+	err = decodeObject(w, r, false, []bodyField{
+		{name: "name", dst: &req.Name},
+		{name: "scope", dst: &req.Scope},
+		{name: "expires_in", dst: &req.ExpiresIn},
+		{name: "owner", dst: &req.Owner, set: &ownerSet},
+		{name: "metadata", dst: &req.Metadata},
 	})
 	if err != nil {
 		return err
 	}
-	secret, k, err := svc.Create(r.Context(), req.Name, req.Scope, req.ExpiresIn)
+	if ownerSet {
+		// The service takes "" for "no owner"; a request that names an
+		// owner must name one.
+		if err := apikey.CheckOwner(req.Owner); err != nil {
+			return badRequest(fmt.Errorf("owner: %v", err))
+		}
+	}
+	secret, k, err := svc.Create(r.Context(), keyservice.NewKey{
+		Name: req.Name, Scope: req.Scope, ExpiresIn: req.ExpiresIn,
+		Owner: req.Owner, Metadata: req.Metadata, CreatedBy: actor,
+	})
 	if err != nil {
 		return serviceError(w, err, "")
 	}
@@ -308,6 +356,66 @@ func createKey(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 		Secret: secret,
 		APIKey: keyservice.View(k, svc.Now()),
 	})
+}
+
+// requestActor returns who makes the request r, from its Keygate-Actor
+// header: at most apikey.MaxActorIDLength bytes of UTF-8 without control
+// or format characters, given at most once; no header is "". The header
+// is never echoed.
+func requestActor(r *http.Request) (apikey.Actor, error) {
+	actor := apikey.Actor{Type: apikey.ActorAdmin}
+	values := r.Header.Values(actorHeader)
+	switch len(values) {
+	case 0:
+		return actor, nil
+	case 1:
+		actor.ID = values[0]
+	default:
+		return apikey.Actor{}, badRequest(fmt.Errorf("%s header: give it once", actorHeader))
+	}
+	if err := apikey.CheckActor(actor); err != nil {
+		// CheckActor says "id must …".
+		_, msg, _ := strings.Cut(err.Error(), "id ")
+		return apikey.Actor{}, badRequest(fmt.Errorf("%s header: %s", actorHeader, msg))
+	}
+	return actor, nil
+}
+
+// updateKey serves PATCH /apikeys/{id}: it changes the key's name or
+// metadata, each given replacing the old value whole ("metadata": {}
+// clears it), and answers the key as it is afterwards. The change is in
+// force on this instance when the answer is sent. Scope, owner and expiry
+// never change: the answer says to rotate or create instead.
+func updateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string) error {
+	var (
+		name             string
+		metadata         map[string]string
+		nameSet, metaSet bool
+	)
+	const newKey = "cannot be changed: create a new key with the one you want, then revoke this one"
+	err := decodeObject(w, r, false, []bodyField{
+		{name: "name", dst: &name, set: &nameSet},
+		{name: "metadata", dst: &metadata, set: &metaSet},
+		{name: "scope", refused: newKey},
+		{name: "owner", refused: newKey},
+		{name: "expires_in", refused: "cannot be changed: rotate the key for a new one with the same lifetime counted from now, or create a new key"},
+		{name: "expires_at", refused: "cannot be changed: rotate the key for a new one with the same lifetime counted from now, or create a new key"},
+	})
+	if err != nil {
+		return err
+	}
+	var u keyservice.KeyUpdate
+	if nameSet {
+		u.Name = &name
+	}
+	if metaSet {
+		u.Metadata = &metadata
+	}
+	k, err := svc.Update(r.Context(), id, u)
+	if err != nil {
+		return serviceError(w, err, id)
+	}
+	return writeJSON(w, http.StatusOK, keyservice.View(k, svc.Now()))
 }
 
 // getKey serves GET /apikeys/{id}.
@@ -333,7 +441,7 @@ func revokeKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 // grace period defaults to the service's (24h).
 func rotateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string) error {
 	var req rotateRequest
-	if err := decodeObject(w, r, true, map[string]*string{"grace": &req.Grace}); err != nil {
+	if err := decodeObject(w, r, true, []bodyField{{name: "grace", dst: &req.Grace}}); err != nil {
 		return err
 	}
 	secret, next, previous, err := svc.Rotate(r.Context(), id, req.Grace)
@@ -350,12 +458,27 @@ func rotateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 	})
 }
 
+// bodyField is a member a request body may hold, and where it goes.
+type bodyField struct {
+	name string
+	// dst receives the member's value: a *string for a JSON string, a
+	// *map[string]string for a JSON object of strings.
+	dst any
+	// set, if not nil, is set when the member is present and not null,
+	// for fields where "" (or {}) differs from absent.
+	set *bool
+	// refused, if not "", refuses the member with this message: a field
+	// of the key that this request may not change.
+	refused string
+}
+
 // decodeObject reads a request body holding one JSON object whose members
-// are all strings and all named in fields, and stores them there. Member
-// names must match exactly (encoding/json alone would accept "Name" for
-// "name"); a null member counts as absent. An empty body is an error
-// unless optional.
-func decodeObject(w http.ResponseWriter, r *http.Request, optional bool, fields map[string]*string) error {
+// are all named in fields, and stores them there. Member names must match
+// exactly (encoding/json alone would accept "Name" for "name"); a null
+// member counts as absent. A member of the wrong type is refused with its
+// name and the type it must have. An empty body is an error unless
+// optional.
+func decodeObject(w http.ResponseWriter, r *http.Request, optional bool, fields []bodyField) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdminBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -381,20 +504,65 @@ func decodeObject(w http.ResponseWriter, r *http.Request, optional bool, fields 
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest(errors.New("request body must hold one JSON object and nothing after it"))
 	}
-	for name, raw := range members {
-		dst, ok := fields[name]
+	// Members are judged in the order of fields, unknown ones last, so
+	// that a body with several faults always gets the same answer.
+	for _, f := range fields {
+		raw, ok := members[f.name]
 		if !ok {
-			return badRequest(fmt.Errorf("unknown field %s: the fields are %s", apikey.QuoteInput(name), fieldList(fields)))
+			continue
 		}
+		delete(members, f.name)
+		if f.refused != "" {
+			return badRequest(fmt.Errorf("%s: %s", f.name, f.refused))
+		}
+		if string(bytes.TrimSpace(raw)) == "null" {
+			continue
+		}
+		if err := decodeMember(f.name, raw, f.dst); err != nil {
+			return badRequest(err)
+		}
+		if f.set != nil {
+			*f.set = true
+		}
+	}
+	if len(members) > 0 {
+		name := slices.Min(slices.Collect(maps.Keys(members)))
+		return badRequest(fmt.Errorf("unknown field %s: the fields are %s", apikey.QuoteInput(name), fieldList(fields)))
+	}
+	return nil
+}
+
+// decodeMember stores the member name's raw value in dst, a *string or a
+// *map[string]string.
+func decodeMember(name string, raw json.RawMessage, dst any) error {
+	switch dst := dst.(type) {
+	case *string:
 		if err := json.Unmarshal(raw, dst); err != nil {
-			return badRequest(fmt.Errorf("%s: must be a string", name))
+			return fmt.Errorf("%s: must be a string", name)
 		}
+	case *map[string]string:
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return fmt.Errorf("%s: must be a JSON object of strings, such as {\"plan\": \"pro\"}", name)
+		}
+		m := make(map[string]string, len(obj))
+		for k, v := range obj {
+			var s string
+			// Unmarshal leaves a string as it is for null.
+			if err := json.Unmarshal(v, &s); err != nil || string(bytes.TrimSpace(v)) == "null" {
+				return fmt.Errorf("%s: the value of %s must be a string", name, apikey.QuoteInput(k))
+			}
+			m[k] = s
+		}
+		*dst = m
+	default:
+		panic(fmt.Sprintf("decodeMember: unsupported destination %T", dst))
 	}
 	return nil
 }
 
 // describeJSONError explains why a body is not one JSON object.
-func describeJSONError(err error, fields map[string]*string) error {
+func describeJSONError(err error, fields []bodyField) error {
 	if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 		return fmt.Errorf("request body must be a JSON object with %s", fieldList(fields))
 	}
@@ -407,12 +575,12 @@ func describeJSONError(err error, fields map[string]*string) error {
 	return fmt.Errorf("request body is not valid JSON: %v", err)
 }
 
-// fieldList names the fields of a body, in a stable order: "a, b and c".
-func fieldList(fields map[string]*string) string {
+// fieldList names the fields a body may set, in their order: "a, b and c".
+func fieldList(fields []bodyField) string {
 	var names []string
-	for _, name := range []string{"name", "scope", "expires_in", "grace"} {
-		if _, ok := fields[name]; ok {
-			names = append(names, name)
+	for _, f := range fields {
+		if f.refused == "" {
+			names = append(names, f.name)
 		}
 	}
 	if len(names) < 2 {

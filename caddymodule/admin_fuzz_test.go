@@ -33,28 +33,46 @@ func (oneKeyStore) Get(_ context.Context, id string) (apikey.Key, error) {
 	return apikey.Key{ID: validID, Name: "fuzzed", Scope: apikey.ScopeFull, Expiry: apikey.ExpiryDay}, nil
 }
 
+func (s oneKeyStore) Update(ctx context.Context, id string, p keystore.Patch) (apikey.Key, error) {
+	if err := keystore.CheckPatch(p); err != nil {
+		return apikey.Key{}, err
+	}
+	k, err := s.Get(ctx, id)
+	return p.Apply(k), err
+}
+
 func (s oneKeyStore) Rotate(ctx context.Context, id string, _ apikey.Key, oldExpiresAt time.Time) (apikey.Key, error) {
 	k, err := s.Get(ctx, id)
 	k.ExpiresAt = oldExpiresAt
 	return k, err
 }
 
-// fuzzTargets are the requests whose bodies are fuzzed, chosen by the
-// input's first argument.
-var fuzzTargets = []string{"/apikeys", "/apikeys/" + validID + "/rotate"}
+// fuzzTarget is a request whose body is fuzzed.
+type fuzzTarget struct{ method, path string }
 
-// serveFuzzed answers a POST of body to target with the fuzzed service:
-// the status and the error message ("" on success).
-func serveFuzzed(t testing.TB, svc keyManager, target string, body []byte) (int, string) {
+// String is how a failure names the target.
+func (t fuzzTarget) String() string { return t.method + " " + t.path }
+
+// fuzzTargets are the requests whose bodies are fuzzed, chosen by the
+// input's first argument: create, rotate and update.
+var fuzzTargets = []fuzzTarget{
+	{http.MethodPost, "/apikeys"},
+	{http.MethodPost, "/apikeys/" + validID + "/rotate"},
+	{http.MethodPatch, "/apikeys/" + validID},
+}
+
+// serveFuzzed answers body sent to target with the fuzzed service: the
+// status and the error message ("" on success).
+func serveFuzzed(t testing.TB, svc keyManager, target fuzzTarget, body []byte) (int, string) {
 	w := httptest.NewRecorder()
-	r := httptest.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+	r := httptest.NewRequest(target.method, target.path, bytes.NewReader(body))
 	err := serveAPIKeys(w, r, func() (keyManager, error) { return svc, nil })
 	if err == nil {
 		return w.Code, ""
 	}
 	apiErr, ok := errors.AsType[caddy.APIError](err)
 	if !ok {
-		t.Fatalf("POST %s %q: error %v (%T), want a caddy.APIError", target, body, err, err)
+		t.Fatalf("%s %q: error %v (%T), want a caddy.APIError", target, body, err, err)
 	}
 	return apiErr.HTTPStatus, err.Error()
 }
@@ -75,7 +93,8 @@ func jsonStrings(body []byte) []string {
 	}
 }
 
-// FuzzAdminBody posts arbitrary bodies to the create and rotate endpoints.
+// FuzzAdminBody sends arbitrary bodies to the create, rotate and update
+// endpoints.
 // The admin API must never panic, never answer 5xx to a body (the store
 // here never fails), and never repeat more than apikey.MaxEcho bytes of a
 // string the body holds: Caddy logs every admin error, and a key pasted
@@ -96,6 +115,10 @@ func FuzzAdminBody(f *testing.F) {
 		`{"name":""}`, `{"name":"a\u0001"}`, `{"name":"` + strings.Repeat("a", 101) + `"}`,
 		`{"name":"a","scope":"x"}`, `{"name":"a","scope":"full","expires_in":"x"}`,
 		`{"grace":"x"}`, `{"grace":"-1h"}`, `{"grace":"169h"}`,
+		`{"owner":""}`, `{"owner":"a b"}`, `{"owner":"` + strings.Repeat("o", 129) + `"}`, `{"metadata":1}`, `{"metadata":{"a":1}}`,
+		`{"metadata":{"A":"x"}}`, `{"metadata":{"a":"` + strings.Repeat("x", 257) + `"}}`, `{"metadata":{"a":"\u0001"}}`,
+		`{"name":"a","scope":"full","expires_in":"1d","owner":"a b"}`, `{"name":"a","scope":"full","expires_in":"1d","metadata":{"A":"x"}}`,
+		`{"scope":"x"}`, `{"owner":"x"}`, `{"expires_in":"x"}`, `{"expires_at":"x"}`,
 	} {
 		for _, target := range fuzzTargets {
 			_, msg := serveFuzzed(f, svc, target, []byte(body))
@@ -119,6 +142,14 @@ func FuzzAdminBody(f *testing.F) {
 		{1, `{"grace":"0s"}`},
 		{1, `{"grace":"` + secret + `"}`},
 		{1, `{"grace":"9223372036854775807ns"}`},
+		{0, `{"name":"x","scope":"full","expires_in":"1h","owner":"org_a","metadata":{"plan":"pro"}}`},
+		{0, `{"name":"x","scope":"full","expires_in":"1h","owner":"` + secret + `"}`},
+		{0, `{"name":"x","scope":"full","expires_in":"1h","metadata":{"` + secret + `":"x"}}`},
+		{0, `{"name":"x","scope":"full","expires_in":"1h","metadata":{"plan":"` + secret + "\u0000" + `"}}`},
+		{2, `{"name":"y","metadata":{}}`},
+		{2, `{"metadata":{"` + secret + `":1}}`},
+		{2, `{"scope":"` + secret + `"}`},
+		{2, `{"` + secret + `":"x"}`},
 	} {
 		f.Add(seed.target, []byte(seed.body))
 	}
@@ -126,7 +157,7 @@ func FuzzAdminBody(f *testing.F) {
 		target := fuzzTargets[int(which)%len(fuzzTargets)]
 		status, msg := serveFuzzed(t, svc, target, body)
 		if status >= 500 {
-			t.Fatalf("POST %s %q: status %d: %s", target, body, status, msg)
+			t.Fatalf("%s %q: status %d: %s", target, body, status, msg)
 		}
 		if msg == "" {
 			return
@@ -135,7 +166,7 @@ func FuzzAdminBody(f *testing.F) {
 			for i := 0; i+apikey.MaxEcho < len(s); i++ {
 				w := s[i : i+apikey.MaxEcho+1]
 				if strings.Contains(msg, w) && !strings.Contains(vocab, w) {
-					t.Fatalf("POST %s %q: error %q repeats %q, more than %d bytes of the input", target, body, msg, w, apikey.MaxEcho)
+					t.Fatalf("%s %q: error %q repeats %q, more than %d bytes of the input", target, body, msg, w, apikey.MaxEcho)
 				}
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -43,7 +44,7 @@ func (u untouchable) fail() error {
 	u.t.Error("the request reached the key service")
 	return errors.New("untouchable")
 }
-func (u untouchable) Create(context.Context, string, string, string) (string, apikey.Key, error) {
+func (u untouchable) Create(context.Context, keyservice.NewKey) (string, apikey.Key, error) {
 	return "", apikey.Key{}, u.fail()
 }
 func (u untouchable) List(context.Context, keyservice.ListOptions) (keyservice.Page, error) {
@@ -55,6 +56,9 @@ func (u untouchable) Revoke(context.Context, string) (apikey.Key, error) {
 }
 func (u untouchable) Rotate(context.Context, string, string) (string, apikey.Key, apikey.Key, error) {
 	return "", apikey.Key{}, apikey.Key{}, u.fail()
+}
+func (u untouchable) Update(context.Context, string, keyservice.KeyUpdate) (apikey.Key, error) {
+	return apikey.Key{}, u.fail()
 }
 func (u untouchable) Now() time.Time { return time.Time{} }
 
@@ -69,8 +73,8 @@ func TestServeAPIKeysRejectsBadRequestsBeforeTheService(t *testing.T) {
 	}{
 		{"put on the collection", http.MethodPut, "/apikeys", 405, "GET, POST", "method"},
 		{"delete on the collection", http.MethodDelete, "/apikeys/", 405, "GET, POST", "method"},
-		{"post on a key", http.MethodPost, "/apikeys/" + validID, 405, "GET, DELETE", "method"},
-		{"patch on a key", http.MethodPatch, "/apikeys/" + validID, 405, "GET, DELETE", "method"},
+		{"post on a key", http.MethodPost, "/apikeys/" + validID, 405, "GET, PATCH, DELETE", "method"},
+		{"put on a key", http.MethodPut, "/apikeys/" + validID, 405, "GET, PATCH, DELETE", "method"},
 		{"get on rotate", http.MethodGet, "/apikeys/" + validID + "/rotate", 405, "POST", "method"},
 		{"unknown action", http.MethodPost, "/apikeys/" + validID + "/revoke", 404, "", "resource not found"},
 		{"trailing slash after the ID", http.MethodGet, "/apikeys/" + validID + "/", 404, "", "resource not found"},
@@ -128,7 +132,10 @@ func TestServeAPIKeysRejectsBadListQueries(t *testing.T) {
 		{"cursor twice", "?cursor=a&cursor=b", "cursor: give it once"},
 		{"q twice", "?q=a&q=b", "q: give it once"},
 		{"empty cursor", "?cursor=", "cursor: is empty"},
-		{"owner is not a parameter yet", "?owner=alice", `unknown query parameter "owner"`},
+		{"empty owner", "?owner=", "owner: is empty: leave it out"},
+		{"owner twice", "?owner=a&owner=b", "owner: give it once"},
+		{"owner with a space", "?owner=org+a", "owner: must hold only A-Z a-z 0-9 . _ : @ -"},
+		{"owner of 129 characters", "?owner=" + strings.Repeat("o", 129), "owner: must be at most 128 characters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,7 +193,7 @@ func TestListKeysPagesWithLimitAndCursor(t *testing.T) {
 	svc := newListService(t)
 	var want []string
 	for i := range 7 {
-		_, k, err := svc.Create(t.Context(), fmt.Sprintf("Key %d", i), "full", "never")
+		_, k, err := svc.Create(t.Context(), keyservice.NewKey{Name: fmt.Sprintf("Key %d", i), Scope: "full", ExpiresIn: "never", CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,19 +277,31 @@ func TestDecodeObject(t *testing.T) {
 		body     string
 		optional bool
 		want     createRequest
+		wantSet  bool // whether owner was set
 		wantCode int
 		wantErr  string
 	}{
-		{name: "all fields", body: `{"name":"CI","scope":"full","expires_in":"1d"}`, want: createRequest{"CI", "full", "1d"}},
+		{name: "all fields", body: `{"name":"CI","scope":"full","expires_in":"1d","owner":"org_a","metadata":{"plan":"pro"}}`,
+			want: createRequest{"CI", "full", "1d", "org_a", map[string]string{"plan": "pro"}}, wantSet: true},
 		{name: "surrounding white space", body: " \n{\"name\":\"CI\"}\n", want: createRequest{Name: "CI"}},
-		{name: "null member is absent", body: `{"name":null,"scope":"widget"}`, want: createRequest{Scope: "widget"}},
-		{name: "empty body", body: "", wantCode: 400, wantErr: "request body is empty: send a JSON object with name, scope and expires_in"},
+		{name: "null member is absent", body: `{"name":null,"scope":"widget","owner":null,"metadata":null}`, want: createRequest{Scope: "widget"}},
+		{name: "empty owner is set", body: `{"owner":""}`, wantSet: true},
+		{name: "empty metadata", body: `{"metadata":{}}`, want: createRequest{Metadata: map[string]string{}}},
+		{name: "empty body", body: "", wantCode: 400, wantErr: "request body is empty: send a JSON object with name, scope, expires_in, owner and metadata"},
 		{name: "empty optional body", body: " ", optional: true},
-		{name: "unknown field", body: `{"name":"CI","owner":"me"}`, wantCode: 400, wantErr: `unknown field "owner": the fields are name, scope and expires_in`},
+		{name: "unknown field", body: `{"name":"CI","allowed_ips":["10.0.0.1"]}`, wantCode: 400, wantErr: `unknown field "allowed_ips": the fields are name, scope, expires_in, owner and metadata`},
+		{name: "several unknown fields name the first in order", body: `{"zz":1,"aa":2,"mm":3}`, wantCode: 400, wantErr: `unknown field "aa"`},
+		{name: "refused field", body: `{"name":"CI","grace":"1h"}`, wantCode: 400, wantErr: `grace: cannot be given here`},
 		{name: "field in another case", body: `{"Name":"CI"}`, wantCode: 400, wantErr: `unknown field "Name"`},
 		{name: "long unknown field is cut", body: `{"dk_0123456789abcdefghijABCDEFGHIJ":"x"}`, wantCode: 400, wantErr: `unknown field "dk_012345678"…`},
 		{name: "number for a string", body: `{"name":42}`, wantCode: 400, wantErr: "name: must be a string"},
-		{name: "array body", body: `["CI"]`, wantCode: 400, wantErr: "request body must be a JSON object with name, scope and expires_in"},
+		{name: "string for metadata", body: `{"metadata":"plan=pro"}`, wantCode: 400, wantErr: "metadata: must be a JSON object of strings"},
+		{name: "array for metadata", body: `{"metadata":["pro"]}`, wantCode: 400, wantErr: "metadata: must be a JSON object of strings"},
+		{name: "number in metadata", body: `{"metadata":{"seats":5}}`, wantCode: 400, wantErr: `metadata: the value of "seats" must be a string`},
+		{name: "null in metadata", body: `{"metadata":{"plan":null}}`, wantCode: 400, wantErr: `metadata: the value of "plan" must be a string`},
+		{name: "object in metadata", body: `{"metadata":{"plan":{"a":"b"}}}`, wantCode: 400, wantErr: `metadata: the value of "plan" must be a string`},
+		{name: "long metadata name is cut", body: `{"metadata":{"dk_0123456789abcdefghijABCDEFGHIJ":1}}`, wantCode: 400, wantErr: `the value of "dk_012345678"… must be a string`},
+		{name: "array body", body: `["CI"]`, wantCode: 400, wantErr: "request body must be a JSON object with name, scope, expires_in, owner and metadata"},
 		{name: "string body", body: `"CI"`, wantCode: 400, wantErr: "request body must be a JSON object"},
 		{name: "two objects", body: `{"name":"a"}{"name":"b"}`, wantCode: 400, wantErr: "one JSON object and nothing after it"},
 		{name: "trailing garbage", body: `{"name":"a"} x`, wantCode: 400, wantErr: "one JSON object and nothing after it"},
@@ -294,14 +313,24 @@ func TestDecodeObject(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest(http.MethodPost, "/apikeys", strings.NewReader(tt.body))
-			var got createRequest
-			err := decodeObject(w, r, tt.optional, map[string]*string{"name": &got.Name, "scope": &got.Scope, "expires_in": &got.ExpiresIn})
+			var (
+				got      createRequest
+				ownerSet bool
+			)
+			err := decodeObject(w, r, tt.optional, []bodyField{
+				{name: "name", dst: &got.Name},
+				{name: "scope", dst: &got.Scope},
+				{name: "expires_in", dst: &got.ExpiresIn},
+				{name: "owner", dst: &got.Owner, set: &ownerSet},
+				{name: "metadata", dst: &got.Metadata},
+				{name: "grace", refused: "cannot be given here"},
+			})
 			if tt.wantCode == 0 {
 				if err != nil {
 					t.Fatalf("got error %v, want none", err)
 				}
-				if got != tt.want {
-					t.Errorf("got %+v, want %+v", got, tt.want)
+				if !reflect.DeepEqual(got, tt.want) || ownerSet != tt.wantSet {
+					t.Errorf("got %+v, owner set %v; want %+v, %v", got, ownerSet, tt.want, tt.wantSet)
 				}
 				return
 			}
@@ -322,7 +351,7 @@ func TestDecodeObject(t *testing.T) {
 // failing is a key service whose every call fails with err.
 type failing struct{ err error }
 
-func (f failing) Create(context.Context, string, string, string) (string, apikey.Key, error) {
+func (f failing) Create(context.Context, keyservice.NewKey) (string, apikey.Key, error) {
 	return "", apikey.Key{}, f.err
 }
 func (f failing) List(context.Context, keyservice.ListOptions) (keyservice.Page, error) {
@@ -332,6 +361,9 @@ func (f failing) Get(context.Context, string) (apikey.Key, error)    { return ap
 func (f failing) Revoke(context.Context, string) (apikey.Key, error) { return apikey.Key{}, f.err }
 func (f failing) Rotate(context.Context, string, string) (string, apikey.Key, apikey.Key, error) {
 	return "", apikey.Key{}, apikey.Key{}, f.err
+}
+func (f failing) Update(context.Context, string, keyservice.KeyUpdate) (apikey.Key, error) {
+	return apikey.Key{}, f.err
 }
 func (f failing) Now() time.Time { return time.Time{} }
 
@@ -409,13 +441,18 @@ func TestFieldList(t *testing.T) {
 		want   string
 	}{
 		{[]string{"grace"}, "grace"},
-		{[]string{"scope", "name"}, "name and scope"},
-		{[]string{"expires_in", "scope", "name"}, "name, scope and expires_in"},
+		{[]string{"scope", "name"}, "scope and name"},
+		{[]string{"name", "scope", "expires_in"}, "name, scope and expires_in"},
+		{[]string{"name", "-scope", "metadata"}, "name and metadata"},
 	}
 	for _, tt := range tests {
-		m := map[string]*string{}
+		var m []bodyField
 		for _, f := range tt.fields {
-			m[f] = new(string)
+			if name, refused := strings.CutPrefix(f, "-"); refused {
+				m = append(m, bodyField{name: name, refused: "no"})
+			} else {
+				m = append(m, bodyField{name: f, dst: new(string)})
+			}
 		}
 		if got := fieldList(m); got != tt.want {
 			t.Errorf("fieldList(%v) = %q, want %q", tt.fields, got, tt.want)
@@ -441,7 +478,7 @@ func sqliteService(t *testing.T) *keyservice.Service {
 
 func TestAdminNeverEchoesAPastedKeyWhole(t *testing.T) {
 	svc := sqliteService(t)
-	secret, _, err := svc.Create(context.Background(), "real", "full", "1h")
+	secret, _, err := svc.Create(context.Background(), adminKey("real", "full", "1h"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -30,14 +33,16 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "apikey",
-		Usage: "create|list|show|revoke|rotate [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
-		Short: "Creates, lists, shows, revokes and rotates API keys",
+		Usage: "create|list|show|update|revoke|rotate [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
+		Short: "Creates, lists, shows, updates, revokes and rotates API keys",
 		Long: `
 Manages keygate's API keys through the admin API of a running instance:
 
   apikey create --name NAME --scope full|widget|routine --expires 1h|1d|1w|1mo|1y|never
-  apikey list [--status active|revoked|expired] [--limit N | --all]
+                [--owner OWNER] [--meta NAME=VALUE]...
+  apikey list [--status active|revoked|expired] [--owner OWNER] [--limit N | --all]
   apikey show ID
+  apikey update ID [--name NAME] [--meta NAME=VALUE]... [--meta NAME=]...
   apikey revoke ID [--yes]
   apikey rotate ID [--grace DURATION]
 
@@ -50,6 +55,13 @@ list prints one page: the newest 100 keys, or --limit N of them (1 to
 1000); when there are more it says so on stderr. --all follows the pages
 to the last key; with --json it prints one {"api_keys": [...],
 "next_cursor": null} holding every key.
+
+update renames a key or changes its metadata: --meta NAME=VALUE sets an
+entry, --meta NAME= removes one, and the others stay. Scope, owner and
+expiry never change: rotate the key or create a new one.
+
+Every request names who makes it in the Keygate-Actor header, as
+<os user>@<hostname>: the keys it creates record it in created_by.
 
 The admin endpoint is found like 'reload' finds it: --address if given,
 else the admin address of the --config file, else of a Caddyfile in the
@@ -95,9 +107,11 @@ func (c cli) setUp(cmd *cobra.Command) {
 	create.Flags().String("name", "", `Name people know the key by, such as "CI/CD Pipeline" (1 to 100 characters)`)
 	create.Flags().String("scope", "", "Routes the key may call: full, widget or routine")
 	create.Flags().String("expires", "", "Lifetime of the key: 1h, 1d, 1w, 1mo, 1y or never")
+	create.Flags().String("owner", "", "Customer the key belongs to, as the upstream names it (A-Z a-z 0-9 . _ : @ -)")
+	create.Flags().StringArray("meta", nil, "Metadata entry NAME=VALUE sent upstream with the key's requests (repeatable)")
 
 	list := &cobra.Command{
-		Use:   "list [--status active|revoked|expired] [--limit N | --all]",
+		Use:   "list [--status active|revoked|expired] [--owner OWNER] [--limit N | --all]",
 		Short: "Lists keys, newest first, a page at a time or all of them",
 		Long: `Lists keys, newest first. Without --limit or --all it prints the newest
 100 keys and, when there are more, says so on stderr. --limit N prints the
@@ -106,6 +120,7 @@ newest N (1 to 1000); --all reads every page and prints every key.`,
 		RunE: c.runList,
 	}
 	list.Flags().String("status", "", "List only keys with this status: active, revoked or expired")
+	list.Flags().String("owner", "", "List only the keys of this owner")
 	list.Flags().Int("limit", 0, "Print the newest N keys, from 1 to 1000 (default 100)")
 	list.Flags().Bool("all", false, "Print every key, reading as many pages as it takes")
 
@@ -115,6 +130,20 @@ newest N (1 to 1000); --all reads every page and prints every key.`,
 		Args:  cobra.ExactArgs(1),
 		RunE:  c.runShow,
 	}
+
+	update := &cobra.Command{
+		Use:   "update ID [--name NAME] [--meta NAME=VALUE]... [--meta NAME=]...",
+		Short: "Renames a key or changes its metadata",
+		Long: `Renames a key or changes its metadata, on every gateway instance as fast as
+a revocation. --meta NAME=VALUE sets an entry and --meta NAME= removes one;
+the other entries stay (update reads the key's metadata first). Scope,
+owner and expiry never change: rotate the key or create a new one. A
+revoked key cannot be changed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: c.runUpdate,
+	}
+	update.Flags().String("name", "", "New name of the key (1 to 100 characters)")
+	update.Flags().StringArray("meta", nil, "Set metadata entry NAME=VALUE, or remove it with NAME= (repeatable)")
 
 	revoke := &cobra.Command{
 		Use:   "revoke ID [--yes]",
@@ -139,7 +168,7 @@ rotated.`,
 	}
 	rotate.Flags().String("grace", "24h", "How long the old key keeps working, a Go duration from 0s to 168h")
 
-	cmd.AddCommand(create, list, show, revoke, rotate)
+	cmd.AddCommand(create, list, show, update, revoke, rotate)
 }
 
 // runCreate runs apikey create.
@@ -147,6 +176,26 @@ func (c cli) runCreate(cmd *cobra.Command, _ []string) error {
 	req, err := createFlags(flagString(cmd, "name"), flagString(cmd, "scope"), flagString(cmd, "expires"))
 	if err != nil {
 		return err
+	}
+	if cmd.Flags().Changed("owner") {
+		req.Owner = flagString(cmd, "owner")
+		if err := apikey.CheckOwner(req.Owner); err != nil {
+			return fmt.Errorf("--owner: %v", err)
+		}
+	}
+	meta, _ := cmd.Flags().GetStringArray("meta")
+	entries, err := parseMeta(meta)
+	if err != nil {
+		return err
+	}
+	for name, value := range entries {
+		if value == nil {
+			return fmt.Errorf("--meta %s=: an empty value removes an entry in update; give a value, or leave the entry out", name)
+		}
+		if req.Metadata == nil {
+			req.Metadata = map[string]string{}
+		}
+		req.Metadata[name] = *value
 	}
 	body, err := callAdmin(cmd, http.MethodPost, adminAPIKeysPath, req)
 	if err != nil || printedJSON(cmd, body) {
@@ -179,6 +228,13 @@ func (c cli) runList(cmd *cobra.Command, _ []string) error {
 			return fmt.Errorf("--status: %v", err)
 		}
 		query.Set("status", status)
+	}
+	if cmd.Flags().Changed("owner") {
+		owner := flagString(cmd, "owner")
+		if err := apikey.CheckOwner(owner); err != nil {
+			return fmt.Errorf("--owner: %v", err)
+		}
+		query.Set("owner", owner)
 	}
 	all, _ := cmd.Flags().GetBool("all")
 	limitSet := cmd.Flags().Changed("limit")
@@ -268,6 +324,92 @@ func (c cli) runShow(cmd *cobra.Command, args []string) error {
 	}
 	printKey(cmd.OutOrStdout(), k, c.now())
 	return nil
+}
+
+// runUpdate runs apikey update: a PATCH of the fields the flags change.
+// --meta merges into the key's metadata, which it reads first; two
+// updates racing may then lose one's entries (the admin API replaces
+// metadata whole).
+func (c cli) runUpdate(cmd *cobra.Command, args []string) error {
+	id := args[0]
+	if err := checkIDArg(id); err != nil {
+		return err
+	}
+	var req updateRequest
+	if cmd.Flags().Changed("name") {
+		name := flagString(cmd, "name")
+		if err := apikey.CheckName(name); err != nil {
+			return fmt.Errorf("--name %v", err)
+		}
+		req.Name = &name
+	}
+	meta, _ := cmd.Flags().GetStringArray("meta")
+	entries, err := parseMeta(meta)
+	if err != nil {
+		return err
+	}
+	if req.Name == nil && len(entries) == 0 {
+		return errors.New("nothing to change: give --name NAME or --meta NAME=VALUE (scope, owner and expiry never change: rotate the key or create a new one)")
+	}
+	if len(entries) > 0 {
+		body, err := callAdmin(cmd, http.MethodGet, adminAPIKeysPath+"/"+id, nil)
+		if err != nil {
+			return err
+		}
+		var current keyservice.KeyJSON
+		if err := decodeAnswer(body, &current); err != nil {
+			return err
+		}
+		merged := maps.Clone(current.Metadata)
+		if merged == nil {
+			merged = map[string]string{}
+		}
+		for name, value := range entries {
+			if value == nil {
+				delete(merged, name)
+			} else {
+				merged[name] = *value
+			}
+		}
+		req.Metadata = &merged
+	}
+	body, err := callAdmin(cmd, http.MethodPatch, adminAPIKeysPath+"/"+id, req)
+	if err != nil || printedJSON(cmd, body) {
+		return err
+	}
+	var k keyservice.KeyJSON
+	if err := decodeAnswer(body, &k); err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "Updated API key %s (%s).\n\n", k.ID, displayName(k.Name))
+	printKey(out, k, c.now())
+	return nil
+}
+
+// parseMeta reads --meta flags, NAME=VALUE, into entries: a nil value for
+// NAME= (remove). Names are checked here, to name the flag in the error;
+// values by the admin API. A name given twice is refused.
+func parseMeta(flags []string) (map[string]*string, error) {
+	entries := make(map[string]*string, len(flags))
+	for _, f := range flags {
+		name, value, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("--meta %s: want NAME=VALUE, or NAME= to remove an entry", apikey.QuoteInput(f))
+		}
+		if err := apikey.CheckMetadata(map[string]string{name: ""}); err != nil {
+			return nil, fmt.Errorf("--meta %s: %v", apikey.QuoteInput(name), err)
+		}
+		if _, dup := entries[name]; dup {
+			return nil, fmt.Errorf("--meta %s: given twice", name)
+		}
+		if value == "" {
+			entries[name] = nil
+		} else {
+			entries[name] = &value
+		}
+	}
+	return entries, nil
 }
 
 // runRevoke runs apikey revoke. Without --yes it asks on a terminal and
@@ -449,7 +591,9 @@ func callAdmin(cmd *cobra.Command, method, uri string, body any) ([]byte, error)
 		}
 		reqBody = bytes.NewReader(data)
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, make(http.Header), reqBody)
+	header := make(http.Header)
+	header.Set(actorHeader, cliActor())
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, header, reqBody)
 	if err != nil {
 		return nil, adminError(addr, err)
 	}
@@ -459,6 +603,23 @@ func callAdmin(cmd *cobra.Command, method, uri string, body any) ([]byte, error)
 		return nil, fmt.Errorf("reading the admin API's answer: %v", err)
 	}
 	return data, nil
+}
+
+// cliActor names who runs the CLI, for the Keygate-Actor header:
+// "<os user>@<hostname>", made to fit the admin API's rule (at most 128
+// bytes of printable UTF-8), with "unknown" for what cannot be found.
+func cliActor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	} else if env := os.Getenv("USER"); env != "" {
+		name = env
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	return apikey.FitActorID(name + "@" + host)
 }
 
 // adminError turns an error of caddycmd.AdminAPIRequest into what the user
@@ -542,16 +703,53 @@ func printKey(w io.Writer, k keyservice.KeyJSON, now time.Time) {
 	if k.ReplacedBy != nil {
 		fmt.Fprintf(tw, "Replaced by:\t%s\n", *k.ReplacedBy)
 	}
+	owner := "none"
+	if k.Owner != nil {
+		owner = displayName(*k.Owner)
+	}
+	fmt.Fprintf(tw, "Owner:\t%s\n", owner)
+	if len(k.Metadata) == 0 {
+		fmt.Fprintf(tw, "Metadata:\tnone\n")
+	}
+	for i, name := range slices.Sorted(maps.Keys(k.Metadata)) {
+		label := ""
+		if i == 0 {
+			label = "Metadata:"
+		}
+		fmt.Fprintf(tw, "%s\t%s=%s\n", label, displayName(name), displayName(k.Metadata[name]))
+	}
+	// "Creator", not "Created by", keeps the labels' column as it was.
+	creator := displayName(k.CreatedBy.Type)
+	if creator == "" {
+		creator = "unknown"
+	}
+	if k.CreatedBy.ID != "" {
+		creator += " " + displayName(k.CreatedBy.ID)
+	}
+	fmt.Fprintf(tw, "Creator:\t%s\n", creator)
 	_ = tw.Flush()
 }
 
-// printTable prints keys as an aligned table, one per line.
+// printTable prints keys as an aligned table, one per line, with an
+// OWNER column when any key has an owner.
 func printTable(w io.Writer, keys []keyservice.KeyJSON) {
+	owners := slices.ContainsFunc(keys, func(k keyservice.KeyJSON) bool { return k.Owner != nil })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tSTATUS\tCREATED\tLAST USED\tEXPIRES")
+	if owners {
+		fmt.Fprint(tw, "ID\tNAME\tOWNER\tSCOPE\tSTATUS\tCREATED\tLAST USED\tEXPIRES\n")
+	} else {
+		fmt.Fprint(tw, "ID\tNAME\tSCOPE\tSTATUS\tCREATED\tLAST USED\tEXPIRES\n")
+	}
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			k.ID, shortName(k.Name), k.Scope, tableStatus(k),
+		fmt.Fprintf(tw, "%s\t%s\t", k.ID, shortName(k.Name))
+		if owners {
+			owner := "-"
+			if k.Owner != nil {
+				owner = displayName(*k.Owner)
+			}
+			fmt.Fprintf(tw, "%s\t", owner)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Scope, tableStatus(k),
 			shortTime(&k.CreatedAt), shortTime(k.LastUsedAt), shortTime(k.ExpiresAt))
 	}
 	_ = tw.Flush()

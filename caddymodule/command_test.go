@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
 )
 
@@ -96,6 +98,19 @@ func TestPrintTable(t *testing.T) {
 	if got := b.String(); got != want {
 		t.Errorf("got table\n%s\nwant\n%s", got, want)
 	}
+
+	// When a key has an owner, an OWNER column shows it, "-" for none.
+	owner := "org_acme"
+	keys[1].Status, keys[1].ReplacedBy, keys[0].Owner = "revoked", nil, &owner
+	b.Reset()
+	printTable(&b, keys)
+	want = "" +
+		"ID                          NAME            OWNER     SCOPE    STATUS   CREATED               LAST USED             EXPIRES\n" +
+		"key_0000000000000000000002  CI/CD Pipeline  org_acme  routine  active   2026-11-25 19:41 UTC  2026-11-25 19:44 UTC  2027-11-25 19:41 UTC\n" +
+		"key_0000000000000000000001  Widget          -         widget   revoked  2026-01-02 03:04 UTC  never                 never\n"
+	if got := b.String(); got != want {
+		t.Errorf("got table with owners\n%s\nwant\n%s", got, want)
+	}
 }
 
 func TestPrintKey(t *testing.T) {
@@ -112,7 +127,10 @@ func TestPrintKey(t *testing.T) {
 		"Created:    2026-11-25 19:38:07 UTC (3 minutes ago)\n" +
 		"Last used:  never\n" +
 		"Expires:    2026-12-02 19:38:07 UTC (in 7 days)\n" +
-		"Revoked:    no\n"
+		"Revoked:    no\n" +
+		"Owner:      none\n" +
+		"Metadata:   none\n" +
+		"Creator:    unknown\n"
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
@@ -131,9 +149,38 @@ func TestPrintKey(t *testing.T) {
 		"Last used:    never\n" +
 		"Expires:      2026-12-02 19:38:07 UTC (in 7 days)\n" +
 		"Revoked:      no\n" +
-		"Replaced by:  key_0000000000000000000003\n"
+		"Replaced by:  key_0000000000000000000003\n" +
+		"Owner:        none\n" +
+		"Metadata:     none\n" +
+		"Creator:      unknown\n"
 	if got := b.String(); got != want {
 		t.Errorf("replaced key: got\n%s\nwant\n%s", got, want)
+	}
+
+	// An owned key with metadata, sorted by name, and who created it;
+	// what could drive a terminal is shown as "?".
+	owner := "org_acme"
+	k.ReplacedBy, k.Owner = nil, &owner
+	k.Metadata = map[string]string{"region": "eu west", "plan": "pro\x1b[31m"}
+	k.CreatedBy = keyservice.ActorJSON{Type: "admin", ID: "alice@laptop"}
+	b.Reset()
+	printKey(&b, k, testNow)
+	want = "" +
+		"ID:         key_0000000000000000000002\n" +
+		"Name:       Production Backend\n" +
+		"Scope:      full\n" +
+		"Status:     active\n" +
+		"Hint:       dk_…abcd\n" +
+		"Created:    2026-11-25 19:38:07 UTC (3 minutes ago)\n" +
+		"Last used:  never\n" +
+		"Expires:    2026-12-02 19:38:07 UTC (in 7 days)\n" +
+		"Revoked:    no\n" +
+		"Owner:      org_acme\n" +
+		"Metadata:   plan=pro?[31m\n" +
+		"            region=eu west\n" +
+		"Creator:    admin alice@laptop\n"
+	if got := b.String(); got != want {
+		t.Errorf("owned key: got\n%s\nwant\n%s", got, want)
 	}
 }
 
@@ -157,7 +204,7 @@ func TestCreateFlags(t *testing.T) {
 				if err != nil {
 					t.Fatalf("got error %v, want none", err)
 				}
-				if want := (createRequest{tt.flagName, tt.scope, tt.expires}); req != want {
+				if want := (createRequest{Name: tt.flagName, Scope: tt.scope, ExpiresIn: tt.expires}); !reflect.DeepEqual(req, want) {
 					t.Errorf("got %+v, want %+v", req, want)
 				}
 				return
@@ -276,6 +323,7 @@ type adminRecorder struct {
 	srv     *httptest.Server
 	mu      sync.Mutex
 	got     []string // "METHOD URI BODY"
+	actors  []string // Keygate-Actor headers
 	answers []cannedAnswer
 }
 
@@ -291,6 +339,7 @@ func newAdminRecorder(t *testing.T, answers ...cannedAnswer) *adminRecorder {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		a.got = append(a.got, strings.TrimSpace(r.Method+" "+r.URL.RequestURI()+" "+string(body)))
+		a.actors = append(a.actors, r.Header.Values("Keygate-Actor")...)
 		if len(a.answers) == 0 {
 			t.Errorf("unexpected request %s %s", r.Method, r.URL)
 			w.WriteHeader(http.StatusInternalServerError)
@@ -304,6 +353,13 @@ func newAdminRecorder(t *testing.T, answers ...cannedAnswer) *adminRecorder {
 	}))
 	t.Cleanup(a.srv.Close)
 	return a
+}
+
+// actorHeaders returns the Keygate-Actor headers of the requests so far.
+func (a *adminRecorder) actorHeaders() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.actors...)
 }
 
 func (a *adminRecorder) addr() string { return strings.TrimPrefix(a.srv.URL, "http://") }
@@ -331,7 +387,12 @@ func runCLI(t *testing.T, terminal bool, stdin string, args ...string) (stdout, 
 }
 
 const keyAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"active","hint":"dk_…abcd",` +
-	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null,"replaced_by":null}`
+	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null,"replaced_by":null,` +
+	`"owner":null,"metadata":{},"created_by":{"type":"admin","id":""},"allowed_origins":[],"allowed_ips":[],"rate_limits":[]}`
+
+const ownedAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"active","hint":"dk_…abcd",` +
+	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null,"replaced_by":null,` +
+	`"owner":"org_acme","metadata":{"plan":"pro","region":"eu"},"created_by":{"type":"admin","id":"alice@laptop"},"allowed_origins":[],"allowed_ips":[],"rate_limits":[]}`
 
 const revokedAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"revoked","hint":"dk_…abcd",` +
 	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":"2026-11-25T19:41:07Z"}`
@@ -368,6 +429,34 @@ func TestCLISendsWhatTheFlagsSay(t *testing.T) {
 			answer:      cannedAnswer{200, `{"api_keys":[` + revokedAnswer + `]}`},
 			wantRequest: "GET /apikeys?status=revoked",
 			wantOut:     []string{"ID  ", "LAST USED", validID + "  CI    routine  revoked  2026-11-25 19:41 UTC  never "},
+		},
+		{
+			name:        "create with owner and metadata",
+			args:        []string{"create", "--name", "CI", "--scope", "routine", "--expires", "never", "--owner", "org_acme", "--meta", "plan=pro", "--meta", "note=a=b c"},
+			answer:      cannedAnswer{201, created},
+			wantRequest: `POST /apikeys {"name":"CI","scope":"routine","expires_in":"never","owner":"org_acme","metadata":{"note":"a=b c","plan":"pro"}}`,
+			wantOut:     []string{"Created API key " + validID},
+		},
+		{
+			name:        "list with owner",
+			args:        []string{"list", "--owner", "org_acme"},
+			answer:      cannedAnswer{200, `{"api_keys":[` + ownedAnswer + `]}`},
+			wantRequest: "GET /apikeys?owner=org_acme",
+			wantOut:     []string{"OWNER", validID + "  CI    org_acme  routine  active"},
+		},
+		{
+			name:        "show an owned key",
+			args:        []string{"show", validID},
+			answer:      cannedAnswer{200, ownedAnswer},
+			wantRequest: "GET /apikeys/" + validID,
+			wantOut:     []string{"Owner:      org_acme\n", "Metadata:   plan=pro\n            region=eu\n", "Creator:    admin alice@laptop\n"},
+		},
+		{
+			name:        "update --name sends the name alone",
+			args:        []string{"update", validID, "--name", "CI 2"},
+			answer:      cannedAnswer{200, ownedAnswer},
+			wantRequest: "PATCH /apikeys/" + validID + ` {"name":"CI 2"}`,
+			wantOut:     []string{"Updated API key " + validID + " (CI).", "Owner:      org_acme"},
 		},
 		{
 			name:        "list with limit",
@@ -441,6 +530,50 @@ func TestCLISendsWhatTheFlagsSay(t *testing.T) {
 				t.Errorf("secret printed %d times", n)
 			}
 		})
+	}
+}
+
+func TestCLIUpdateMetaMergesIntoTheCurrentMetadata(t *testing.T) {
+	admin := newAdminRecorder(t, cannedAnswer{200, ownedAnswer}, cannedAnswer{200, ownedAnswer})
+	out, _, err := runCLI(t, false, "", "update", validID, "--meta", "plan=enterprise", "--meta", "region=", "--meta", "seats=5",
+		"--name", "CI", "--address", admin.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"GET /apikeys/" + validID, "PATCH /apikeys/" + validID + ` {"name":"CI","metadata":{"plan":"enterprise","seats":"5"}}`}
+	if got := admin.requests(); !slices.Equal(got, want) {
+		t.Errorf("got requests %q, want %q", got, want)
+	}
+	if !strings.Contains(out, "Updated API key "+validID) {
+		t.Errorf("output:\n%s", out)
+	}
+
+	// Removing the last entry sends {}, which clears the metadata.
+	admin = newAdminRecorder(t, cannedAnswer{200, keyAnswer}, cannedAnswer{200, keyAnswer})
+	if _, _, err := runCLI(t, false, "", "update", validID, "--meta", "plan=", "--json", "--address", admin.addr()); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"GET /apikeys/" + validID, "PATCH /apikeys/" + validID + ` {"metadata":{}}`}
+	if got := admin.requests(); !slices.Equal(got, want) {
+		t.Errorf("got requests %q, want %q", got, want)
+	}
+}
+
+func TestCLISendsTheActorHeaderOnEveryRequest(t *testing.T) {
+	admin := newAdminRecorder(t, cannedAnswer{200, ownedAnswer}, cannedAnswer{200, ownedAnswer})
+	if _, _, err := runCLI(t, false, "", "update", validID, "--meta", "a=b", "--address", admin.addr()); err != nil {
+		t.Fatal(err)
+	}
+	actor := cliActor()
+	if got := admin.actorHeaders(); !slices.Equal(got, []string{actor, actor}) {
+		t.Errorf("Keygate-Actor headers %q, want %q on both requests", got, actor)
+	}
+	name, host, ok := strings.Cut(actor, "@")
+	if !ok || name == "" || host == "" || len(actor) > 128 {
+		t.Errorf("cliActor() = %q, want <user>@<host> of at most 128 bytes", actor)
+	}
+	if err := apikey.CheckActor(apikey.Actor{Type: apikey.ActorAdmin, ID: actor}); err != nil {
+		t.Errorf("cliActor() = %q, which the admin API refuses: %v", actor, err)
 	}
 }
 
@@ -526,6 +659,19 @@ func TestCLIRefusesBadFlagsWithoutARequest(t *testing.T) {
 		{"list with limit 1001", []string{"list", "--limit", "1001"}, "--limit must be from 1 to 1000, not 1001"},
 		{"list with a negative limit", []string{"list", "--limit", "-1"}, "--limit must be from 1 to 1000"},
 		{"list with limit and all", []string{"list", "--limit", "5", "--all"}, "--limit and --all: give one"},
+		{"create with an empty owner", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--owner", ""}, "--owner: must not be empty"},
+		{"create with an owner holding a space", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--owner", "org a"}, "--owner: must hold only"},
+		{"create with --meta without =", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--meta", "plan"}, `--meta "plan": want NAME=VALUE`},
+		{"create with an upper-case --meta name", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--meta", "Plan=pro"}, `--meta "Plan": names must match`},
+		{"create with an empty --meta value", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--meta", "plan="}, "--meta plan=: an empty value removes an entry in update"},
+		{"create with a --meta name twice", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--meta", "a=1", "--meta", "a=2"}, "--meta a: given twice"},
+		{"create with a long --meta pasted key is cut", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--meta", "dk_0123456789abcdefghijABCDEFGHIJ"}, `--meta "dk_012345678"…`},
+		{"list with a bad owner", []string{"list", "--owner", "a/b"}, "--owner: must hold only"},
+		{"update with nothing to change", []string{"update", validID}, "nothing to change: give --name NAME or --meta NAME=VALUE"},
+		{"update with an empty name", []string{"update", validID, "--name", ""}, "--name must not be empty"},
+		{"update with a bad --meta", []string{"update", validID, "--meta", "1a=x"}, `--meta "1a": names must match`},
+		{"update a malformed ID", []string{"update", "key_1", "--name", "x"}, "not a key ID"},
+		{"update the scope", []string{"update", validID, "--scope", "full"}, "unknown flag: --scope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -192,7 +192,7 @@ func TestAdminRejectsBadInput(t *testing.T) {
 		wantAllow  string
 		wantErr    string // a part of the error message
 	}{
-		{"unknown field", "POST", "/apikeys", `{"name":"a","scope":"full","expires_in":"1d","owner":"me"}`, 400, "", `unknown field "owner"`},
+		{"unknown field", "POST", "/apikeys", `{"name":"a","scope":"full","expires_in":"1d","allowed_ips":["10.0.0.1"]}`, 400, "", `unknown field "allowed_ips"`},
 		{"field name in another case", "POST", "/apikeys", `{"Name":"a","scope":"full","expires_in":"1d"}`, 400, "", `unknown field "Name"`},
 		{"empty name", "POST", "/apikeys", `{"name":"","scope":"full","expires_in":"1d"}`, 400, "", "name: must not be empty"},
 		{"blank name", "POST", "/apikeys", `{"name":"   ","scope":"full","expires_in":"1d"}`, 400, "", "name: must not be empty"},
@@ -226,8 +226,8 @@ func TestAdminRejectsBadInput(t *testing.T) {
 		{"unknown route", "POST", "/apikeys/" + k.ID + "/revoke", "", 404, "", "resource not found"},
 		{"PUT on the collection", "PUT", "/apikeys", `{}`, 405, "GET, POST", "method"},
 		{"DELETE on the collection", "DELETE", "/apikeys", "", 405, "GET, POST", "method"},
-		{"POST on a key", "POST", "/apikeys/" + k.ID, `{}`, 405, "GET, DELETE", "method"},
-		{"PATCH on a key", "PATCH", "/apikeys/" + k.ID, `{}`, 405, "GET, DELETE", "method"},
+		{"POST on a key", "POST", "/apikeys/" + k.ID, `{}`, 405, "GET, PATCH, DELETE", "method"},
+		{"PUT on a key", "PUT", "/apikeys/" + k.ID, `{}`, 405, "GET, PATCH, DELETE", "method"},
 		{"GET on rotate", "GET", "/apikeys/" + k.ID + "/rotate", "", 405, "POST", "method"},
 	}
 	for _, tt := range tests {
@@ -527,7 +527,8 @@ func TestAdminListRefusesBadPagingParameters(t *testing.T) {
 		{"?cursor=" + secret, "cursor: is not a cursor from a previous page"},
 		{"?cursor=AAAA", "cursor: is not a cursor from a previous page"},
 		{"?q=" + strings.Repeat("a", 201), "q: must be at most 200 characters"},
-		{"?owner=me", `unknown query parameter "owner"`},
+		{"?owner=", "owner: is empty"},
+		{"?owner=me&owner=you", "owner: give it once"},
 	}
 	for _, tt := range tests {
 		resp, body := g.Admin(http.MethodGet, "/apikeys"+tt.query, nil)

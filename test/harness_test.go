@@ -400,6 +400,19 @@ type APIKey struct {
 	ExpiresAt  *time.Time `json:"expires_at"`
 	RevokedAt  *time.Time `json:"revoked_at"`
 	ReplacedBy *string    `json:"replaced_by"`
+
+	Owner          *string           `json:"owner"`
+	Metadata       map[string]string `json:"metadata"`
+	CreatedBy      Actor             `json:"created_by"`
+	AllowedOrigins []string          `json:"allowed_origins"`
+	AllowedIPs     []string          `json:"allowed_ips"`
+	RateLimits     []string          `json:"rate_limits"`
+}
+
+// Actor is who created a key, as the admin API shows it.
+type Actor struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
 }
 
 // CreateKey creates a key through the admin API and returns its secret

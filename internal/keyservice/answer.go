@@ -19,7 +19,7 @@ var keyErrors = []struct {
 	message string
 }{
 	{keystore.ErrNotFound, http.StatusNotFound, "no API key has ID %s"},
-	{keystore.ErrRevoked, http.StatusConflict, "API key %s is revoked: a revoked key cannot be rotated"},
+	{keystore.ErrRevoked, http.StatusConflict, "API key %s is revoked: a revoked key cannot be rotated or changed"},
 	{keystore.ErrReplaced, http.StatusConflict, "API key %s was already replaced by a rotation: rotate the key that replaced it"},
 	{keystore.ErrExpired, http.StatusConflict, "API key %s is expired: an expired key cannot be rotated"},
 }
@@ -35,7 +35,8 @@ const StoreUnavailable = "key store unavailable"
 // validations quote input with apikey.QuoteInput) or a malformed ID (the
 // service refuses one before the store can answer "not found").
 //
-// Bad input is 400, a key not found 404, a key that cannot be rotated 409,
+// Bad input is 400, a key not found 404, a key that cannot be rotated (or,
+// revoked, changed) 409,
 // and anything else means the store failed: 503, as a retry may succeed.
 // The cause of a 503 is left out of the message: the admin API adds it for
 // the operator, and the console only says to try again.

@@ -30,7 +30,7 @@ func TestAnswerMapsEveryServiceError(t *testing.T) {
 		{"input error", &keyservice.InputError{Field: "scope", Message: "unknown scope"}, "", 400, "scope", "unknown scope"},
 		{"wrapped input error", fmt.Errorf("x: %w", &keyservice.InputError{Field: "grace", Message: "too long"}), someID, 400, "grace", "too long"},
 		{"not found", fmt.Errorf("getting key %s: %w", someID, keystore.ErrNotFound), someID, 404, "", "no API key has ID " + someID},
-		{"revoked", fmt.Errorf("rotating: %w", keystore.ErrRevoked), someID, 409, "", "API key " + someID + " is revoked: a revoked key cannot be rotated"},
+		{"revoked", fmt.Errorf("rotating: %w", keystore.ErrRevoked), someID, 409, "", "API key " + someID + " is revoked: a revoked key cannot be rotated or changed"},
 		{"replaced", fmt.Errorf("rotating: %w", keystore.ErrReplaced), someID, 409, "", "API key " + someID + " was already replaced by a rotation: rotate the key that replaced it"},
 		{"expired", fmt.Errorf("rotating: %w", keystore.ErrExpired), someID, 409, "", "API key " + someID + " is expired: an expired key cannot be rotated"},
 		{"not found for a malformed ID", keystore.ErrNotFound, "dk_0123456789abcdefghij", 404, "", "no API key has ID (not a key ID)"},
@@ -54,11 +54,11 @@ func TestAnswersOfRealCallsEchoAtMost12Bytes(t *testing.T) {
 	ctx := context.Background()
 	calls := map[string]func() error{
 		"create with the key as scope": func() error {
-			_, _, err := f.svc.Create(ctx, "x", secret, "1d")
+			_, _, err := f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: secret, ExpiresIn: "1d", CreatedBy: admin})
 			return err
 		},
 		"create with the key as expiry": func() error {
-			_, _, err := f.svc.Create(ctx, "x", "full", secret)
+			_, _, err := f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: "full", ExpiresIn: secret, CreatedBy: admin})
 			return err
 		},
 		"list with the key as status": func() error {
@@ -100,8 +100,8 @@ func TestStoreFailuresAreCountedByOperation(t *testing.T) {
 	errorsOf := func(op string) float64 { return testutil.ToFloat64(m.StoreErrors.WithLabelValues(op)) }
 
 	// Refusals that are not the store's fault count nothing.
-	_, _, _ = f.svc.Create(ctx, "", "full", "1d")
-	_, _, _ = f.svc.Create(ctx, "x", "admin", "1d")
+	_, _, _ = f.svc.Create(ctx, keyservice.NewKey{Name: "", Scope: "full", ExpiresIn: "1d", CreatedBy: admin})
+	_, _, _ = f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: "admin", ExpiresIn: "1d", CreatedBy: admin})
 	_, _ = f.svc.List(ctx, keyservice.ListOptions{Status: "gone"})
 	_, _ = f.svc.Get(ctx, someID)
 	_, _ = f.svc.Revoke(ctx, someID)
@@ -110,7 +110,7 @@ func TestStoreFailuresAreCountedByOperation(t *testing.T) {
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	_, _ = f.svc.List(cancelled, keyservice.ListOptions{})
-	for _, op := range []string{metrics.OpCreate, metrics.OpList, metrics.OpGet, metrics.OpRevoke, metrics.OpRotate} {
+	for _, op := range []string{metrics.OpCreate, metrics.OpList, metrics.OpGet, metrics.OpRevoke, metrics.OpRotate, metrics.OpUpdate} {
 		if got := errorsOf(op); got != 0 {
 			t.Errorf("store errors{op=%s} after refusals: got %v, want 0", op, got)
 		}
@@ -124,11 +124,19 @@ func TestStoreFailuresAreCountedByOperation(t *testing.T) {
 		op   string
 		call func() error
 	}{
-		{metrics.OpCreate, func() error { _, _, err := f.svc.Create(ctx, "x", "full", "1d"); return err }},
+		{metrics.OpCreate, func() error {
+			_, _, err := f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: "full", ExpiresIn: "1d", CreatedBy: admin})
+			return err
+		}},
 		{metrics.OpList, func() error { _, err := f.svc.List(ctx, keyservice.ListOptions{}); return err }},
 		{metrics.OpGet, func() error { _, err := f.svc.Get(ctx, someID); return err }},
 		{metrics.OpRevoke, func() error { _, err := f.svc.Revoke(ctx, someID); return err }},
 		{metrics.OpRotate, func() error { _, _, _, err := f.svc.Rotate(ctx, someID, ""); return err }},
+		{metrics.OpUpdate, func() error {
+			name := "x"
+			_, err := f.svc.Update(ctx, someID, keyservice.KeyUpdate{Name: &name})
+			return err
+		}},
 	}
 	for _, c := range calls {
 		if err := c.call(); !errors.Is(err, keystore.ErrClosed) {

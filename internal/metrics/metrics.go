@@ -28,6 +28,7 @@ const (
 	OpRevoke  = "revoke"
 	OpRotate  = "rotate"
 	OpList    = "list"
+	OpUpdate  = "update"
 
 	// LastUsedWrites results.
 	WriteOK    = "ok"

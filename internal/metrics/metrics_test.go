@@ -17,7 +17,7 @@ func touch(m *Metrics) {
 	for _, r := range []string{LookupHit, LookupMiss, LookupNegativeHit} {
 		m.CacheLookups.WithLabelValues(r).Inc()
 	}
-	for _, op := range []string{OpGet, OpChanges, OpTouch, OpCreate, OpRevoke, OpRotate, OpList} {
+	for _, op := range []string{OpGet, OpChanges, OpTouch, OpCreate, OpRevoke, OpRotate, OpList, OpUpdate} {
 		m.StoreErrors.WithLabelValues(op).Inc()
 	}
 	m.LastUsedPending.Set(3)
@@ -112,7 +112,7 @@ caddy_apikey_last_used_pending 3
 			}
 		})
 	}
-	if got, want := testutil.CollectAndCount(m.StoreErrors), 7; got != want {
+	if got, want := testutil.CollectAndCount(m.StoreErrors), 8; got != want {
 		t.Errorf("store errors: got %d series, want %d", got, want)
 	}
 }

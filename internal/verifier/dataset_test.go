@@ -36,8 +36,8 @@ var datasetSize = benchKeysFromEnv(1_000_000)
 // datasetVersion names the dataset file: bump it when the derivation below
 // or the store's schema changes, so that a checkout of another version
 // never migrates (or rebuilds) a file another checkout uses. 2: schema
-// version 2 (replaced_by).
-const datasetVersion = 2
+// version 2 (replaced_by). 3: schema version 3 (owner, metadata).
+const datasetVersion = 3
 
 // benchKeysFromEnv returns $KEYGATE_BENCH_KEYS if it is a positive number,
 // otherwise def.
