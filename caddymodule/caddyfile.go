@@ -165,6 +165,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    keep_credentials
 //	    forward_identity off
 //	    preflight authenticate
+//	    owner <value>
 //	}
 //
 // The scopes are those the route accepts besides full: widget, routine.
@@ -225,6 +226,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("preflight %q: want %s", val, PreflightAuthenticate)
 			}
 			h.Preflight = val
+		case "owner":
+			var val string
+			if !d.AllArgs(&val) {
+				return d.ArgErr()
+			}
+			if val == "" {
+				return d.Err("owner needs a value, such as {http.request.host.labels.2}: an empty one would refuse every key")
+			}
+			h.Owner = val
 		default:
 			return d.Errf("unrecognized subdirective %q", sub)
 		}
