@@ -17,7 +17,6 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
-	"github.com/docana/keygate/internal/keystore"
 )
 
 func init() {
@@ -121,7 +120,12 @@ type listResponse struct {
 // runningKeyService returns the key service of the running config's
 // apikeys app.
 func runningKeyService() (keyManager, error) {
-	app, err := caddy.ActiveContext().AppIfConfigured("apikeys")
+	return keyServiceOf(caddy.ActiveContext().AppIfConfigured("apikeys"))
+}
+
+// keyServiceOf returns the key service of app, the running config's
+// apikeys app as AppIfConfigured returned it with err.
+func keyServiceOf(app any, err error) (keyManager, error) {
 	if errors.Is(err, caddy.ErrNotConfigured) {
 		return nil, caddy.APIError{
 			HTTPStatus: http.StatusServiceUnavailable,
@@ -151,10 +155,21 @@ func runningKeyService() (keyManager, error) {
 	return svc, nil
 }
 
-// serveAPIKeys routes a request of the key API. The route, method and key
+// serveAPIKeys serves a request of the key API. Every 503 answer, whether
+// keygate is not running or its store failed, carries Retry-After: 1, as
+// a retry may succeed.
+func serveAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyManager, error)) error {
+	err := routeAPIKeys(w, r, lookup)
+	if apiErr, ok := errors.AsType[caddy.APIError](err); ok && apiErr.HTTPStatus == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	return err
+}
+
+// routeAPIKeys routes a request of the key API. The route, method and key
 // ID are checked before the service is looked up, so that a malformed
 // request gets the same answer whether keygate runs or not.
-func serveAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyManager, error)) error {
+func routeAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyManager, error)) error {
 	// Every answer names keys, and two of them hold a secret: keep all of
 	// them out of caches.
 	w.Header().Set("Cache-Control", "no-store")
@@ -236,7 +251,7 @@ func listKeys(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	query := r.URL.Query()
 	for name, values := range query {
 		if !slices.Contains(listParams, name) {
-			return badRequest(fmt.Errorf("unknown query parameter %s: the parameters are status, q, limit and cursor", quoteShort(name)))
+			return badRequest(fmt.Errorf("unknown query parameter %s: the parameters are status, q, limit and cursor", apikey.QuoteInput(name)))
 		}
 		if len(values) > 1 {
 			return badRequest(fmt.Errorf("%s: give it once", name))
@@ -245,13 +260,13 @@ func listKeys(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	opts := keyservice.ListOptions{Status: query.Get("status"), Query: query.Get("q"), Cursor: query.Get("cursor")}
 	if opts.Status != "" {
 		if _, err := apikey.ParseStatus(opts.Status); err != nil {
-			return badRequest(fmt.Errorf("status: unknown status %s: want active, revoked or expired", quoteShort(opts.Status)))
+			return badRequest(fmt.Errorf("status: unknown status %s: want active, revoked or expired", apikey.QuoteInput(opts.Status)))
 		}
 	}
 	if query.Has("limit") {
 		n, err := strconv.Atoi(query.Get("limit"))
 		if err != nil || n < 1 || n > keyservice.MaxLimit {
-			return badRequest(fmt.Errorf("limit: must be a whole number from 1 to %d, not %s", keyservice.MaxLimit, quoteShort(query.Get("limit"))))
+			return badRequest(fmt.Errorf("limit: must be a whole number from 1 to %d, not %s", keyservice.MaxLimit, apikey.QuoteInput(query.Get("limit"))))
 		}
 		opts.Limit = n
 	}
@@ -369,7 +384,7 @@ func decodeObject(w http.ResponseWriter, r *http.Request, optional bool, fields 
 	for name, raw := range members {
 		dst, ok := fields[name]
 		if !ok {
-			return badRequest(fmt.Errorf("unknown field %s: the fields are %s", quoteShort(name), fieldList(fields)))
+			return badRequest(fmt.Errorf("unknown field %s: the fields are %s", apikey.QuoteInput(name), fieldList(fields)))
 		}
 		if err := json.Unmarshal(raw, dst); err != nil {
 			return badRequest(fmt.Errorf("%s: must be a string", name))
@@ -406,41 +421,19 @@ func fieldList(fields map[string]*string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
-// serviceError turns an error of the key service into the admin answer:
-// bad input is 400 naming the field, an unknown key 404, a revoked,
-// replaced or expired key that cannot be rotated 409, and anything else
-// means the store failed: 503, as a retry may succeed.
-func serviceError(w http.ResponseWriter, err error, id string) error {
-	if input, ok := errors.AsType[*keyservice.InputError](err); ok {
-		return badRequest(input)
-	}
+// serviceError turns an error of the key service, called for key id, into
+// the admin answer that keyservice.Answer gives it: "<field>: <message>"
+// for bad input, and for a failed store the cause after the message, for
+// the operator (serveAPIKeys adds Retry-After).
+func serviceError(_ http.ResponseWriter, err error, id string) error {
+	status, field, msg := keyservice.Answer(err, id)
 	switch {
-	case errors.Is(err, keystore.ErrNotFound):
-		return caddy.APIError{
-			HTTPStatus: http.StatusNotFound,
-			Err:        fmt.Errorf("no API key has ID %s", id),
-		}
-	case errors.Is(err, keystore.ErrRevoked):
-		return caddy.APIError{
-			HTTPStatus: http.StatusConflict,
-			Err:        fmt.Errorf("API key %s is revoked: a revoked key cannot be rotated", id),
-		}
-	case errors.Is(err, keystore.ErrReplaced):
-		return caddy.APIError{
-			HTTPStatus: http.StatusConflict,
-			Err:        fmt.Errorf("API key %s was already replaced by a rotation: rotate the key that replaced it (replaced_by)", id),
-		}
-	case errors.Is(err, keystore.ErrExpired):
-		return caddy.APIError{
-			HTTPStatus: http.StatusConflict,
-			Err:        fmt.Errorf("API key %s has expired: an expired key cannot be rotated; create a new key", id),
-		}
+	case field != "":
+		msg = field + ": " + msg
+	case status == http.StatusServiceUnavailable:
+		msg += ": " + err.Error()
 	}
-	w.Header().Set("Retry-After", "1")
-	return caddy.APIError{
-		HTTPStatus: http.StatusServiceUnavailable,
-		Err:        fmt.Errorf("key store unavailable: %v", err),
-	}
+	return caddy.APIError{HTTPStatus: status, Err: errors.New(msg)}
 }
 
 // methodNotAllowed answers 405 with the methods the resource has.
@@ -448,7 +441,7 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string)
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
 	return caddy.APIError{
 		HTTPStatus: http.StatusMethodNotAllowed,
-		Err:        fmt.Errorf("method %s not allowed: use %s", quoteShort(r.Method), strings.Join(allowed, " or ")),
+		Err:        fmt.Errorf("method %s not allowed: use %s", apikey.QuoteInput(r.Method), strings.Join(allowed, " or ")),
 	}
 }
 
@@ -467,16 +460,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 	return nil
-}
-
-// quoteShort quotes s for an error message, cut to 12 bytes: enough to
-// recognise a typo, far too little to give away a secret pasted by mistake.
-func quoteShort(s string) string {
-	const max = 12
-	if len(s) > max {
-		return fmt.Sprintf("%q…", s[:max])
-	}
-	return fmt.Sprintf("%q", s)
 }
 
 // Interface guards

@@ -319,6 +319,22 @@ func TestDecodeObject(t *testing.T) {
 	}
 }
 
+// failing is a key service whose every call fails with err.
+type failing struct{ err error }
+
+func (f failing) Create(context.Context, string, string, string) (string, apikey.Key, error) {
+	return "", apikey.Key{}, f.err
+}
+func (f failing) List(context.Context, keyservice.ListOptions) (keyservice.Page, error) {
+	return keyservice.Page{}, f.err
+}
+func (f failing) Get(context.Context, string) (apikey.Key, error)    { return apikey.Key{}, f.err }
+func (f failing) Revoke(context.Context, string) (apikey.Key, error) { return apikey.Key{}, f.err }
+func (f failing) Rotate(context.Context, string, string) (string, apikey.Key, apikey.Key, error) {
+	return "", apikey.Key{}, apikey.Key{}, f.err
+}
+func (f failing) Now() time.Time { return time.Time{} }
+
 func TestServiceErrorStatuses(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -332,14 +348,15 @@ func TestServiceErrorStatuses(t *testing.T) {
 		{"not found", fmt.Errorf("getting key: %w", keystore.ErrNotFound), 404, "no API key has ID " + validID, ""},
 		{"revoked", fmt.Errorf("rotating key: %w", keystore.ErrRevoked), 409, "is revoked: a revoked key cannot be rotated", ""},
 		{"replaced", fmt.Errorf("rotating key: %w", keystore.ErrReplaced), 409, "was already replaced by a rotation", ""},
-		{"expired", fmt.Errorf("rotating key: %w", keystore.ErrExpired), 409, "has expired: an expired key cannot be rotated", ""},
+		{"expired", fmt.Errorf("rotating key: %w", keystore.ErrExpired), 409, "is expired: an expired key cannot be rotated", ""},
 		{"store down", errors.New("dial tcp 127.0.0.1:5432: connection refused"), 503, "key store unavailable: dial tcp", "1"},
 		{"store closed", keystore.ErrClosed, 503, "key store unavailable", "1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
-			err := serviceError(w, tt.err, validID)
+			r := httptest.NewRequest(http.MethodPost, "/apikeys/"+validID+"/rotate", nil)
+			err := serveAPIKeys(w, r, func() (keyManager, error) { return failing{tt.err}, nil })
 			apiErr, ok := errors.AsType[caddy.APIError](err)
 			if !ok {
 				t.Fatalf("got %T, want a caddy.APIError", err)
@@ -402,6 +419,96 @@ func TestFieldList(t *testing.T) {
 		}
 		if got := fieldList(m); got != tt.want {
 			t.Errorf("fieldList(%v) = %q, want %q", tt.fields, got, tt.want)
+		}
+	}
+}
+
+// sqliteService is a key service over a real SQLite store in a temporary
+// directory.
+func sqliteService(t *testing.T) *keyservice.Service {
+	t.Helper()
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	format, err := apikey.NewFormat("dk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyservice.New(store, format, nil, nil, nil)
+}
+
+func TestAdminNeverEchoesAPastedKeyWhole(t *testing.T) {
+	svc := sqliteService(t)
+	secret, _, err := svc.Create(context.Background(), "real", "full", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := func() (keyManager, error) { return svc, nil }
+	tests := []struct {
+		name   string
+		method string
+		target string
+		body   string
+		field  string
+	}{
+		{"key as scope", http.MethodPost, "/apikeys", `{"name":"x","scope":"` + secret + `","expires_in":"1h"}`, "scope: "},
+		{"key as expires_in", http.MethodPost, "/apikeys", `{"name":"x","scope":"full","expires_in":"` + secret + `"}`, "expires_in: "},
+		{"key as status", http.MethodGet, "/apikeys?status=" + secret, "", "status: "},
+		{"key as a field name", http.MethodPost, "/apikeys", `{"` + secret + `":"x"}`, "unknown field "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.body))
+			err := serveAPIKeys(w, r, lookup)
+			apiErr, ok := errors.AsType[caddy.APIError](err)
+			if !ok || apiErr.HTTPStatus != http.StatusBadRequest {
+				t.Fatalf("got %v, want a 400 APIError", err)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, tt.field) || !strings.Contains(msg, `"dk_`) {
+				t.Errorf("got error %q, want it to name %q and quote the start of the value", msg, tt.field)
+			}
+			if strings.Contains(msg, secret[:apikey.MaxEcho+1]) {
+				t.Errorf("got error %q: it echoes more than %d bytes of the key", msg, apikey.MaxEcho)
+			}
+		})
+	}
+}
+
+func TestAdmin503AnswersCarryRetryAfter(t *testing.T) {
+	tests := []struct {
+		name    string
+		lookup  func() (keyManager, error)
+		wantErr string
+	}{
+		// No config runs in this test binary.
+		{"keygate not configured", runningKeyService, "keygate is not configured"},
+		{"store not open", func() (keyManager, error) { return keyServiceOf(&App{}, nil) }, "key store is not open"},
+		{"app failed", func() (keyManager, error) { return keyServiceOf(nil, errors.New("boom")) }, "keygate is not running"},
+	}
+	for _, tt := range tests {
+		for _, req := range []struct{ method, target string }{
+			{http.MethodGet, "/apikeys"},
+			{http.MethodPost, "/apikeys"},
+			{http.MethodDelete, "/apikeys/" + validID},
+		} {
+			t.Run(tt.name+" "+req.method+" "+req.target, func(t *testing.T) {
+				w := httptest.NewRecorder()
+				err := serveAPIKeys(w, httptest.NewRequest(req.method, req.target, strings.NewReader("{}")), tt.lookup)
+				apiErr, ok := errors.AsType[caddy.APIError](err)
+				if !ok || apiErr.HTTPStatus != http.StatusServiceUnavailable {
+					t.Fatalf("got %v, want a 503 APIError", err)
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("got error %q, want it to hold %q", err, tt.wantErr)
+				}
+				if got := w.Header().Get("Retry-After"); got != "1" {
+					t.Errorf("got Retry-After %q, want 1", got)
+				}
+			})
 		}
 	}
 }

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
@@ -171,7 +173,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("encoding apikeys configuration: %w", err)
 	}
 	val, _, err := resourcePool.LoadOrNew(string(key), func() (caddy.Destructor, error) {
-		return newResources(ctx, cfg, a.logger)
+		return newResources(ctx, cfg, poolLogger())
 	})
 	if err != nil {
 		return err
@@ -293,6 +295,51 @@ func (a *App) effective() (App, error) {
 	return cfg, nil
 }
 
+// poolLogger returns the logger of pooled resources, named "apikeys" as
+// the app's own: the resources outlive the config that opened them, and
+// Caddy closes a config's log writers when it is unloaded, so they log
+// through Caddy's default logger of the moment instead, whichever config
+// set it.
+func poolLogger() *zap.Logger {
+	return zap.New(defaultLogCore{}).Named("apikeys")
+}
+
+// defaultLogCore is a zapcore.Core that writes through caddy.Log(), looked
+// up on every entry: a config load replaces Caddy's default logger, and
+// the one a config set is closed with that config.
+type defaultLogCore struct {
+	fields []zapcore.Field // added by With
+}
+
+func (c defaultLogCore) core() zapcore.Core {
+	core := caddy.Log().Core()
+	if len(c.fields) > 0 {
+		core = core.With(c.fields)
+	}
+	return core
+}
+
+// Enabled reports whether the current default logger logs level.
+func (c defaultLogCore) Enabled(level zapcore.Level) bool { return caddy.Log().Core().Enabled(level) }
+
+// With returns a core that adds fields to every entry.
+func (c defaultLogCore) With(fields []zapcore.Field) zapcore.Core {
+	return defaultLogCore{fields: append(slices.Clip(c.fields), fields...)}
+}
+
+// Check lets the current default logger's core decide, and write.
+func (c defaultLogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	return c.core().Check(e, ce)
+}
+
+// Write writes through the current default logger's core.
+func (c defaultLogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	return c.core().Write(e, fields)
+}
+
+// Sync flushes the current default logger.
+func (c defaultLogCore) Sync() error { return caddy.Log().Core().Sync() }
+
 // newResources opens the store of cfg, an effective configuration, and
 // starts the verifier and the recorder over it.
 func newResources(ctx context.Context, cfg App, logger *zap.Logger) (*resources, error) {
@@ -325,11 +372,13 @@ func newResources(ctx context.Context, cfg App, logger *zap.Logger) (*resources,
 		Logger:   logger.Named("last_used"),
 		Metrics:  processMetrics,
 	})
+	svc := keyservice.New(store, format, v, rec, nil)
+	svc.CountStoreErrors(processMetrics.StoreErrors)
 	return &resources{
 		store:    store,
 		verifier: v,
 		recorder: rec,
-		service:  keyservice.New(store, format, v, rec, nil),
+		service:  svc,
 		logger:   logger,
 	}, nil
 }
@@ -386,4 +435,5 @@ var (
 	_ caddy.Provisioner  = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 	_ caddy.Destructor   = (*resources)(nil)
+	_ zapcore.Core       = defaultLogCore{}
 )

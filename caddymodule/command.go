@@ -23,6 +23,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/humantime"
 	"github.com/docana/keygate/internal/keyservice"
 )
 
@@ -399,7 +400,7 @@ func checkIDArg(id string) error {
 func checkGrace(grace string) error {
 	d, err := time.ParseDuration(grace)
 	if err != nil {
-		return fmt.Errorf("--grace: %q is not a duration such as 24h, 30m or 0s", grace)
+		return fmt.Errorf("--grace: %s is not a duration such as 24h, 30m or 0s", apikey.QuoteInput(grace))
 	}
 	if d < 0 || d > keyservice.MaxGrace {
 		return fmt.Errorf("--grace must be between 0s and 168h, not %s", grace)
@@ -582,7 +583,7 @@ func shortTime(t *time.Time) string {
 // longTime formats a time with how long ago, or in how long, it is:
 // "2026-11-25 19:41:07 UTC (3 minutes ago)".
 func longTime(t, now time.Time) string {
-	return t.UTC().Format(longLayout) + " (" + relativeTime(t, now) + ")"
+	return t.UTC().Format(longLayout) + " (" + humantime.Relative(t, now) + ")"
 }
 
 // longTimeOrNever is longTime, or "never" if t is not set.
@@ -591,46 +592,6 @@ func longTimeOrNever(t *time.Time, now time.Time) string {
 		return "never"
 	}
 	return longTime(*t, now)
-}
-
-// relativeTime says roughly how far t is from now, rounded to the nearest
-// whole unit with the thresholds people use in speech (as moment.js does):
-// "just now", "3 minutes ago", "in 1 day" for a key expiring in 23h59m,
-// "in 1 month", "2 years ago". Months are 30 days, years 365.
-func relativeTime(t, now time.Time) string {
-	d := now.Sub(t)
-	future := d < 0
-	if future {
-		d = -d
-	}
-	const day = 24 * time.Hour
-	var unit time.Duration
-	var name string
-	switch {
-	case d < 45*time.Second:
-		if future {
-			return "in less than a minute"
-		}
-		return "just now"
-	case d < 45*time.Minute:
-		unit, name = time.Minute, "minute"
-	case d < 22*time.Hour:
-		unit, name = time.Hour, "hour"
-	case d < 26*day:
-		unit, name = day, "day"
-	case d < 345*day:
-		unit, name = 30*day, "month"
-	default:
-		unit, name = 365*day, "year"
-	}
-	n := max(1, int64((d+unit/2)/unit))
-	if n != 1 {
-		name += "s"
-	}
-	if future {
-		return fmt.Sprintf("in %d %s", n, name)
-	}
-	return fmt.Sprintf("%d %s ago", n, name)
 }
 
 // displayName makes a key name safe to print on a terminal: control and

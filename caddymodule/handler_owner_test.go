@@ -219,7 +219,7 @@ func TestHandlerSetsOwnerAndMetadataForTheUpstream(t *testing.T) {
 				t.Errorf("upstream %s = %q, want %q", HeaderKeyOwner, got, tt.wantHeader)
 			}
 			for name := range up {
-				if sameHeader(name, HeaderKeyOwner) && name != HeaderKeyOwner {
+				if strings.EqualFold(strings.ReplaceAll(name, "_", "-"), HeaderKeyOwner) && name != HeaderKeyOwner {
 					t.Errorf("upstream still has the client's %s", name)
 				}
 			}
@@ -280,19 +280,6 @@ func TestMetadataPlaceholderNames(t *testing.T) {
 		name, known := metadataName(tt.key)
 		if name != tt.wantName || known != tt.wantKnown {
 			t.Errorf("metadataName(%q) = %q, %v; want %q, %v", tt.key, name, known, tt.wantName, tt.wantKnown)
-		}
-	}
-}
-
-func TestRemoveIdentityHeadersRemovesOwnerInEverySpelling(t *testing.T) {
-	for _, name := range []string{"X-Api-Key-Owner", "X_API_KEY_OWNER", "X-Api-Key_Owner", "x_api_key_owner", "X_Api-Key-OWNER"} {
-		hdr := http.Header{name: {"globex"}, "X-Api-Key-Ownerx": {"kept"}}
-		removeIdentityHeaders(hdr)
-		if _, ok := hdr[name]; ok {
-			t.Errorf("%s kept", name)
-		}
-		if _, ok := hdr["X-Api-Key-Ownerx"]; !ok {
-			t.Errorf("X-Api-Key-Ownerx removed with %s", name)
 		}
 	}
 }

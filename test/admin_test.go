@@ -601,10 +601,42 @@ http://127.0.0.1:{{.Site}} {
 		if msg := adminErr(t, got); !strings.Contains(msg, "keygate is not configured in the running config") {
 			t.Errorf("%s %s: error %q", req.method, req.path, msg)
 		}
+		if got := resp.Header.Get("Retry-After"); got != "1" {
+			t.Errorf("%s %s: Retry-After %q, want 1", req.method, req.path, got)
+		}
 	}
 
 	// Once a config uses keygate, the same endpoint manages keys.
 	g.Reload(DefaultCaddyfile)
 	secret, _ := g.CreateKey("After reload", "full", "1h")
 	expectGateway(t, g, secret, http.StatusOK, "")
+}
+
+func TestAdminNeverEchoesOrLogsAPastedKeyWhole(t *testing.T) {
+	g := StartGateway(t, Options{Upstream: NewUpstream(t)})
+	secret, _ := g.CreateKey("real", "full", "1h")
+	for _, tt := range []struct {
+		name string
+		body map[string]string
+	}{
+		{"key as scope", map[string]string{"name": "x", "scope": secret, "expires_in": "1h"}},
+		{"key as expires_in", map[string]string{"name": "x", "scope": "full", "expires_in": secret}},
+	} {
+		resp, body := g.Admin(http.MethodPost, "/apikeys", tt.body)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400: %s", tt.name, resp.StatusCode, body)
+			continue
+		}
+		if msg := adminErr(t, body); !strings.Contains(msg, `"`+secret[:12]+`"…`) {
+			t.Errorf("%s: error %q, want it to quote the first 12 bytes of the value", tt.name, msg)
+		}
+		if strings.Contains(string(body), secret[:13]) {
+			t.Errorf("%s: the answer echoes more than 12 bytes of the key: %s", tt.name, body)
+		}
+	}
+	// Caddy logs every admin error; the answer must have been logged, cut.
+	g.WaitOutput(`unknown expiry`)
+	if strings.Contains(g.Output(), secret[:13]) {
+		t.Errorf("the gateway's output holds more than 12 bytes of the key")
+	}
 }

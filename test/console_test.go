@@ -409,3 +409,31 @@ func TestConsoleShowsPagesOf50(t *testing.T) {
 		t.Error("second page lacks a Newer link or has an Older one")
 	}
 }
+
+func TestConsoleNeverEchoesOrLogsAPastedKeyWhole(t *testing.T) {
+	g := startConsoleGateway(t)
+	secret := g.consoleCreate("real", "full", "1d").Secret
+	page := http.Header{"Accept": {"text/html"}}
+	for _, tt := range []struct {
+		name   string
+		form   url.Values
+		header http.Header
+	}{
+		{"key as scope (script)", url.Values{"op": {"create"}, "name": {"x"}, "scope": {secret}, "expires_in": {"1d"}}, nil},
+		{"key as expiry (script)", url.Values{"op": {"create"}, "name": {"x"}, "scope": {"full"}, "expires_in": {secret}}, nil},
+		{"key as scope (form)", url.Values{"op": {"create"}, "name": {"x"}, "scope": {secret}, "expires_in": {"1d"}}, page},
+		{"key as expiry (form)", url.Values{"op": {"create"}, "name": {"x"}, "scope": {"full"}, "expires_in": {secret}}, page},
+	} {
+		resp, body := g.console(http.MethodPost, "/console/", tt.form, tt.header)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400: %.300s", tt.name, resp.StatusCode, body)
+			continue
+		}
+		if strings.Contains(string(body), secret[:13]) {
+			t.Errorf("%s: the answer echoes more than 12 bytes of the key", tt.name)
+		}
+	}
+	if strings.Contains(g.Output(), secret[:13]) {
+		t.Errorf("the gateway's output holds more than 12 bytes of the key")
+	}
+}

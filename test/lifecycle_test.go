@@ -2,14 +2,20 @@ package test
 
 import (
 	"bufio"
+	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite" // the driver of keygate's SQLite store
 )
 
 // lifecycleCaddyfile writes last-used times only at shutdown and reload
@@ -209,5 +215,76 @@ func TestGatewayWritesTheLastUseOfARequestRightBeforeAStop(t *testing.T) {
 	checkLastUsed(t, g, k.ID, from, to)
 	if got := g.GetKey(unused.ID).LastUsedAt; got != nil {
 		t.Errorf("an unused key has last_used_at %v", got)
+	}
+}
+
+// pooledLogCaddyfile writes the last-used times every second. With
+// .Extra.logfile set, Caddy's default log goes to that file instead of
+// the process's standard error.
+const pooledLogCaddyfile = `{
+	admin {{.Admin}}
+	persist_config off
+	{{with .Extra.logfile}}log {
+		output file {{.}}
+	}{{end}}
+	apikeys {
+		last_used_interval 1s
+	}
+}
+
+http://127.0.0.1:{{.Site}} {
+	apikey
+	respond "ok"
+}
+`
+
+// The store, verifier and recorder outlive the config that opened them
+// (they are pooled while the apikeys block stays the same), so they must
+// not log through that config's logger: once the config is unloaded,
+// Caddy closes its log writers, and the pooled resources' warnings would
+// go nowhere.
+func TestPooledResourcesLogAfterTheirFirstConfigIsUnloaded(t *testing.T) {
+	t.Parallel()
+	first := map[string]any{"logfile": filepath.Join(t.TempDir(), "first.log")}
+	g := StartGateway(t, Options{Caddyfile: pooledLogCaddyfile, Extra: first})
+	secret, _ := g.CreateKey("pooled", "full", "1d")
+	use(t, g, secret)
+
+	// The same apikeys block: the pool is kept, the first config and its
+	// log file are let go, and the log goes to standard error.
+	g.Ports.Extra = map[string]any{"logfile": ""}
+	g.Reload(pooledLogCaddyfile)
+
+	// Another connection holding SQLite's write lock makes the recorder's
+	// next write fail, which it logs.
+	db, err := sql.Open("sqlite", filepath.Join(g.Ports.Dir, "data", "caddy", "keygate", "keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	use(t, g, secret)
+	g.WaitOutput("writing last-used times failed")
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(g.Output(), `"logger":"apikeys.last_used"`) {
+		t.Errorf("the recorder's warning is not logged under apikeys.last_used:\n%s", g.Output())
+	}
+	// The failed write is a store error of op touch.
+	resp, body := g.Admin(http.MethodGet, "/metrics", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin /metrics: %d", resp.StatusCode)
+	}
+	if !regexp.MustCompile(`(?m)^caddy_apikey_store_errors_total\{op="touch"\} [1-9]`).Match(body) {
+		t.Errorf("no touch store error counted in /metrics:\n%s", body)
 	}
 }

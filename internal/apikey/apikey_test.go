@@ -168,6 +168,19 @@ func TestParseAuthorization(t *testing.T) {
 		{"two keys", "ApiKey " + key + " " + key, "", ErrExtraTokens},
 		{"key and a tab token", "ApiKey " + key + "\tx", "", ErrExtraTokens},
 		{"comma separated credentials", "ApiKey " + key + ", Bearer x", "", ErrExtraTokens},
+		// HTTP's white space is SP and HTAB, its case folding ASCII. Other
+		// characters are part of the value: after the key they make it
+		// malformed (Format.Check), before or in the scheme unknown.
+		{"key followed by U+00A0", "ApiKey " + key + "\u00a0", key + "\u00a0", nil},
+		{"key followed by U+0085", "ApiKey " + key + "\u0085", key + "\u0085", nil},
+		{"key followed by a vertical tab", "ApiKey " + key + "\v", key + "\v", nil},
+		{"scheme led by U+3000", "\u3000ApiKey " + key, "", ErrAuthScheme},
+		{"scheme led by U+0085", "\u0085ApiKey " + key, "", ErrAuthScheme},
+		{"scheme led by a line feed", "\nApiKey " + key, "", ErrAuthScheme},
+		{"scheme and key separated by U+00A0", "ApiKey\u00a0" + key, "", ErrAuthScheme},
+		{"scheme spelled with the Kelvin sign", "Api\u212aey " + key, "", ErrAuthScheme},
+		{"scheme spelled with a look-alike letter", "Api\ua4d8ey " + key, "", ErrAuthScheme},
+		{"only U+00A0", "\u00a0", "", ErrAuthScheme},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -378,5 +391,57 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("parse, check and digest allocate %v times per run, want 0", allocs)
+	}
+}
+
+func TestParsersEchoAtMost12BytesOfTheirInput(t *testing.T) {
+	// A whole key pasted into the wrong field must not come back whole in
+	// the error, which the admin API answers and Caddy logs.
+	secret := "dk_0123456789abcdefghijABCDEFGHIJ4G66jy"
+	parsers := []struct {
+		name  string
+		parse func(string) error
+	}{
+		{"ParseScope", func(s string) error { _, err := ParseScope(s); return err }},
+		{"ParseExpiry", func(s string) error { _, err := ParseExpiry(s); return err }},
+		{"ParseStatus", func(s string) error { _, err := ParseStatus(s); return err }},
+	}
+	for _, p := range parsers {
+		err := p.parse(secret)
+		if err == nil {
+			t.Fatalf("%s(a key) = nil error", p.name)
+		}
+		if want := `"dk_012345678"…`; !strings.Contains(err.Error(), want) {
+			t.Errorf("%s(a key) = %q, want it to quote the first 12 bytes: %s", p.name, err, want)
+		}
+		if strings.Contains(err.Error(), secret[:13]) {
+			t.Errorf("%s(a key) = %q: more than 12 bytes of the input", p.name, err)
+		}
+	}
+}
+
+func TestQuoteInput(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"empty", "", `""`},
+		{"short", "admin", `"admin"`},
+		{"exactly 12 bytes", "abcdefghijkl", `"abcdefghijkl"`},
+		{"13 bytes", "abcdefghijklm", `"abcdefghijkl"…`},
+		{"a whole key", "dk_0123456789abcdefghijABCDEFGHIJ4G66jy", `"dk_012345678"…`},
+		// é is 2 bytes: 11 ASCII bytes and é would make 13, so the cut
+		// falls before é rather than in the middle of it.
+		{"cut before a split character", "abcdefghijkéz", `"abcdefghijk"…`},
+		{"control characters are escaped", "a\nb\x00", `"a\nb\x00"`},
+		{"invalid UTF-8", "\xff\xfe", `"\xff\xfe"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := QuoteInput(tt.in); got != tt.want {
+				t.Errorf("QuoteInput(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
 	}
 }

@@ -31,7 +31,7 @@ func ParseExpiry(s string) (Expiry, error) {
 			return e, nil
 		}
 	}
-	return "", fmt.Errorf("unknown expiry %q: want one of 1h, 1d, 1w, 1mo, 1y, never", s)
+	return "", fmt.Errorf("unknown expiry %s: want one of 1h, 1d, 1w, 1mo, 1y, never", QuoteInput(s))
 }
 
 // ExpiresAt returns when a key created at t with this preset expires, and

@@ -80,7 +80,7 @@ func ParseStatus(s string) (Status, error) {
 			return st, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown status %q: want one of active, revoked, expired", s)
+	return 0, fmt.Errorf("unknown status %s: want one of active, revoked, expired", QuoteInput(s))
 }
 
 // String returns the status's name.

@@ -32,7 +32,7 @@ func ParseScope(s string) (Scope, error) {
 			return sc, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown scope %q: want one of full, widget, routine", s)
+	return 0, fmt.Errorf("unknown scope %s: want one of full, widget, routine", QuoteInput(s))
 }
 
 // Valid reports whether s is one of the defined scopes.

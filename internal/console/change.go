@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
-	"github.com/docana/keygate/internal/keystore"
 )
 
 // serveChange answers POST: op=create (name, scope, expires_in),
@@ -34,7 +35,7 @@ func (h *Handler) serveChange(w http.ResponseWriter, r *http.Request, user strin
 	case "rotate":
 		h.rotate(w, r, user)
 	default:
-		h.badRequest(w, r, fmt.Sprintf("unknown operation %q: want create, revoke or rotate", op))
+		h.badRequest(w, r, fmt.Sprintf("unknown operation %s: want create, revoke or rotate", apikey.QuoteInput(op)))
 	}
 }
 
@@ -52,12 +53,12 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, user string) {
 	name, scope, expiresIn := r.PostForm.Get("name"), r.PostForm.Get("scope"), r.PostForm.Get("expires_in")
 	secret, k, err := h.svc.Create(ctx, name, scope, expiresIn)
 	if err != nil {
-		var in *keyservice.InputError
-		if !errors.As(err, &in) {
+		if _, input := errors.AsType[*keyservice.InputError](err); !input {
 			h.logger.Error("console could not create an api key", h.who(r, user), zap.Error(err))
 		}
+		status, field, msg := serviceAnswer(err, "")
 		if wantsJSON(r) {
-			h.writeServiceError(w, err)
+			writeJSONError(w, status, field, msg)
 			return
 		}
 		d, perr := h.buildPage(ctx, user, parseFilter(r.URL.Query()))
@@ -67,12 +68,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, user string) {
 		}
 		d.Create = h.newCreateDialog(h.svc.Now(), name, scope, expiresIn)
 		d.Create.Open = true
-		status := http.StatusBadRequest
-		if in != nil {
-			d.Create.Errors = map[string]string{in.Field: fieldMessage(in)}
+		if field != "" {
+			d.Create.Errors = map[string]string{field: msg}
 		} else {
-			status = statusOf(err)
-			d.Create.FormError = "The key could not be created: the key store did not answer. Try again."
+			d.Create.FormError = "The key could not be created. " + msg
 		}
 		h.render(w, r, status, "page.html", d)
 		return
@@ -163,13 +162,13 @@ func (h *Handler) renderSecret(w http.ResponseWriter, r *http.Request, user, sec
 
 // changeFailed answers a revoke or rotation the service refused.
 func (h *Handler) changeFailed(w http.ResponseWriter, r *http.Request, user, action, id string, err error) {
-	status := statusOf(err)
+	status, field, msg := serviceAnswer(err, id)
 	if status == http.StatusServiceUnavailable {
 		// The service checked the ID's shape, so it is safe to log.
 		h.logger.Error("console could not change an api key", h.who(r, user), zap.String("action", action), zap.String("key_id", id), zap.Error(err))
 	}
 	if wantsJSON(r) {
-		h.writeServiceError(w, err)
+		writeJSONError(w, status, field, msg)
 		return
 	}
 	ctx, cancel := requestContext(r)
@@ -179,76 +178,44 @@ func (h *Handler) changeFailed(w http.ResponseWriter, r *http.Request, user, act
 		h.storeFailed(w, r, "list", perr)
 		return
 	}
-	d.Notice = changeMessage(action, err)
+	d.Notice = "The key could not be changed (" + action + "). " + msg
 	h.render(w, r, status, "page.html", d)
 }
 
-// The answers to a rotation of a key that cannot be rotated any more.
-const (
-	replacedMessage = "The key was already replaced by a rotation: rotate the key that replaced it."
-	expiredMessage  = "The key has expired: it cannot be rotated. Create a new key instead."
-)
-
-func changeMessage(action string, err error) string {
-	var in *keyservice.InputError
+// serviceAnswer is keyservice.Answer phrased for people: the status, the
+// field at fault and a sentence, the field's label first.
+func serviceAnswer(err error, id string) (status int, field, text string) {
+	status, field, msg := keyservice.Answer(err, id)
 	switch {
-	case errors.As(err, &in):
-		return "The key could not be changed: " + fieldMessage(in)
-	case errors.Is(err, keystore.ErrNotFound):
-		return "There is no key with that ID."
-	case errors.Is(err, keystore.ErrRevoked):
-		return "The key is revoked: it cannot be rotated."
-	case errors.Is(err, keystore.ErrReplaced):
-		return replacedMessage
-	case errors.Is(err, keystore.ErrExpired):
-		return expiredMessage
+	case field != "":
+		return status, field, fieldMessage(field, msg)
+	case status == http.StatusServiceUnavailable:
+		// The cause is in the log, not for the page.
+		return status, "", sentence(msg) + " Try again in a moment."
 	}
-	return fmt.Sprintf("The key could not be changed (%s): the key store did not answer. Try again.", action)
-}
-
-// statusOf maps a service error to an HTTP status, as the admin API does.
-func statusOf(err error) int {
-	var in *keyservice.InputError
-	switch {
-	case errors.As(err, &in):
-		return http.StatusBadRequest
-	case errors.Is(err, keystore.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, keystore.ErrRevoked), errors.Is(err, keystore.ErrReplaced), errors.Is(err, keystore.ErrExpired):
-		return http.StatusConflict
-	}
-	return http.StatusServiceUnavailable
+	return status, "", sentence(msg)
 }
 
 // fieldMessage is an input error as shown under its field.
-func fieldMessage(in *keyservice.InputError) string {
-	label := map[string]string{"name": "Name", "scope": "Scope", "expires_in": "Expiration", "grace": "Grace period", "id": "Key ID"}[in.Field]
+func fieldMessage(field, msg string) string {
+	label := map[string]string{"name": "Name", "scope": "Scope", "expires_in": "Expiration", "grace": "Grace period", "id": "Key ID"}[field]
 	if label == "" {
-		label = in.Field
+		label = field
 	}
-	if strings.HasPrefix(in.Message, "must ") || strings.HasPrefix(in.Message, "is ") {
-		return label + " " + in.Message + "."
+	if strings.HasPrefix(msg, "must ") || strings.HasPrefix(msg, "is ") {
+		return label + " " + msg + "."
 	}
-	return label + ": " + in.Message + "."
+	return label + ": " + msg + "."
 }
 
-// writeServiceError answers a service error as JSON.
-func (h *Handler) writeServiceError(w http.ResponseWriter, err error) {
-	var in *keyservice.InputError
-	switch {
-	case errors.As(err, &in):
-		writeJSONError(w, http.StatusBadRequest, in.Field, fieldMessage(in))
-	case errors.Is(err, keystore.ErrNotFound):
-		writeJSONError(w, http.StatusNotFound, "", "There is no key with that ID.")
-	case errors.Is(err, keystore.ErrRevoked):
-		writeJSONError(w, http.StatusConflict, "", "The key is revoked: it cannot be rotated.")
-	case errors.Is(err, keystore.ErrReplaced):
-		writeJSONError(w, http.StatusConflict, "", replacedMessage)
-	case errors.Is(err, keystore.ErrExpired):
-		writeJSONError(w, http.StatusConflict, "", expiredMessage)
-	default:
-		writeJSONError(w, http.StatusServiceUnavailable, "", "The key store did not answer. Try again.")
+// sentence makes a message a sentence: its first letter upper case, a
+// full stop at the end.
+func sentence(msg string) string {
+	if msg == "" {
+		return msg
 	}
+	r, n := utf8.DecodeRuneInString(msg)
+	return string(unicode.ToUpper(r)) + msg[n:] + "."
 }
 
 func (h *Handler) badRequest(w http.ResponseWriter, r *http.Request, msg string) {

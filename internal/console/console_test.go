@@ -431,8 +431,8 @@ func TestReplacedAndExpiredKeysCannotBeRotatedAndShowTheirSuccessor(t *testing.T
 	for _, tt := range []struct {
 		name, id, wantMessage, wantNotice string
 	}{
-		{"replaced key", replaced.ID, replacedMessage, "was already replaced by " + next.ID + ": rotate that key instead."},
-		{"expired key", expired.ID, expiredMessage, "has expired: it cannot be rotated. Create a new key instead."},
+		{"replaced key", replaced.ID, "API key " + replaced.ID + " was already replaced by a rotation: rotate the key that replaced it.", "was already replaced by " + next.ID + ": rotate that key instead."},
+		{"expired key", expired.ID, "API key " + expired.ID + " is expired: an expired key cannot be rotated.", "has expired: it cannot be rotated. Create a new key instead."},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(e.all())
@@ -866,28 +866,38 @@ func TestNewRequiresAService(t *testing.T) {
 	}
 }
 
-func TestRelativeTimes(t *testing.T) {
-	now := t0
+func TestChangesNeverEchoAPastedKeyWhole(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	secret, _ := e.create("real", "full", "1d")
 	tests := []struct {
-		offset time.Duration
-		want   string
+		name string
+		form url.Values
 	}{
-		{0, "just now"},
-		{-59 * time.Second, "just now"},
-		{59 * time.Second, "in less than a minute"},
-		{-time.Minute, "1 minute ago"},
-		{-2 * time.Hour, "2 hours ago"},
-		{-25 * time.Hour, "1 day ago"},
-		{6 * 24 * time.Hour, "in 6 days"},
-		{29 * 24 * time.Hour, "in 29 days"},
-		{31 * 24 * time.Hour, "in 1 month"},
-		{-100 * 24 * time.Hour, "3 months ago"},
-		{364 * 24 * time.Hour, "in 1 year"},
-		{-800 * 24 * time.Hour, "2 years ago"},
+		{"key as scope", url.Values{"op": {"create"}, "name": {"x"}, "scope": {secret}, "expires_in": {"1d"}}},
+		{"key as expiry", url.Values{"op": {"create"}, "name": {"x"}, "scope": {"full"}, "expires_in": {secret}}},
+		{"key as operation", url.Values{"op": {secret}}},
 	}
 	for _, tt := range tests {
-		if got := relative(now.Add(tt.offset), now); got != tt.want {
-			t.Errorf("relative(now%+v) = %q, want %q", tt.offset, got, tt.want)
+		for _, mode := range []struct {
+			name   string
+			header http.Header
+		}{{"script", jsonHeader}, {"form", formHeader}} {
+			t.Run(tt.name+" ("+mode.name+")", func(t *testing.T) {
+				resp, body := e.do(http.MethodPost, "/", tt.form, mode.header)
+				if resp.StatusCode != http.StatusBadRequest {
+					t.Fatalf("status %d, want 400", resp.StatusCode)
+				}
+				// The page escapes quotes, the JSON answer does not.
+				if !strings.Contains(html.UnescapeString(body), `"dk_`) {
+					t.Errorf("the answer does not quote the start of the value: %.400s", body)
+				}
+				if strings.Contains(body, secret[:apikey.MaxEcho+1]) {
+					t.Errorf("the answer echoes more than %d bytes of the key", apikey.MaxEcho)
+				}
+				if strings.Contains(e.logText(), secret[:apikey.MaxEcho+1]) {
+					t.Errorf("the log holds more than %d bytes of the key:\n%s", apikey.MaxEcho, e.logText())
+				}
+			})
 		}
 	}
 }

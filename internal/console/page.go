@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/humantime"
 	"github.com/docana/keygate/internal/keyservice"
 )
 
@@ -168,57 +169,13 @@ func viewTime(t *time.Time, now time.Time) timeView {
 	}
 	return timeView{
 		Set:      true,
-		Relative: relative(*t, now),
+		Relative: humantime.Relative(*t, now),
 		Absolute: absolute(*t),
 		ISO:      t.UTC().Format(time.RFC3339),
 	}
 }
 
 func absolute(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
-
-// relative says how far t is from now: in whole minutes, hours or days
-// below a month, then in months and years rounded to the nearest, so that
-// a key expiring in 364 days reads "in 1 year".
-func relative(t, now time.Time) string {
-	const (
-		day   = 24 * time.Hour
-		month = 30 * day
-		year  = 365 * day
-	)
-	d := now.Sub(t)
-	future := d < 0
-	if future {
-		d = -d
-	}
-	var n int
-	var unit string
-	switch {
-	case d < time.Minute:
-		if future {
-			return "in less than a minute"
-		}
-		return "just now"
-	case d < time.Hour:
-		n, unit = int(d/time.Minute), "minute"
-	case d < day:
-		n, unit = int(d/time.Hour), "hour"
-	case d < month:
-		n, unit = int(d/day), "day"
-	default:
-		n, unit = int((d+month/2)/month), "month"
-		if n >= 12 {
-			n, unit = max(1, int((d+year/2)/year)), "year"
-		}
-	}
-	s := fmt.Sprintf("%d %s", n, unit)
-	if n != 1 {
-		s += "s"
-	}
-	if future {
-		return "in " + s
-	}
-	return s + " ago"
-}
 
 // row is a key as a line of the table.
 type row struct {
@@ -433,7 +390,7 @@ func (h *Handler) newCreateDialog(now time.Time, name, scope, expiresIn string) 
 			ch.Expires = "Never expires"
 		} else {
 			at := e.ExpiresAt(now)
-			ch.Expires = "Expires " + absolute(at) + " (" + relative(at, now) + ")"
+			ch.Expires = "Expires " + absolute(at) + " (" + humantime.Relative(at, now) + ")"
 		}
 		c.Expiries = append(c.Expiries, ch)
 	}
@@ -457,7 +414,7 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, user string)
 	case "revoke", "rotate":
 		// The key need not be on this page: a link may be shared.
 		key, err := h.svc.Get(ctx, q.Get("id"))
-		if err != nil && statusOf(err) == http.StatusServiceUnavailable {
+		if status, _, _ := serviceAnswer(err, ""); err != nil && status == http.StatusServiceUnavailable {
 			h.storeFailed(w, r, "get", err)
 			return
 		}

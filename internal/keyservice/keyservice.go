@@ -6,11 +6,16 @@ package keyservice
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/metrics"
 )
 
 // Limits on what a request may ask for.
@@ -56,6 +61,38 @@ type Service struct {
 	inv     Invalidator
 	pending PendingUses
 	now     func() time.Time
+	errs    storeErrors
+}
+
+// storeErrors count the store calls that failed, by operation; nil counts
+// nothing.
+type storeErrors struct {
+	create, list, get, revoke, rotate prometheus.Counter
+}
+
+// CountStoreErrors makes the service count its failed store calls in errs
+// (caddy_apikey_store_errors_total), by op: create, list, get, revoke,
+// rotate. Only failures of the store count: not bad input, a key not found
+// or revoked, or a request whose context was cancelled. Call it before the
+// service is used.
+func (s *Service) CountStoreErrors(errs *prometheus.CounterVec) {
+	s.errs = storeErrors{
+		create: errs.WithLabelValues(metrics.OpCreate),
+		list:   errs.WithLabelValues(metrics.OpList),
+		get:    errs.WithLabelValues(metrics.OpGet),
+		revoke: errs.WithLabelValues(metrics.OpRevoke),
+		rotate: errs.WithLabelValues(metrics.OpRotate),
+	}
+}
+
+// storeFailed counts err in c if it means the store failed.
+func storeFailed(c prometheus.Counter, err error) {
+	if c == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	if status, _, _ := Answer(err, ""); status == http.StatusServiceUnavailable {
+		c.Inc()
+	}
 }
 
 // New returns a service over store, making keys of format. inv and pending
@@ -91,6 +128,7 @@ func (s *Service) Create(ctx context.Context, name, scope, expiresIn string) (st
 		return "", apikey.Key{}, fmt.Errorf("making key: %w", err)
 	}
 	if err := s.store.Create(ctx, k); err != nil {
+		storeFailed(s.errs.create, err)
 		return "", apikey.Key{}, fmt.Errorf("storing key %s: %w", k.ID, err)
 	}
 	// A create invalidates nothing a cache could hold but a negative entry
@@ -106,6 +144,7 @@ func (s *Service) Get(ctx context.Context, id string) (apikey.Key, error) {
 	}
 	k, err := s.store.Get(ctx, id)
 	if err != nil {
+		storeFailed(s.errs.get, err)
 		return apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
 	}
 	s.withPending(&k)
@@ -121,6 +160,7 @@ func (s *Service) Revoke(ctx context.Context, id string) (apikey.Key, error) {
 	}
 	k, err := s.store.Revoke(ctx, id, s.Now())
 	if err != nil {
+		storeFailed(s.errs.revoke, err)
 		return apikey.Key{}, fmt.Errorf("revoking key %s: %w", id, err)
 	}
 	s.withPending(&k)
@@ -144,6 +184,7 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	}
 	old, err := s.store.Get(ctx, id)
 	if err != nil {
+		storeFailed(s.errs.rotate, err)
 		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
 	}
 	// Judged here to answer without making a key in vain; the store judges
@@ -158,6 +199,7 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	}
 	previous, err = s.store.Rotate(ctx, id, next, now.Add(g))
 	if err != nil {
+		storeFailed(s.errs.rotate, err)
 		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("rotating key %s: %w", id, err)
 	}
 	s.withPending(&previous)

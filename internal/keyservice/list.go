@@ -69,6 +69,7 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 	f.Limit = limit + 1 // one more tells whether there is a next page
 	keys, err := s.store.List(ctx, f)
 	if err != nil {
+		storeFailed(s.errs.list, err)
 		return Page{}, fmt.Errorf("listing keys: %w", err)
 	}
 	var p Page
@@ -78,6 +79,7 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 		// full, rather than a short one.
 		f.Before = keystore.Position{}
 		if keys, err = s.store.List(ctx, f); err != nil {
+			storeFailed(s.errs.list, err)
 			return Page{}, fmt.Errorf("listing keys: %w", err)
 		}
 		p = s.page(keys, limit, false)

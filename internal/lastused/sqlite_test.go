@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore/sqlite"
 	"github.com/docana/keygate/internal/metrics"
@@ -128,6 +130,9 @@ func TestUsesStayPendingWhileTheStoreIsDown(t *testing.T) {
 	}
 	if got := writes(m, metrics.WriteError); got != 1 {
 		t.Errorf("failed writes: got %d, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.StoreErrors.WithLabelValues(metrics.OpTouch)); got != 1 {
+		t.Errorf("store errors{op=touch}: got %v, want 1", got)
 	}
 	if got := pendingGauge(m); got != 1 {
 		t.Errorf("pending gauge: got %d, want 1", got)
