@@ -108,7 +108,7 @@ func TestGatewayOwnerRouteRefusesKeysWithoutOwner(t *testing.T) {
 		header http.Header
 	}{
 		{"host label", "acme.example.test", "/host/x", WithKey(secret)},
-		{"host without the label", "127.0.0.1", "/host/x", WithKey(secret)},
+		{"IP address as host", "127.0.0.1", "/host/x", WithKey(secret)},
 		{"tenant header", "api.example.test", "/tenant/x", with(WithKey(secret), "X-Tenant", "acme")},
 		{"no tenant header", "api.example.test", "/tenant/x", WithKey(secret)},
 		{"empty tenant header", "api.example.test", "/tenant/x", with(WithKey(secret), "X-Tenant", "")},
@@ -170,7 +170,7 @@ func TestGatewayRoutesByOwnerAndForwardsMetadata(t *testing.T) {
 		{"acme's key on acme's hostname", "acme.example.test", "/host/x", WithKey(acme), 200},
 		{"acme's key on globex's hostname", "globex.example.test", "/host/x", WithKey(acme), 403},
 		{"globex's key on globex's hostname", "globex.example.test", "/host/x", WithKey(globex), 200},
-		{"acme's key on a host without the label", "127.0.0.1", "/host/x", WithKey(acme), 403},
+		{"acme's key on an IP address as host", "127.0.0.1", "/host/x", WithKey(acme), 403},
 		{"acme's key, tenant acme", "api.example.test", "/tenant/x", with(WithKey(acme), "X-Tenant", "acme"), 200},
 		{"acme's key, tenant globex", "api.example.test", "/tenant/x", with(WithKey(acme), "X-Tenant", "globex"), 403},
 		{"acme's key, no tenant", "api.example.test", "/tenant/x", WithKey(acme), 403},
