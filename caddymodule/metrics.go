@@ -72,8 +72,8 @@ var processRequests = newRequestCounters(processMetrics.Requests)
 
 // newRequestCounters resolves the children of vec that requests produce:
 // failures before any key is identified carry no scope; ok, revoked,
-// expired and owner_mismatch carry the key's scope, and insufficient_scope the scope of a
-// key that is not full. Resolving only these keeps impossible series,
+// expired and owner_mismatch carry the key's scope, and
+// insufficient_scope the scope of a key that is not full. Resolving only these keeps impossible series,
 // always zero, out of the exposition.
 func newRequestCounters(vec *prometheus.CounterVec) *requestCounters {
 	c := new(requestCounters)

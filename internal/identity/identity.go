@@ -1,8 +1,9 @@
 // Package identity removes what a client sends to pass as the gateway's
 // word to the upstream: its own copies of the identity headers
-// (X-Api-Key-Id, X-Api-Key-Name, X-Api-Key-Scope, X-Api-Key-Owner) in every spelling an
-// upstream could read as the same header, those names (and Authorization)
-// in the Connection and Trailer lists, and trailers of those names.
+// (X-Api-Key-Id, X-Api-Key-Name, X-Api-Key-Scope, X-Api-Key-Owner) in
+// every spelling an upstream could read as the same header, those names
+// (and Authorization) in the Connection and Trailer lists, and trailers of
+// those names.
 package identity
 
 import (
