@@ -361,6 +361,7 @@ func newResources(ctx context.Context, cfg App, logger *zap.Logger) (*resources,
 		SyncInterval: time.Duration(cfg.SyncInterval),
 		Logger:       logger.Named("verifier"),
 		Metrics:      processMetrics,
+		Attach:       attachValues,
 	})
 	if err != nil {
 		_ = store.Close()

@@ -166,6 +166,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    forward_identity off
 //	    preflight authenticate
 //	    strict_paths
+//	    owner <value>
 //	}
 //
 // The scopes are those the route accepts besides full: widget, routine.
@@ -231,6 +232,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("preflight %q: want %s", val, PreflightAuthenticate)
 			}
 			h.Preflight = val
+		case "owner":
+			var val string
+			if !d.AllArgs(&val) {
+				return d.ArgErr()
+			}
+			if val == "" {
+				return d.Err("owner needs a value, such as {http.request.host.labels.2}: an empty one would refuse every key")
+			}
+			h.Owner = val
 		default:
 			return d.Errf("unrecognized subdirective %q", sub)
 		}

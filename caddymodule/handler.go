@@ -33,6 +33,7 @@ const (
 	HeaderKeyID    = identity.HeaderID
 	HeaderKeyName  = identity.HeaderName
 	HeaderKeyScope = identity.HeaderScope
+	HeaderKeyOwner = identity.HeaderOwner
 )
 
 // DefaultRealm is the realm named in WWW-Authenticate unless configured.
@@ -60,9 +61,12 @@ const retryAfter = "5"
 // `{http.auth.user.id}` | the key's ID (also the `user_id` of the access log)
 // `{http.auth.user.name}` | the key's name
 // `{http.auth.user.scope}` | the key's scope: full, widget or routine
+// `{http.auth.user.owner}` | the key's owner, empty if it has none
+// `{http.auth.user.metadata.<name>}` | the key's metadata entry <name>, empty if it has none (resolved only when used)
 //
 // and, unless forward_identity is false, the request headers
-// X-Api-Key-Id, X-Api-Key-Name and X-Api-Key-Scope for the upstream.
+// X-Api-Key-Id, X-Api-Key-Name and X-Api-Key-Scope for the upstream, and
+// X-Api-Key-Owner if the key has an owner.
 type Handler struct {
 	// Scopes are the key scopes this route accepts besides full: "widget",
 	// "routine". Empty: full keys only.
@@ -90,6 +94,14 @@ type Handler struct {
 	// credentials on a preflight; the actual request is authenticated.
 	Preflight string `json:"preflight,omitempty"`
 
+	// Owner, if set, accepts only keys of this owner: others, and keys
+	// without an owner, get 403 owner_mismatch. It may hold placeholders,
+	// resolved on every request, such as `{http.request.host.labels.2}`
+	// for per-customer hostnames or `{http.request.header.X-Tenant}`; if
+	// it resolves to nothing (an unknown placeholder or a missing header
+	// count as empty), every key is refused.
+	Owner string `json:"owner,omitempty"`
+
 	// StrictPaths refuses, with 400 ambiguous_path and whatever the key,
 	// requests whose path a server behind the gateway may resolve to
 	// another route than the one this handler guards: ';' path
@@ -107,6 +119,11 @@ type Handler struct {
 	challenge     string
 	forward       bool
 	authPreflight bool
+	// ownerResolved: Owner holds placeholders to resolve per request.
+	ownerResolved bool
+	// ownerBody and noOwnerBody are the owner_mismatch answers, for a key
+	// of another owner (or none) and for an Owner that resolved to "".
+	ownerBody, noOwnerBody []byte
 	// scopeBodies are the insufficient_scope answers, by the key's scope.
 	scopeBodies [scopeSlots][]byte
 	// ambiguousBody is the ambiguous_credentials answer.
@@ -119,9 +136,11 @@ type Handler struct {
 	unavailableLog *logLimiter
 }
 
-// keyVerifier is what the handler needs of verifier.Verifier.
+// keyVerifier is what the handler needs of verifier.Verifier. The
+// attachment is a *keyValues when the verifier was made with attachValues,
+// else nil (the handler then makes them per request).
 type keyVerifier interface {
-	Verify(ctx context.Context, authorization string, now time.Time) (*apikey.Key, error)
+	VerifyAttached(ctx context.Context, authorization string, now time.Time) (*apikey.Key, any, error)
 }
 
 // useRecorder is what the handler needs of lastused.Recorder.
@@ -197,6 +216,11 @@ func (h *Handler) provision(v keyVerifier, rec useRecorder, logger *zap.Logger) 
 		h.scopeBodies[s] = errorBody(apikey.CodeScope, fmt.Sprintf(
 			"this API key has scope %s, and this route accepts only keys of scope %s", s, h.accepted))
 	}
+	h.ownerResolved = strings.ContainsAny(h.Owner, "{}")
+	h.ownerBody = errorBody(apikey.CodeOwner,
+		"this API key belongs to another owner: this route accepts only the keys of its owner")
+	h.noOwnerBody = errorBody(apikey.CodeOwner,
+		"this route's owner is not known for this request, so no API key is accepted here")
 	h.ambiguousBody = errorBody(apikey.CodeAmbiguous,
 		"the request holds more than one Authorization header: send exactly one, Authorization: ApiKey <key>")
 	for _, p := range pathcheck.Problems {
@@ -246,7 +270,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		authorization = values[0]
 	}
 	now := time.Now()
-	k, err := h.verifier.Verify(r.Context(), authorization, now)
+	k, attached, err := h.verifier.VerifyAttached(r.Context(), authorization, now)
 	processMetrics.VerifyDuration.Observe(time.Since(now).Seconds())
 	if err != nil {
 		if errors.Is(err, apikey.ErrMissingKey) {
@@ -259,22 +283,56 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.accepted.Allows(k.Scope) {
 		return h.reject(w, apikey.CodeScope, k, h.scopeBodies[scopeIndex(k.Scope)], nil)
 	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if h.Owner != "" {
+		owner := h.Owner
+		if h.ownerResolved {
+			owner = ""
+			if repl != nil {
+				// Unknown placeholders become "", refused below.
+				owner = repl.ReplaceAll(h.Owner, "")
+			}
+		}
+		if owner == "" {
+			return h.reject(w, apikey.CodeOwner, k, h.noOwnerBody, nil)
+		}
+		if k.Owner != owner {
+			return h.reject(w, apikey.CodeOwner, k, h.ownerBody, nil)
+		}
+	}
 
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+	if repl != nil {
+		kv, _ := attached.(*keyValues)
+		if kv == nil {
+			kv = valuesOf(k)
+		}
 		repl.Set("http.auth.user.id", k.ID)
 		repl.Set("http.auth.user.name", k.Name)
 		repl.Set("http.auth.user.scope", scopeNames[scopeIndex(k.Scope)])
+		repl.Set(placeholderOwner, kv.owner)
+		// A provider, not values: nothing is looked up unless a
+		// placeholder asks. On Caddy's fresh per-request replacer this
+		// appends to spare capacity and allocates nothing.
+		repl.Map(kv.metadata)
 	}
 	if !h.KeepCredentials {
 		delete(r.Header, "Authorization")
 	}
 	if h.forward {
-		// One allocation for the three header values.
-		vals := make([]string, 3)
+		// One allocation for the header values.
+		n := 3
+		if k.Owner != "" {
+			n = 4
+		}
+		vals := make([]string, n)
 		vals[0], vals[1], vals[2] = k.ID, k.Name, k.Scope.String()
 		r.Header[HeaderKeyID] = vals[0:1:1]
 		r.Header[HeaderKeyName] = vals[1:2:2]
 		r.Header[HeaderKeyScope] = vals[2:3:3]
+		if n == 4 {
+			vals[3] = k.Owner
+			r.Header[HeaderKeyOwner] = vals[3:4:4]
+		}
 	}
 	h.recorder.Note(k.ID, now)
 	processRequests.inc(processMetrics.Requests, resultOK, k.Scope)
@@ -314,7 +372,7 @@ func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key,
 
 	status := http.StatusUnauthorized
 	switch code {
-	case apikey.CodeScope:
+	case apikey.CodeScope, apikey.CodeOwner:
 		status = http.StatusForbidden
 	case apikey.CodeAmbiguous, apikey.CodeAmbiguousPath:
 		status = http.StatusBadRequest

@@ -45,6 +45,7 @@ var results = [...]string{
 	string(apikey.CodeRevoked),
 	string(apikey.CodeExpired),
 	string(apikey.CodeScope),
+	string(apikey.CodeOwner),
 	string(apikey.CodeAmbiguous),
 	string(apikey.CodeUnavailable),
 	string(apikey.CodeAmbiguousPath),
@@ -70,15 +71,15 @@ type requestCounters [len(results)][scopeSlots]prometheus.Counter
 var processRequests = newRequestCounters(processMetrics.Requests)
 
 // newRequestCounters resolves the children of vec that requests produce:
-// failures before any key is identified carry no scope; ok, revoked and
-// expired carry the key's scope, and insufficient_scope the scope of a
-// key that is not full. Resolving only these keeps impossible series,
+// failures before any key is identified carry no scope; ok, revoked,
+// expired and owner_mismatch carry the key's scope, and
+// insufficient_scope the scope of a key that is not full. Resolving only these keeps impossible series,
 // always zero, out of the exposition.
 func newRequestCounters(vec *prometheus.CounterVec) *requestCounters {
 	c := new(requestCounters)
 	for i, result := range results {
 		switch apikey.Code(result) {
-		case resultOK, apikey.CodeRevoked, apikey.CodeExpired:
+		case resultOK, apikey.CodeRevoked, apikey.CodeExpired, apikey.CodeOwner:
 			for _, s := range apikey.Scopes {
 				c[i][s] = vec.WithLabelValues(result, s.String())
 			}

@@ -15,6 +15,7 @@ const (
 	CodeRevoked       Code = "api_key_revoked"
 	CodeExpired       Code = "api_key_expired"
 	CodeScope         Code = "insufficient_scope"
+	CodeOwner         Code = "owner_mismatch"
 	CodeAmbiguous     Code = "ambiguous_credentials"
 	CodeUnavailable   Code = "key_store_unavailable"
 	CodeAmbiguousPath Code = "ambiguous_path"

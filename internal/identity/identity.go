@@ -1,8 +1,9 @@
 // Package identity removes what a client sends to pass as the gateway's
 // word to the upstream: its own copies of the identity headers
-// (X-Api-Key-Id, X-Api-Key-Name, X-Api-Key-Scope) in every spelling an
-// upstream could read as the same header, those names (and Authorization)
-// in the Connection and Trailer lists, and trailers of those names.
+// (X-Api-Key-Id, X-Api-Key-Name, X-Api-Key-Scope, X-Api-Key-Owner) in
+// every spelling an upstream could read as the same header, those names
+// (and Authorization) in the Connection and Trailer lists, and trailers of
+// those names.
 package identity
 
 import (
@@ -17,6 +18,8 @@ const (
 	HeaderID    = "X-Api-Key-Id"
 	HeaderName  = "X-Api-Key-Name"
 	HeaderScope = "X-Api-Key-Scope"
+	// HeaderOwner is set only for a key that has an owner.
+	HeaderOwner = "X-Api-Key-Owner"
 )
 
 // RemoveHeaders deletes the identity headers a client sent, in
@@ -31,6 +34,7 @@ func RemoveHeaders(hdr http.Header) {
 	delete(hdr, HeaderID)
 	delete(hdr, HeaderName)
 	delete(hdr, HeaderScope)
+	delete(hdr, HeaderOwner)
 	for name := range hdr {
 		if IsName(name) {
 			delete(hdr, name)
@@ -143,7 +147,8 @@ func isProtected(name string) bool {
 // spelling (case, '_' for '-').
 func IsName(name string) bool {
 	return len(name) >= len(HeaderID) && len(name) <= len(HeaderScope) &&
-		(sameHeader(name, HeaderID) || sameHeader(name, HeaderName) || sameHeader(name, HeaderScope))
+		(sameHeader(name, HeaderID) || sameHeader(name, HeaderName) || sameHeader(name, HeaderScope) ||
+			sameHeader(name, HeaderOwner))
 }
 
 // sameHeader reports whether name equals canonical when case and the

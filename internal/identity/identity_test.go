@@ -21,6 +21,7 @@ func FuzzRemoveIdentityHeaders(f *testing.F) {
 	f.Add("Connection:keep-alive\nConnection: authorization ,x_API_key_NAME,,close")
 	f.Add("Trailer:X-Api-Key-Id, X-Checksum\nTrailer:\nX-Checksum:abc")
 	f.Add("x-api-key-name:forged\nX-API-KEY-ID:forged\nX-Api-Key-Idx:kept\nAuthorization:ApiKey dk_x")
+	f.Add("X_Api_Key_Owner:globex\nConnection:x-api-key-owner\nX-Api-Key-Ownerx:kept")
 	f.Fuzz(func(t *testing.T, lines string) {
 		before := http.Header{}
 		for _, line := range strings.Split(lines, "\n") {
@@ -99,7 +100,7 @@ func listElements(values []string, dropProtected bool) []string {
 // any spelling": case-insensitive, '_' for '-'.
 func isIdentitySpelling(name string) bool {
 	switch strings.ReplaceAll(strings.ToLower(name), "_", "-") {
-	case "x-api-key-id", "x-api-key-name", "x-api-key-scope":
+	case "x-api-key-id", "x-api-key-name", "x-api-key-scope", "x-api-key-owner":
 		return true
 	}
 	return false
@@ -195,5 +196,21 @@ func TestRemoveTrailersAtTheEndOfTheBody(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestRemoveHeadersRemovesOwnerInEverySpelling(t *testing.T) {
+	for _, name := range []string{"X-Api-Key-Owner", "X_API_KEY_OWNER", "X-Api-Key_Owner", "x_api_key_owner", "X_Api-Key-OWNER"} {
+		hdr := http.Header{name: {"globex"}, "X-Api-Key-Ownerx": {"kept"}, "Connection": {"keep-alive, " + name}}
+		RemoveHeaders(hdr)
+		if _, ok := hdr[name]; ok {
+			t.Errorf("%s kept", name)
+		}
+		if _, ok := hdr["X-Api-Key-Ownerx"]; !ok {
+			t.Errorf("X-Api-Key-Ownerx removed with %s", name)
+		}
+		if got := hdr["Connection"]; !slices.Equal(got, []string{"keep-alive"}) {
+			t.Errorf("Connection with %s = %q, want [keep-alive]", name, got)
+		}
 	}
 }

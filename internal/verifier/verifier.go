@@ -128,12 +128,19 @@ type Config struct {
 	// Now is the clock the cache ages by (not the request time); nil is
 	// time.Now.
 	Now func() time.Time
+	// Attach, if set, is called once for every key record fetched from the
+	// store, and what it returns is kept with the record and returned with
+	// it by VerifyAttached: values a caller derives from a key (boxed
+	// strings, lookup functions) are then made once per fetch instead of
+	// once per request. It must not modify the key.
+	Attach func(k *apikey.Key) any
 }
 
 // entry is a cached key record. It is never modified once cached: a
 // refetch replaces it.
 type entry struct {
 	key       apikey.Key
+	attached  any // Config.Attach's result, nil without it
 	fetchedAt time.Time
 }
 
@@ -153,6 +160,7 @@ type Verifier struct {
 	negativeTTL  time.Duration
 	storeTimeout time.Duration
 	logger       *zap.Logger
+	attach       func(*apikey.Key) any
 
 	shards []shard
 	mask   byte
@@ -221,6 +229,7 @@ func New(store Store, cfg Config) (*Verifier, error) {
 		negativeTTL:   cfg.NegativeTTL,
 		storeTimeout:  cfg.StoreTimeout,
 		logger:        cfg.Logger,
+		attach:        cfg.Attach,
 		shards:        make([]shard, n),
 		mask:          byte(n - 1),
 		hits:          cfg.Metrics.CacheLookups.WithLabelValues(metrics.LookupHit),
@@ -274,41 +283,49 @@ func New(store Store, cfg Config) (*Verifier, error) {
 // StoreTimeout, whatever ctx says, since other requests may share the
 // query; ctx's values are not passed to the store.
 func (v *Verifier) Verify(ctx context.Context, authorization string, now time.Time) (*apikey.Key, error) {
+	k, _, err := v.VerifyAttached(ctx, authorization, now)
+	return k, err
+}
+
+// VerifyAttached is Verify that also returns what Config.Attach made for
+// the key's record (nil without Attach, or when the key is nil).
+func (v *Verifier) VerifyAttached(ctx context.Context, authorization string, now time.Time) (*apikey.Key, any, error) {
 	secret, err := apikey.ParseAuthorization(authorization)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := v.format.Check(secret); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d := apikey.DigestOf(secret)
 	sh := &v.shards[d[0]&v.mask]
 	clock := v.now()
 	if e, ok := sh.keys.Get(d); ok && clock.Sub(e.fetchedAt) < v.ttl {
 		v.hits.Inc()
-		return judge(&e.key, now)
+		return judge(e, now)
 	}
 	if until, ok := sh.unknown.Get(d); ok && clock.Before(until) {
 		v.negativeHits.Inc()
-		return nil, ErrUnknownKey
+		return nil, nil, ErrUnknownKey
 	}
 	v.misses.Inc()
 	e, err := v.fetch(d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return judge(&e.key, now)
+	return judge(e, now)
 }
 
 // judge answers for a key record at request time now.
-func judge(k *apikey.Key, now time.Time) (*apikey.Key, error) {
+func judge(e *entry, now time.Time) (*apikey.Key, any, error) {
+	k := &e.key
 	if !k.RevokedAt.IsZero() {
-		return k, ErrRevokedKey
+		return k, e.attached, ErrRevokedKey
 	}
 	if k.Expired(now) {
-		return k, ErrExpiredKey
+		return k, e.attached, ErrExpiredKey
 	}
-	return k, nil
+	return k, e.attached, nil
 }
 
 // fetch gets the record of digest d from the store, sharing the query with
@@ -361,6 +378,9 @@ func (v *Verifier) load(d apikey.Digest, gen uint64) (*entry, error) {
 		return nil, ErrUnavailable
 	}
 	e := &entry{key: k, fetchedAt: fetchedAt}
+	if v.attach != nil {
+		e.attached = v.attach(&e.key)
+	}
 	if v.gen.Load() == gen {
 		sh.keys.Add(d, e)
 		// Invalidations bump gen before removing, so either this sees the

@@ -435,3 +435,48 @@ func (s snapshotStore) GetByDigest(ctx context.Context, d apikey.Digest) (apikey
 	}
 	return k, nil
 }
+
+// Attach's result is made once per fetch and returned with the record on
+// every hit, revoked and expired answers included, and made anew when a
+// change replaces the record.
+func TestAttachIsMadeOncePerFetchAndKeptWithTheRecord(t *testing.T) {
+	now := time.Now()
+	secret, k := newKey(t, apikey.ScopeFull, apikey.ExpiryNever, now)
+	store := newFakeStore()
+	store.put(k)
+	type attachment struct{ name string }
+	var made []*attachment
+	v, _ := newVerifier(t, store, Config{Attach: func(k *apikey.Key) any {
+		a := &attachment{name: k.Name}
+		made = append(made, a)
+		return a
+	}})
+	ctx := context.Background()
+	for i := range 3 {
+		got, att, err := v.VerifyAttached(ctx, "ApiKey "+secret, now)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if len(made) != 1 || att != made[0] || att.(*attachment).name != got.Name {
+			t.Fatalf("request %d: attachment %v, made %d (want the one made at the fetch)", i, att, len(made))
+		}
+	}
+
+	k.Name = "renamed"
+	k.RevokedAt = now
+	store.put(k)
+	if err := v.Sync(ctx); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	got, att, err := v.VerifyAttached(ctx, "ApiKey "+secret, now)
+	if code(err) != apikey.CodeRevoked || got == nil {
+		t.Fatalf("after revocation: %v, %v", got, err)
+	}
+	if len(made) != 2 || att != made[1] || att.(*attachment).name != "renamed" {
+		t.Errorf("after a change: attachment %v, made %d (want a new one, of the new record)", att, len(made))
+	}
+
+	if _, att, err := v.VerifyAttached(ctx, "Bearer x", now); att != nil || err == nil {
+		t.Errorf("a refused header gave attachment %v, error %v", att, err)
+	}
+}
