@@ -32,6 +32,12 @@ func TestConsoleUnmarshalCaddyfile(t *testing.T) {
 		{name: "argument to allow_unauthenticated", input: "apikey_console {\nallow_unauthenticated yes\n}", wantErr: "wrong argument count"},
 		{name: "repeated subdirective", input: "apikey_console {\nallow_unauthenticated\nallow_unauthenticated\n}", wantErr: "allow_unauthenticated is given more than once"},
 		{name: "unknown subdirective", input: "apikey_console {\nlogin admin\n}", wantErr: `unrecognized subdirective "login"`},
+		{name: "owner", input: "apikey_console {\nowner acme\n}", want: Console{Owner: "acme"}},
+		{name: "owner placeholder", input: "apikey_console {\nowner {http.request.header.X-Org-Id}\n}", want: Console{Owner: "{http.request.header.X-Org-Id}"}},
+		{name: "owner without value", input: "apikey_console {\nowner\n}", wantErr: "wrong argument count"},
+		{name: "owner with two values", input: "apikey_console {\nowner acme globex\n}", wantErr: "wrong argument count"},
+		{name: "owner empty", input: "apikey_console {\nowner \"\"\n}", wantErr: "owner must not be empty"},
+		{name: "owner repeated", input: "apikey_console {\nowner acme\nowner globex\n}", wantErr: "owner is given more than once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +57,9 @@ func TestConsoleUnmarshalCaddyfile(t *testing.T) {
 			}
 			if got.AllowUnauthenticated != tt.want.AllowUnauthenticated {
 				t.Errorf("AllowUnauthenticated = %v, want %v", got.AllowUnauthenticated, tt.want.AllowUnauthenticated)
+			}
+			if got.Owner != tt.want.Owner {
+				t.Errorf("Owner = %q, want %q", got.Owner, tt.want.Owner)
 			}
 		})
 	}
