@@ -82,11 +82,12 @@ const adminTimeout = 10 * time.Second
 
 // keyManager is what the admin API needs of keyservice.Service.
 type keyManager interface {
-	Create(ctx context.Context, name, scope, expiresIn string) (string, apikey.Key, error)
+	Create(ctx context.Context, nk keyservice.NewKey) (string, apikey.Key, error)
 	List(ctx context.Context, opts keyservice.ListOptions) (keyservice.Page, error)
 	Get(ctx context.Context, id string) (apikey.Key, error)
 	Revoke(ctx context.Context, id string) (apikey.Key, error)
 	Rotate(ctx context.Context, id, grace string) (string, apikey.Key, apikey.Key, error)
+	Update(ctx context.Context, id string, u keyservice.KeyUpdate) (apikey.Key, error)
 	Now() time.Time
 }
 
@@ -299,7 +300,7 @@ func createKey(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	if err != nil {
 		return err
 	}
-	secret, k, err := svc.Create(r.Context(), req.Name, req.Scope, req.ExpiresIn)
+	secret, k, err := svc.Create(r.Context(), keyservice.NewKey{Name: req.Name, Scope: req.Scope, ExpiresIn: req.ExpiresIn, CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}})
 	if err != nil {
 		return serviceError(w, err, "")
 	}

@@ -43,7 +43,7 @@ func (u untouchable) fail() error {
 	u.t.Error("the request reached the key service")
 	return errors.New("untouchable")
 }
-func (u untouchable) Create(context.Context, string, string, string) (string, apikey.Key, error) {
+func (u untouchable) Create(context.Context, keyservice.NewKey) (string, apikey.Key, error) {
 	return "", apikey.Key{}, u.fail()
 }
 func (u untouchable) List(context.Context, keyservice.ListOptions) (keyservice.Page, error) {
@@ -55,6 +55,9 @@ func (u untouchable) Revoke(context.Context, string) (apikey.Key, error) {
 }
 func (u untouchable) Rotate(context.Context, string, string) (string, apikey.Key, apikey.Key, error) {
 	return "", apikey.Key{}, apikey.Key{}, u.fail()
+}
+func (u untouchable) Update(context.Context, string, keyservice.KeyUpdate) (apikey.Key, error) {
+	return apikey.Key{}, u.fail()
 }
 func (u untouchable) Now() time.Time { return time.Time{} }
 
@@ -186,7 +189,7 @@ func TestListKeysPagesWithLimitAndCursor(t *testing.T) {
 	svc := newListService(t)
 	var want []string
 	for i := range 7 {
-		_, k, err := svc.Create(t.Context(), fmt.Sprintf("Key %d", i), "full", "never")
+		_, k, err := svc.Create(t.Context(), keyservice.NewKey{Name: fmt.Sprintf("Key %d", i), Scope: "full", ExpiresIn: "never", CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,8 +325,11 @@ func TestDecodeObject(t *testing.T) {
 // failing is a key service whose every call fails with err.
 type failing struct{ err error }
 
-func (f failing) Create(context.Context, string, string, string) (string, apikey.Key, error) {
+func (f failing) Create(context.Context, keyservice.NewKey) (string, apikey.Key, error) {
 	return "", apikey.Key{}, f.err
+}
+func (f failing) Update(context.Context, string, keyservice.KeyUpdate) (apikey.Key, error) {
+	return apikey.Key{}, f.err
 }
 func (f failing) List(context.Context, keyservice.ListOptions) (keyservice.Page, error) {
 	return keyservice.Page{}, f.err
@@ -441,7 +447,7 @@ func sqliteService(t *testing.T) *keyservice.Service {
 
 func TestAdminNeverEchoesAPastedKeyWhole(t *testing.T) {
 	svc := sqliteService(t)
-	secret, _, err := svc.Create(context.Background(), "real", "full", "1h")
+	secret, _, err := svc.Create(context.Background(), adminKey("real", "full", "1h"))
 	if err != nil {
 		t.Fatal(err)
 	}

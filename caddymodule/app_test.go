@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keyservice"
 	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/keystore/sqlite"
 )
@@ -161,7 +162,7 @@ func TestAppSharesResourcesWhileAConfigUsesThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := reloaded.res
-	if _, _, err := reloaded.service().Create(context.Background(), "after reload", "full", "1d"); err != nil {
+	if _, _, err := reloaded.service().Create(context.Background(), adminKey("after reload", "full", "1d")); err != nil {
 		t.Errorf("resources closed while a config still uses them: %v", err)
 	}
 	if err := reloaded.Cleanup(); err != nil {
@@ -218,7 +219,7 @@ func TestAppCleanupWritesPendingLastUse(t *testing.T) {
 	if err := a.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, k, err := a.service().Create(context.Background(), "used", "full", "never")
+	_, k, err := a.service().Create(context.Background(), adminKey("used", "full", "never"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +250,7 @@ func TestAppServiceMakesKeysTheHandlerAccepts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Cleanup() })
-	secret, k, err := a.service().Create(context.Background(), "svc", "routine", "1h")
+	secret, k, err := a.service().Create(context.Background(), adminKey("svc", "routine", "1h"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,4 +274,9 @@ func TestAppServiceMakesKeysTheHandlerAccepts(t *testing.T) {
 	if code, _ := errorAnswer(t, s.resp.Body.Bytes()); code != string(apikey.CodeRevoked) {
 		t.Errorf("after revocation: %d %s, want api_key_revoked", s.resp.Code, s.resp.Body)
 	}
+}
+
+// adminKey is what the admin API asks the key service for.
+func adminKey(name, scope, expiresIn string) keyservice.NewKey {
+	return keyservice.NewKey{Name: name, Scope: scope, ExpiresIn: expiresIn, CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}}
 }

@@ -331,7 +331,8 @@ func runCLI(t *testing.T, terminal bool, stdin string, args ...string) (stdout, 
 }
 
 const keyAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"active","hint":"dk_…abcd",` +
-	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null,"replaced_by":null}`
+	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null,"replaced_by":null,` +
+	`"owner":null,"metadata":{},"created_by":{"type":"admin","id":""},"allowed_origins":[],"allowed_ips":[],"rate_limits":[]}`
 
 const revokedAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"revoked","hint":"dk_…abcd",` +
 	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":"2026-11-25T19:41:07Z"}`

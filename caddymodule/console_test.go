@@ -187,7 +187,7 @@ func byAPIKey(r *http.Request) *http.Request {
 func TestConsoleServesTheAuthenticatedUser(t *testing.T) {
 	c := &Console{}
 	a := newTestConsole(t, c)
-	_, k, err := a.service().Create(context.Background(), "Backend", "full", "never")
+	_, k, err := a.service().Create(context.Background(), adminKey("Backend", "full", "never"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,18 @@ type Key struct {
 	ReplacedBy string
 	// LastUsedAt is the latest request the key authenticated; zero if none.
 	LastUsedAt time.Time
+	// Owner is the customer the key belongs to ("" for the operator's keys).
+	Owner string
+	// Metadata is free-form data sent upstream; nil when unset. Never mutated after creation
+	// (treat as read-only; an update stores a new map).
+	Metadata map[string]string
+	// CreatedBy says who created the key.
+	CreatedBy Actor
+	// AllowedOrigins, AllowedIPs and RateLimits are room for later issues (stored as JSON
+	// arrays of strings, [] when unset); nil when unset.
+	AllowedOrigins []string
+	AllowedIPs     []string
+	RateLimits     []string
 }
 
 // Status is a key's state at a given time.

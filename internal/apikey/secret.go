@@ -128,7 +128,9 @@ func (f *Format) Check(key string) error {
 
 // New makes a fresh key of this format: its secret, to be shown once, and
 // its record, which holds only the secret's digest and hint. now is the
-// creation time.
+// creation time. The record says keygate itself made it (CreatedBy
+// {Type: ActorSystem}): a caller acting for someone sets CreatedBy, and
+// Owner and Metadata, afterwards.
 func (f *Format) New(name string, scope Scope, expiry Expiry, now time.Time) (secret string, k Key, err error) {
 	if !scope.Valid() {
 		return "", Key{}, fmt.Errorf("invalid scope %d", scope)
@@ -153,6 +155,7 @@ func (f *Format) New(name string, scope Scope, expiry Expiry, now time.Time) (se
 		Digest:    DigestOf(secret),
 		CreatedAt: now,
 		ExpiresAt: expiry.ExpiresAt(now),
+		CreatedBy: Actor{Type: ActorSystem},
 	}, nil
 }
 

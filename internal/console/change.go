@@ -64,7 +64,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 	if err == nil {
 		nk := keyservice.NewKey{
 			Name: name, Scope: scope, ExpiresIn: expiresIn,
-			CreatedBy: apikey.Actor{Type: "console", ID: sess.user},
+			CreatedBy: apikey.Actor{Type: apikey.ActorConsole, ID: sess.user},
 		}
 		if len(meta) > 0 {
 			nk.Metadata = meta

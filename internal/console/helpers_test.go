@@ -179,7 +179,7 @@ func (e *env) postJSON(form url.Values) (*http.Response, map[string]any) {
 // create makes a key through the service directly, returning it.
 func (e *env) create(name, scope, expiresIn string) (string, apikey.Key) {
 	e.t.Helper()
-	secret, k, err := e.svc.Create(context.Background(), name, scope, expiresIn)
+	secret, k, err := e.svc.Create(context.Background(), keyservice.NewKey{Name: name, Scope: scope, ExpiresIn: expiresIn, CreatedBy: apikey.Actor{Type: apikey.ActorConsole, ID: "tester"}})
 	if err != nil {
 		e.t.Fatal(err)
 	}

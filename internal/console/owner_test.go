@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
@@ -25,7 +26,9 @@ func newOwnersEnv(t *testing.T) *ownersEnv {
 	e.owner = "acme"
 	o := &ownersEnv{env: e}
 	_, o.operators = e.createFor("", "Operator job", apikey.Actor{Type: "admin", ID: "ops@gw1"})
+	e.clock.Add(time.Second)
 	_, o.globex = e.createFor("globex", "Globex backend", apikey.Actor{Type: "console", ID: "gina"})
+	e.clock.Add(time.Second)
 	_, o.acme = e.createFor("acme", "Acme backend", apikey.Actor{Type: "console", ID: "alice"})
 	return o
 }
@@ -52,9 +55,14 @@ func TestOwnerConsoleListsOnlyItsOwnersKeys(t *testing.T) {
 			if got := rowIDs(page); !slices.Equal(got, tt.want) {
 				t.Errorf("rows = %v, want %v", got, tt.want)
 			}
-			for _, leak := range []string{e.globex.ID, "Globex", e.operators.ID, "Operator job", "globex"} {
+			// The search text itself is repeated ("No key matches"), but
+			// nothing of the keys it names.
+			for _, leak := range []string{
+				`<code class="key-id">` + e.globex.ID, e.globex.Hint, "Globex backend",
+				`<code class="key-id">` + e.operators.ID, e.operators.Hint, "Operator job",
+			} {
 				if strings.Contains(page, leak) {
-					t.Errorf("page shows %q of another owner", leak)
+					t.Errorf("page shows %q of another owner's key", leak)
 				}
 			}
 		})
@@ -164,7 +172,7 @@ func TestOwnerConsoleTakesTheOwnerFromItsConfigurationOnly(t *testing.T) {
 func TestOwnerConsoleRefusesARequestThatNamesNoOwner(t *testing.T) {
 	e := newOwnersEnv(t)
 	before := len(e.all())
-	for _, owner := range []string{"", "acme corp", strings.Repeat("a", 129), "acme\x00"} {
+	for _, owner := range []string{"", "acme corp", strings.Repeat("a", 129), "acme/../globex"} {
 		e.owner = owner
 		resp, page := e.get("/")
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "your session does not name one") {
@@ -193,7 +201,9 @@ func TestOwnerConsoleRefusesARequestThatNamesNoOwner(t *testing.T) {
 func TestOperatorConsoleShowsOwnersAndFiltersByOwner(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	_, ops := e.createFor("", "Operator job", apikey.Actor{Type: "admin"})
+	e.clock.Add(time.Second)
 	_, globex := e.createFor("globex", "Globex backend", apikey.Actor{Type: "console", ID: "gina"})
+	e.clock.Add(time.Second)
 	_, acme := e.createFor("acme", "Acme backend", apikey.Actor{Type: "admin", ID: "ops@gw1"})
 
 	_, page := e.get("/")

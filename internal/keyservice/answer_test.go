@@ -54,11 +54,11 @@ func TestAnswersOfRealCallsEchoAtMost12Bytes(t *testing.T) {
 	ctx := context.Background()
 	calls := map[string]func() error{
 		"create with the key as scope": func() error {
-			_, _, err := f.svc.Create(ctx, "x", secret, "1d")
+			_, _, err := f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: secret, ExpiresIn: "1d", CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}})
 			return err
 		},
 		"create with the key as expiry": func() error {
-			_, _, err := f.svc.Create(ctx, "x", "full", secret)
+			_, _, err := f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: "full", ExpiresIn: secret, CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}})
 			return err
 		},
 		"list with the key as status": func() error {
@@ -100,8 +100,8 @@ func TestStoreFailuresAreCountedByOperation(t *testing.T) {
 	errorsOf := func(op string) float64 { return testutil.ToFloat64(m.StoreErrors.WithLabelValues(op)) }
 
 	// Refusals that are not the store's fault count nothing.
-	_, _, _ = f.svc.Create(ctx, "", "full", "1d")
-	_, _, _ = f.svc.Create(ctx, "x", "admin", "1d")
+	_, _, _ = f.svc.Create(ctx, keyservice.NewKey{Name: "", Scope: "full", ExpiresIn: "1d", CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}})
+	_, _, _ = f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: "admin", ExpiresIn: "1d", CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}})
 	_, _ = f.svc.List(ctx, keyservice.ListOptions{Status: "gone"})
 	_, _ = f.svc.Get(ctx, someID)
 	_, _ = f.svc.Revoke(ctx, someID)
@@ -124,7 +124,10 @@ func TestStoreFailuresAreCountedByOperation(t *testing.T) {
 		op   string
 		call func() error
 	}{
-		{metrics.OpCreate, func() error { _, _, err := f.svc.Create(ctx, "x", "full", "1d"); return err }},
+		{metrics.OpCreate, func() error {
+			_, _, err := f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: "full", ExpiresIn: "1d", CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}})
+			return err
+		}},
 		{metrics.OpList, func() error { _, err := f.svc.List(ctx, keyservice.ListOptions{}); return err }},
 		{metrics.OpGet, func() error { _, err := f.svc.Get(ctx, someID); return err }},
 		{metrics.OpRevoke, func() error { _, err := f.svc.Revoke(ctx, someID); return err }},

@@ -62,6 +62,9 @@ type Service struct {
 	pending PendingUses
 	now     func() time.Time
 	errs    storeErrors
+	// owned says the service is a view bound to owner (ForOwner).
+	owned bool
+	owner string
 }
 
 // storeErrors count the store calls that failed, by operation; nil counts
@@ -95,6 +98,10 @@ func storeFailed(c prometheus.Counter, err error) {
 	}
 }
 
+// ErrNoOwner is what Create of a view bound to no owner (ForOwner(""))
+// returns: such a view sees no key and makes none.
+var ErrNoOwner = errors.New("the key service view is bound to no owner")
+
 // New returns a service over store, making keys of format. inv and pending
 // may be nil; now defaults to time.Now.
 func New(store keystore.Store, format *apikey.Format, inv Invalidator, pending PendingUses, now func() time.Time) *Service {
@@ -109,24 +116,68 @@ func New(store keystore.Store, format *apikey.Format, inv Invalidator, pending P
 // when it was made.
 func (s *Service) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
+// ForOwner returns a view of the service bound to owner: List, Get,
+// Revoke, Rotate and Update see only that owner's keys (a key of another
+// owner, or of none, is keystore.ErrNotFound, as if it did not exist), and
+// Create gives every key that owner, whatever NewKey.Owner says. It is how
+// a customer's console is confined to its organisation. owner should be
+// non-empty (the console answers 403 itself when it resolves to ""): a
+// view bound to "" sees no key and Create fails with ErrNoOwner.
+func (s *Service) ForOwner(owner string) *Service {
+	v := *s
+	v.owned, v.owner = true, owner
+	return &v
+}
+
+// NewKey is what Create needs.
+type NewKey struct {
+	// Name, Scope and ExpiresIn are as people give them: a name that
+	// apikey.CheckName accepts, a scope name, an expiry preset.
+	Name, Scope, ExpiresIn string
+	// Owner is the customer the key belongs to; "" for none.
+	Owner string
+	// Metadata is sent upstream with the key's requests; nil for none.
+	Metadata map[string]string
+	// CreatedBy is who asks for the key.
+	CreatedBy apikey.Actor
+}
+
 // Create makes a key and returns its secret, which is never available again,
-// and its record.
-func (s *Service) Create(ctx context.Context, name, scope, expiresIn string) (string, apikey.Key, error) {
-	if err := checkName(name); err != nil {
+// and its record. A view (ForOwner) gives the key its owner.
+func (s *Service) Create(ctx context.Context, nk NewKey) (string, apikey.Key, error) {
+	if err := checkName(nk.Name); err != nil {
 		return "", apikey.Key{}, err
 	}
-	sc, err := apikey.ParseScope(scope)
+	sc, err := apikey.ParseScope(nk.Scope)
 	if err != nil {
 		return "", apikey.Key{}, &InputError{Field: "scope", Message: err.Error()}
 	}
-	exp, err := apikey.ParseExpiry(expiresIn)
+	exp, err := apikey.ParseExpiry(nk.ExpiresIn)
 	if err != nil {
 		return "", apikey.Key{}, &InputError{Field: "expires_in", Message: err.Error()}
 	}
-	secret, k, err := s.format.New(name, sc, exp, s.Now())
+	if s.owned {
+		if s.owner == "" {
+			return "", apikey.Key{}, ErrNoOwner
+		}
+		nk.Owner = s.owner
+	}
+	if nk.Owner != "" {
+		if err := apikey.CheckOwner(nk.Owner); err != nil {
+			return "", apikey.Key{}, &InputError{Field: "owner", Message: err.Error()}
+		}
+	}
+	if err := checkMetadata(nk.Metadata); err != nil {
+		return "", apikey.Key{}, err
+	}
+	if err := apikey.CheckActor(nk.CreatedBy); err != nil {
+		return "", apikey.Key{}, &InputError{Field: "created_by", Message: err.Error()}
+	}
+	secret, k, err := s.format.New(nk.Name, sc, exp, s.Now())
 	if err != nil {
 		return "", apikey.Key{}, fmt.Errorf("making key: %w", err)
 	}
+	k.Owner, k.Metadata, k.CreatedBy = nk.Owner, keystore.CloneMetadata(nk.Metadata), nk.CreatedBy
 	if err := s.store.Create(ctx, k); err != nil {
 		storeFailed(s.errs.create, err)
 		return "", apikey.Key{}, fmt.Errorf("storing key %s: %w", k.ID, err)
@@ -142,13 +193,74 @@ func (s *Service) Get(ctx context.Context, id string) (apikey.Key, error) {
 	if err := checkID(id); err != nil {
 		return apikey.Key{}, err
 	}
-	k, err := s.store.Get(ctx, id)
+	k, err := s.get(ctx, id)
 	if err != nil {
 		storeFailed(s.errs.get, err)
-		return apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
+		return apikey.Key{}, err
 	}
 	s.withPending(&k)
 	return k, nil
+}
+
+// get reads the key id from the store, as this service may see it: a key
+// outside a view's owner is keystore.ErrNotFound.
+func (s *Service) get(ctx context.Context, id string) (apikey.Key, error) {
+	k, err := s.store.Get(ctx, id)
+	if err == nil && !s.sees(k) {
+		err = keystore.ErrNotFound
+	}
+	if err != nil {
+		return apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
+	}
+	return k, nil
+}
+
+// sees reports whether the service may see k: always, unless it is a view
+// bound to another owner. A key's owner never changes, so what a view saw
+// of a key still holds when it then changes it.
+func (s *Service) sees(k apikey.Key) bool {
+	return !s.owned || (s.owner != "" && k.Owner == s.owner)
+}
+
+// KeyUpdate lists the fields Update changes; nil fields stay as they are.
+type KeyUpdate struct {
+	// Name, if set, renames the key (apikey.CheckName).
+	Name *string
+	// Metadata, if set, replaces the key's metadata whole; an empty map
+	// clears it.
+	Metadata *map[string]string
+}
+
+// Update changes the key's name or metadata and returns the key as it is
+// afterwards. Like Revoke, it returns after this instance's cache has
+// dropped the key, so the change is in force here when it returns, and on
+// other instances when they follow the change sequence. A revoked key is
+// keystore.ErrRevoked; an update that changes nothing returns the key.
+func (s *Service) Update(ctx context.Context, id string, u KeyUpdate) (apikey.Key, error) {
+	if err := checkID(id); err != nil {
+		return apikey.Key{}, err
+	}
+	if u.Name != nil {
+		if err := checkName(*u.Name); err != nil {
+			return apikey.Key{}, err
+		}
+	}
+	if u.Metadata != nil {
+		if err := checkMetadata(*u.Metadata); err != nil {
+			return apikey.Key{}, err
+		}
+	}
+	if s.owned {
+		if _, err := s.get(ctx, id); err != nil {
+			return apikey.Key{}, err
+		}
+	}
+	k, err := s.store.Update(ctx, id, keystore.Patch{Name: u.Name, Metadata: u.Metadata})
+	if err != nil {
+		return apikey.Key{}, fmt.Errorf("updating key %s: %w", id, err)
+	}
+	s.withPending(&k)
+	return k, s.sync(ctx)
 }
 
 // Revoke revokes the key with the given ID, at once and for good. Revoking
@@ -157,6 +269,11 @@ func (s *Service) Get(ctx context.Context, id string) (apikey.Key, error) {
 func (s *Service) Revoke(ctx context.Context, id string) (apikey.Key, error) {
 	if err := checkID(id); err != nil {
 		return apikey.Key{}, err
+	}
+	if s.owned {
+		if _, err := s.get(ctx, id); err != nil {
+			return apikey.Key{}, err
+		}
 	}
 	k, err := s.store.Revoke(ctx, id, s.Now())
 	if err != nil {
@@ -168,7 +285,8 @@ func (s *Service) Revoke(ctx context.Context, id string) (apikey.Key, error) {
 }
 
 // Rotate replaces the key with the given ID by a new one with the same name,
-// scope and lifetime counted from now, and makes the old key expire after
+// scope, owner, metadata, creator and policy lists, and lifetime counted
+// from now, and makes the old key expire after
 // grace (a Go duration from 0s to 168h; "" means 24h) unless it expires
 // sooner anyway. A key is replaced at most once: a revoked, expired or
 // already replaced key is refused (keystore.ErrRevoked, ErrExpired,
@@ -182,10 +300,10 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	if err != nil {
 		return "", apikey.Key{}, apikey.Key{}, err
 	}
-	old, err := s.store.Get(ctx, id)
+	old, err := s.get(ctx, id)
 	if err != nil {
 		storeFailed(s.errs.rotate, err)
-		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("getting key %s: %w", id, err)
+		return "", apikey.Key{}, apikey.Key{}, err
 	}
 	// Judged here to answer without making a key in vain; the store judges
 	// it again inside its transaction, which decides races.
@@ -197,6 +315,10 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	if err != nil {
 		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("making key: %w", err)
 	}
+	// The new key stands for the old one: same owner, metadata and
+	// policies, and the same creator (Rotate is not told who asks).
+	next.Owner, next.Metadata, next.CreatedBy = old.Owner, old.Metadata, old.CreatedBy
+	next.AllowedOrigins, next.AllowedIPs, next.RateLimits = old.AllowedOrigins, old.AllowedIPs, old.RateLimits
 	previous, err = s.store.Rotate(ctx, id, next, now.Add(g))
 	if err != nil {
 		storeFailed(s.errs.rotate, err)
@@ -234,6 +356,14 @@ func (s *Service) withPending(k *apikey.Key) {
 func checkName(name string) error {
 	if err := apikey.CheckName(name); err != nil {
 		return &InputError{Field: "name", Message: err.Error()}
+	}
+	return nil
+}
+
+// checkMetadata applies apikey.CheckMetadata.
+func checkMetadata(m map[string]string) error {
+	if err := apikey.CheckMetadata(m); err != nil {
+		return &InputError{Field: "metadata", Message: err.Error()}
 	}
 	return nil
 }

@@ -17,6 +17,9 @@ import (
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
+// admin is who the tests create keys as.
+var admin = apikey.Actor{Type: apikey.ActorAdmin, ID: "tester"}
+
 // syncCounter counts the service's calls to Sync; the verifier's own tests
 // check what Sync does.
 type syncCounter struct{ n int }
@@ -56,7 +59,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) create(t *testing.T, name, scope, expires string) (string, apikey.Key) {
 	t.Helper()
-	secret, k, err := f.svc.Create(context.Background(), name, scope, expires)
+	secret, k, err := f.svc.Create(context.Background(), keyservice.NewKey{Name: name, Scope: scope, ExpiresIn: expires, CreatedBy: admin})
 	if err != nil {
 		t.Fatalf("Create(%q, %q, %q): %v", name, scope, expires, err)
 	}
@@ -122,7 +125,7 @@ func TestCreateRejectsBadInputNamingTheField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := f.svc.Create(context.Background(), tt.keyName, tt.scope, tt.expires)
+			_, _, err := f.svc.Create(context.Background(), keyservice.NewKey{Name: tt.keyName, Scope: tt.scope, ExpiresIn: tt.expires, CreatedBy: admin})
 			wantInputError(t, err, tt.field)
 			if tt.field == "name" && len(tt.keyName) > 1 && strings.Contains(err.Error(), tt.keyName) {
 				t.Errorf("error %q quotes the name whole", err)
@@ -345,14 +348,15 @@ func TestPendingLastUseIsShownButNeverMovesBack(t *testing.T) {
 func TestViewJSON(t *testing.T) {
 	k := apikey.Key{
 		ID: "key_0123456789012345678901", Name: "n", Scope: apikey.ScopeWidget, Hint: "dk_…abcd",
-		CreatedAt: t0, ExpiresAt: t0.Add(time.Hour),
+		CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), CreatedBy: apikey.Actor{Type: apikey.ActorSystem},
 	}
 	b, err := json.Marshal(keyservice.View(k, t0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `{"id":"key_0123456789012345678901","name":"n","scope":"widget","status":"active","hint":"dk_…abcd",` +
-		`"created_at":"2026-11-25T12:00:00Z","last_used_at":null,"expires_at":"2026-11-25T13:00:00Z","revoked_at":null,"replaced_by":null}`
+		`"created_at":"2026-11-25T12:00:00Z","last_used_at":null,"expires_at":"2026-11-25T13:00:00Z","revoked_at":null,"replaced_by":null,` +
+		`"owner":null,"metadata":{},"created_by":{"type":"system","id":""},"allowed_origins":[],"allowed_ips":[],"rate_limits":[]}`
 	if string(b) != want {
 		t.Errorf("JSON\n got %s\nwant %s", b, want)
 	}
@@ -361,8 +365,19 @@ func TestViewJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `"replaced_by":"key_9876543210987654321098"}`; !strings.HasSuffix(string(b), want) {
-		t.Errorf("JSON of a replaced key\n got %s\nwant it to end %s", b, want)
+	if want := `"replaced_by":"key_9876543210987654321098",`; !strings.Contains(string(b), want) {
+		t.Errorf("JSON of a replaced key\n got %s\nwant it to hold %s", b, want)
+	}
+	k.Owner, k.Metadata = "org_a", map[string]string{"plan": "pro"}
+	k.CreatedBy = apikey.Actor{Type: apikey.ActorAdmin, ID: "ops@host"}
+	k.AllowedOrigins, k.AllowedIPs, k.RateLimits = []string{"https://a.example"}, []string{"10.0.0.0/8"}, []string{"10/s"}
+	b, err = json.Marshal(keyservice.View(k, t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"owner":"org_a","metadata":{"plan":"pro"},"created_by":{"type":"admin","id":"ops@host"},` +
+		`"allowed_origins":["https://a.example"],"allowed_ips":["10.0.0.0/8"],"rate_limits":["10/s"]}`; !strings.HasSuffix(string(b), want) {
+		t.Errorf("JSON of an owned key\n got %s\nwant it to end %s", b, want)
 	}
 	if got := keyservice.View(k, t0.Add(time.Hour)).Status; got != "expired" {
 		t.Errorf("status at expiry %q, want expired", got)

@@ -31,6 +31,10 @@ type ListOptions struct {
 	// Scope keeps keys of this scope ("full", "widget", "routine"); ""
 	// keeps all.
 	Scope string
+	// Owner keeps the keys of this owner; "" keeps all. A view
+	// (ForOwner) lists its owner's keys only, and nothing for another
+	// owner.
+	Owner string
 	// Query keeps the key whose ID it is, and the keys whose name holds it,
 	// ASCII letters compared without case (keystore.Filter.Query).
 	Query string
@@ -65,6 +69,12 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 	f, limit, err := s.filter(opts)
 	if err != nil {
 		return Page{}, err
+	}
+	if s.owned {
+		if s.owner == "" || (opts.Owner != "" && opts.Owner != s.owner) {
+			return Page{}, nil
+		}
+		f.Owner = s.owner
 	}
 	f.Limit = limit + 1 // one more tells whether there is a next page
 	keys, err := s.store.List(ctx, f)
@@ -125,6 +135,12 @@ func (s *Service) filter(opts ListOptions) (keystore.Filter, int, error) {
 		if f.Scope, err = apikey.ParseScope(opts.Scope); err != nil {
 			return f, 0, &InputError{Field: "scope", Message: err.Error()}
 		}
+	}
+	if opts.Owner != "" {
+		if err := apikey.CheckOwner(opts.Owner); err != nil {
+			return f, 0, &InputError{Field: "owner", Message: err.Error()}
+		}
+		f.Owner = opts.Owner
 	}
 	if err := checkQuery(opts.Query); err != nil {
 		return f, 0, err

@@ -20,7 +20,8 @@ import (
 var (
 	// ErrNotFound: no key has that ID or digest.
 	ErrNotFound = errors.New("api key not found")
-	// ErrRevoked: the operation needs a key that is not revoked (rotate).
+	// ErrRevoked: the operation needs a key that is not revoked (rotate,
+	// update).
 	ErrRevoked = errors.New("api key is revoked")
 	// ErrExpired: the operation needs a key that has not expired (rotate).
 	ErrExpired = errors.New("api key has expired")
@@ -28,7 +29,8 @@ var (
 	// (rotate: a key is replaced at most once).
 	ErrReplaced = errors.New("api key was already replaced")
 	// ErrInvalidKey: Create or Rotate was given a key that breaks a rule of
-	// CheckNew. Nothing was stored.
+	// CheckNew, or Update a patch that CheckPatch refuses. Nothing was
+	// stored.
 	ErrInvalidKey = errors.New("invalid api key record")
 	// ErrExists: Create was given an ID or digest that is already stored.
 	ErrExists = errors.New("api key already exists")
@@ -38,7 +40,7 @@ var (
 
 // Store keeps API keys. Its methods are safe for concurrent use, by
 // goroutines of one process and by several processes sharing a backend.
-// Every method that changes a key (Create, Revoke, Rotate) bumps the
+// Every method that changes a key (Create, Revoke, Rotate, Update) bumps the
 // store-wide change sequence in the same transaction; TouchLastUsed does not.
 // Times are stored with at least microsecond precision and returned in UTC.
 type Store interface {
@@ -67,6 +69,15 @@ type Store interface {
 	// it has expired; then nothing is stored. So of two rotations of one
 	// key racing, one succeeds and the other gets ErrReplaced.
 	Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time) (apikey.Key, error)
+	// Update changes the fields of the key id that p sets, each replaced
+	// whole, and returns the key as stored afterwards. It records one
+	// change (the key, with its digest, so that caches drop it), even if
+	// the values are the same; a patch that sets nothing changes nothing
+	// and records none. A patch that CheckPatch refuses is an error
+	// wrapping ErrInvalidKey; ErrNotFound if there is no such key,
+	// ErrRevoked if it is revoked (judged inside the transaction); then
+	// nothing is stored. Expired and replaced keys may be updated.
+	Update(ctx context.Context, id string, p Patch) (apikey.Key, error)
 	// TouchLastUsed records when keys were last used, by key ID. A time
 	// older than the stored one is ignored, so last use never moves
 	// backwards; unknown IDs are ignored.
@@ -85,10 +96,14 @@ type Store interface {
 // the new key of Rotate: a key ID (apikey.ValidID), a name that
 // apikey.CheckName accepts, a defined scope, an expiry preset, a hint, a
 // digest that is not all zeros, a creation time, an expiry time set if and
-// only if the preset is not "never" and then after the creation, and no
-// RevokedAt, ReplacedBy or LastUsedAt. Every backend calls it, so that
+// only if the preset is not "never" and then after the creation, no
+// RevokedAt, ReplacedBy or LastUsedAt, an owner that is "" or that
+// apikey.CheckOwner accepts, metadata that apikey.CheckMetadata accepts,
+// a creator that apikey.CheckActor accepts, and policy lists that
+// apikey.CheckPolicyList accepts. Every backend calls it, so that
 // none stores a key it cannot read back. The error wraps ErrInvalidKey;
-// it never quotes the name, and the ID only when it is well formed.
+// it never quotes the name, the owner or metadata, and the ID only when it
+// is well formed.
 func CheckNew(k apikey.Key) error {
 	if err := checkNew(k); err != nil {
 		if apikey.ValidID(k.ID) {
@@ -127,7 +142,80 @@ func checkNew(k apikey.Key) error {
 	case k.Expiry != apikey.ExpiryNever && !k.ExpiresAt.After(k.CreatedAt):
 		return fmt.Errorf("a key of expiry %s must expire after its creation", k.Expiry)
 	}
+	if k.Owner != "" {
+		if err := apikey.CheckOwner(k.Owner); err != nil {
+			return fmt.Errorf("owner %w", err)
+		}
+	}
+	if err := apikey.CheckMetadata(k.Metadata); err != nil {
+		return fmt.Errorf("metadata %w", err)
+	}
+	if err := apikey.CheckActor(k.CreatedBy); err != nil {
+		return fmt.Errorf("created_by %w", err)
+	}
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"allowed_origins", k.AllowedOrigins}, {"allowed_ips", k.AllowedIPs}, {"rate_limits", k.RateLimits}} {
+		if err := apikey.CheckPolicyList(l.list); err != nil {
+			return fmt.Errorf("%s %w", l.name, err)
+		}
+	}
 	return nil
+}
+
+// Patch lists the fields Store.Update changes; a nil field stays as it is.
+type Patch struct {
+	// Name, if set, replaces the key's name.
+	Name *string
+	// Metadata, if set, replaces the key's metadata whole; an empty map
+	// clears it (the key then reads back with nil Metadata).
+	Metadata *map[string]string
+}
+
+// IsZero reports whether p changes nothing.
+func (p Patch) IsZero() bool { return p.Name == nil && p.Metadata == nil }
+
+// CheckPatch checks what a store asks of a patch: a name that
+// apikey.CheckName accepts and metadata that apikey.CheckMetadata accepts.
+// The error wraps ErrInvalidKey and quotes neither.
+func CheckPatch(p Patch) error {
+	if p.Name != nil {
+		if err := apikey.CheckName(*p.Name); err != nil {
+			return fmt.Errorf("%w: name %v", ErrInvalidKey, err)
+		}
+	}
+	if p.Metadata != nil {
+		if err := apikey.CheckMetadata(*p.Metadata); err != nil {
+			return fmt.Errorf("%w: metadata %v", ErrInvalidKey, err)
+		}
+	}
+	return nil
+}
+
+// Apply returns k with p's fields set. A patch's metadata map is copied,
+// and an empty one becomes nil, as stores read it back.
+func (p Patch) Apply(k apikey.Key) apikey.Key {
+	if p.Name != nil {
+		k.Name = *p.Name
+	}
+	if p.Metadata != nil {
+		k.Metadata = CloneMetadata(*p.Metadata)
+	}
+	return k
+}
+
+// CloneMetadata returns a copy of m, nil if m is empty: how stores give
+// metadata back.
+func CloneMetadata(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }
 
 // Rotatable returns why the key old, as stored, cannot be rotated at now,
@@ -169,6 +257,9 @@ type Filter struct {
 	Now time.Time
 	// Scope keeps only keys of this scope; zero keeps all.
 	Scope apikey.Scope
+	// Owner keeps only the keys of this owner, compared exactly; "" keeps
+	// all (the keys of every owner and of none).
+	Owner string
 	// Query keeps the keys whose ID is Query exactly, or whose name holds
 	// Query as a substring, ASCII letters compared without case: every
 	// backend folds A-Z to a-z and nothing else, so that "ÉTÉ" does not

@@ -94,10 +94,7 @@ func TestAVersion1DatabaseIsMigratedAndItsKeysKeepWorking(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Get(%s) = %v", want.Name, err)
 		}
-		if got.ReplacedBy != "" || got.Name != want.Name || got.Digest != want.Digest ||
-			!got.LastUsedAt.Equal(want.LastUsedAt) || !got.RevokedAt.Equal(want.RevokedAt) {
-			t.Errorf("Get(%s) = %+v, want %+v, not replaced", want.Name, got, want)
-		}
+		checkMigratedToV3(t, got, want)
 	}
 	if got, err := s.GetByDigest(t.Context(), active.Digest); err != nil || got.ID != active.ID {
 		t.Errorf("GetByDigest(active) = %s, %v; want %s", got.ID, err, active.ID)
@@ -115,5 +112,94 @@ func TestAVersion1DatabaseIsMigratedAndItsKeysKeepWorking(t *testing.T) {
 	again := newKey(t, "active", now.Add(time.Hour))
 	if _, err := s.Rotate(t.Context(), active.ID, again, now.Add(2*time.Hour)); !errors.Is(err, keystore.ErrReplaced) {
 		t.Errorf("second Rotate(migrated key) = %v, want ErrReplaced", err)
+	}
+}
+
+// schemaV2 is the schema of version 2 as keygate released it: version 1
+// and the column replaced_by, copied here like schemaV1.
+const schemaV2 = schemaV1 + `
+ALTER TABLE keygate_keys ADD COLUMN replaced_by text;
+UPDATE keygate_schema SET version = 2;
+`
+
+func TestAVersion2DatabaseIsMigratedAndItsKeysReadAsTheOperatorsMadeBySystem(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), schemaV2); err != nil {
+		t.Fatalf("creating the version-2 schema: %v", err)
+	}
+	now := time.Date(2031, time.March, 4, 5, 6, 7, 0, time.UTC)
+	next := newKey(t, "next", now)
+	old := newKey(t, "old", now)
+	old.ReplacedBy = next.ID
+	for i, k := range []apikey.Key{old, next} {
+		var replacedBy *string
+		if k.ReplacedBy != "" {
+			replacedBy = &k.ReplacedBy
+		}
+		if _, err := conn.Exec(t.Context(), `INSERT INTO keygate_keys (id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9)`,
+			k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], k.CreatedAt,
+			nullTime(k.ExpiresAt), replacedBy); err != nil {
+			t.Fatalf("inserting %s: %v", k.Name, err)
+		}
+		if _, err := conn.Exec(t.Context(), `INSERT INTO keygate_changes (seq, key_id, digest) VALUES ($1, $2, $3)`, int64(i+1), k.ID, k.Digest[:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(t.Context(), `UPDATE keygate_change_counter SET seq = $1`, int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s := openStore(t, dsn, options{})
+	var version int
+	if err := conn.QueryRow(t.Context(), `SELECT version FROM keygate_schema`).Scan(&version); err != nil || version != len(migrations) {
+		t.Errorf("schema version after Open = %d, %v; want %d", version, err, len(migrations))
+	}
+	for _, want := range []apikey.Key{old, next} {
+		got, err := s.Get(t.Context(), want.ID)
+		if err != nil {
+			t.Fatalf("Get(%s) = %v", want.Name, err)
+		}
+		checkMigratedToV3(t, got, want)
+	}
+	if keys, err := s.List(t.Context(), keystore.Filter{Owner: "org_a"}); err != nil || len(keys) != 0 {
+		t.Errorf("List(owner org_a) = %d keys, %v; want none: migrated keys have no owner", len(keys), err)
+	}
+
+	// A migrated key can be updated, and new keys have owners.
+	name := "renamed"
+	got, err := s.Update(t.Context(), next.ID, keystore.Patch{Name: &name, Metadata: &map[string]string{"plan": "pro"}})
+	if err != nil || got.Name != name || got.Metadata["plan"] != "pro" {
+		t.Errorf("Update(migrated key) = %+v, %v; want renamed, plan pro", got, err)
+	}
+	owned := newKey(t, "owned", now)
+	owned.Owner = "org_a"
+	if err := s.Create(t.Context(), owned); err != nil {
+		t.Fatalf("Create(owned key) = %v", err)
+	}
+	if keys, err := s.List(t.Context(), keystore.Filter{Owner: "org_a"}); err != nil || len(keys) != 1 || keys[0].ID != owned.ID {
+		t.Errorf("List(owner org_a) = %d keys, %v; want the owned key", len(keys), err)
+	}
+}
+
+// checkMigratedToV3 checks that a key written before version 3 reads back
+// as it was written, with no owner, no metadata, no policy lists, and
+// created by keygate itself.
+func checkMigratedToV3(t *testing.T, got, want apikey.Key) {
+	t.Helper()
+	if got.Name != want.Name || got.Digest != want.Digest || got.ReplacedBy != want.ReplacedBy ||
+		!got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) ||
+		!got.RevokedAt.Equal(want.RevokedAt) || !got.LastUsedAt.Equal(want.LastUsedAt) {
+		t.Errorf("Get(%s) = %+v, want %+v", want.Name, got, want)
+	}
+	if got.Owner != "" || got.Metadata != nil || got.CreatedBy != (apikey.Actor{Type: apikey.ActorSystem}) ||
+		got.AllowedOrigins != nil || got.AllowedIPs != nil || got.RateLimits != nil {
+		t.Errorf("Get(%s) = owner %q, metadata %v, created by %+v, lists %v %v %v; want no owner, no metadata, system, no lists",
+			want.Name, got.Owner, got.Metadata, got.CreatedBy, got.AllowedOrigins, got.AllowedIPs, got.RateLimits)
 	}
 }

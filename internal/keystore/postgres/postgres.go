@@ -148,7 +148,8 @@ func (s *Store) Close() error {
 }
 
 // keyColumns are the columns scanKey reads, in its order.
-const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by`
+const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by,
+	owner, metadata, created_by_type, created_by_id, allowed_origins, allowed_ips, rate_limits`
 
 // Create implements keystore.Store.
 func (s *Store) Create(ctx context.Context, k apikey.Key) error {
@@ -227,6 +228,9 @@ func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, erro
 			return nil, fmt.Errorf("listing keys: unknown scope %d", f.Scope)
 		}
 		conds = append(conds, `scope = `+arg(f.Scope.String()))
+	}
+	if f.Owner != "" {
+		conds = append(conds, `owner = `+arg(f.Owner))
 	}
 	if f.Query != "" {
 		// strpos, not LIKE: the text is matched as it is, with no pattern
@@ -329,6 +333,39 @@ func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpir
 		return apikey.Key{}, s.fail("rotating key "+id, err)
 	}
 	return old, nil
+}
+
+// Update implements keystore.Store. The key's row is locked (FOR UPDATE)
+// before it is judged, so a concurrent revocation either comes first and
+// is seen, or waits for this update.
+func (s *Store) Update(ctx context.Context, id string, p keystore.Patch) (apikey.Key, error) {
+	if err := keystore.CheckPatch(p); err != nil {
+		return apikey.Key{}, fmt.Errorf("updating key: %w", err)
+	}
+	var k apikey.Key
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		var err error
+		k, err = scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keygate_keys WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return err
+		}
+		if !k.RevokedAt.IsZero() {
+			return keystore.ErrRevoked
+		}
+		if p.IsZero() {
+			return nil
+		}
+		k = p.Apply(k)
+		if _, err := tx.Exec(ctx, `UPDATE keygate_keys SET name = $2, metadata = $3 WHERE id = $1`,
+			id, k.Name, keystore.EncodeMetadata(k.Metadata)); err != nil {
+			return err
+		}
+		return recordChanges(ctx, tx, k)
+	})
+	if err != nil {
+		return apikey.Key{}, s.fail("updating key "+id, err)
+	}
+	return k, nil
 }
 
 // TouchLastUsed implements keystore.Store with one statement for the whole
@@ -469,9 +506,16 @@ UPDATE keygate_change_counter SET pruned = GREATEST(pruned, (SELECT max(seq) FRO
 // insertKey inserts k, which keystore.CheckNew accepted; an ID or digest
 // already stored is ErrExists.
 func insertKey(ctx context.Context, tx pgx.Tx, k apikey.Key) error {
-	_, err := tx.Exec(ctx, `INSERT INTO keygate_keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL)`,
+	var owner *string
+	if k.Owner != "" {
+		owner = &k.Owner
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO keygate_keys (`+keyColumns+`)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, $10, $11, $12, $13, $14, $15)`,
 		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:],
-		k.CreatedAt, nullTime(k.ExpiresAt))
+		k.CreatedAt, nullTime(k.ExpiresAt),
+		owner, keystore.EncodeMetadata(k.Metadata), k.CreatedBy.Type, k.CreatedBy.ID,
+		keystore.EncodeList(k.AllowedOrigins), keystore.EncodeList(k.AllowedIPs), keystore.EncodeList(k.RateLimits))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return keystore.ErrExists
@@ -486,9 +530,11 @@ func scanKey(row pgx.Row) (apikey.Key, error) {
 		scope, expiry                    string
 		digest                           []byte
 		expiresAt, revokedAt, lastUsedAt *time.Time
-		replacedBy                       *string
+		replacedBy, owner                *string
+		metadata, origins, ips, limits   string
 	)
-	err := row.Scan(&k.ID, &k.Name, &scope, &expiry, &k.Hint, &digest, &k.CreatedAt, &expiresAt, &revokedAt, &lastUsedAt, &replacedBy)
+	err := row.Scan(&k.ID, &k.Name, &scope, &expiry, &k.Hint, &digest, &k.CreatedAt, &expiresAt, &revokedAt, &lastUsedAt, &replacedBy,
+		&owner, &metadata, &k.CreatedBy.Type, &k.CreatedBy.ID, &origins, &ips, &limits)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return apikey.Key{}, keystore.ErrNotFound
 	}
@@ -511,6 +557,20 @@ func scanKey(row pgx.Row) (apikey.Key, error) {
 	k.LastUsedAt = utc(lastUsedAt)
 	if replacedBy != nil {
 		k.ReplacedBy = *replacedBy
+	}
+	if owner != nil {
+		k.Owner = *owner
+	}
+	if k.Metadata, err = keystore.DecodeMetadata(metadata); err != nil {
+		return apikey.Key{}, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	for _, l := range []struct {
+		dst *[]string
+		src string
+	}{{&k.AllowedOrigins, origins}, {&k.AllowedIPs, ips}, {&k.RateLimits, limits}} {
+		if *l.dst, err = keystore.DecodeList(l.src); err != nil {
+			return apikey.Key{}, fmt.Errorf("key %s: %w", k.ID, err)
+		}
 	}
 	return k, nil
 }

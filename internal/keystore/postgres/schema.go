@@ -59,6 +59,23 @@ CREATE INDEX keygate_changes_changed_at ON keygate_changes (changed_at);
 	// v2: the ID of the key that replaced a key in a rotation; NULL while
 	// none did. Keys of v1 were never marked, so they read as not replaced.
 	`ALTER TABLE keygate_keys ADD COLUMN replaced_by text;`,
+	// v3: who the key belongs to and who made it, its metadata, and room
+	// for the policy fields of later versions. owner is NULL for none;
+	// metadata is a JSON object of strings, the lists JSON arrays of
+	// strings, kept as text (keystore.EncodeMetadata, EncodeList) as in
+	// SQLite. Keys of v2 read as the operator's (no owner), with no
+	// metadata, made by keygate itself: nobody recorded who made them.
+	`
+ALTER TABLE keygate_keys
+	ADD COLUMN owner text,
+	ADD COLUMN metadata text NOT NULL DEFAULT '{}',
+	ADD COLUMN created_by_type text NOT NULL DEFAULT 'system',
+	ADD COLUMN created_by_id text NOT NULL DEFAULT '',
+	ADD COLUMN allowed_origins text NOT NULL DEFAULT '[]',
+	ADD COLUMN allowed_ips text NOT NULL DEFAULT '[]',
+	ADD COLUMN rate_limits text NOT NULL DEFAULT '[]';
+CREATE INDEX keygate_keys_owner ON keygate_keys (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
+`,
 }
 
 // migrate brings the schema up to the newest version. The advisory lock,

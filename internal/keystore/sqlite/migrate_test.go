@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -80,10 +81,7 @@ func TestAVersion1FileIsMigratedAndItsKeysKeepWorking(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Get(%s) = %v", want.Name, err)
 		}
-		if got.ReplacedBy != "" || got.Name != want.Name || got.Digest != want.Digest ||
-			!got.LastUsedAt.Equal(want.LastUsedAt) || !got.RevokedAt.Equal(want.RevokedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) {
-			t.Errorf("Get(%s) = %+v, want %+v, not replaced", want.Name, got, want)
-		}
+		checkMigratedToV3(t, got, want)
 	}
 	if got, err := s.GetByDigest(t.Context(), apikey.DigestOf(secret)); err != nil || got.ID != active.ID {
 		t.Errorf("GetByDigest(active key's secret) = %s, %v; want %s", got.ID, err, active.ID)
@@ -104,5 +102,92 @@ func TestAVersion1FileIsMigratedAndItsKeysKeepWorking(t *testing.T) {
 	_, again, _ := testFormat.New("active", apikey.ScopeFull, apikey.ExpiryNever, testNow.Add(time.Hour))
 	if _, err := s.Rotate(t.Context(), active.ID, again, testNow.Add(2*time.Hour)); !errors.Is(err, keystore.ErrReplaced) {
 		t.Errorf("second Rotate(migrated key) = %v, want ErrReplaced", err)
+	}
+}
+
+// schemaV2 is the schema of version 2 as keygate released it: version 1
+// and the column replaced_by, copied here like schemaV1.
+const schemaV2 = schemaV1 + `
+	ALTER TABLE keys ADD COLUMN replaced_by TEXT;
+	PRAGMA user_version = 2;`
+
+func TestAVersion2FileIsMigratedAndItsKeysReadAsTheOperatorsMadeBySystem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	db := rawDB(t, path)
+	if _, err := db.ExecContext(t.Context(), schemaV2); err != nil {
+		t.Fatalf("creating the version-2 schema: %v", err)
+	}
+	// Keys as keygate with schema version 2 wrote them: one replaced by
+	// the other in a rotation.
+	secret, next := newKey(t, "next")
+	_, old := newKey(t, "old")
+	old.ReplacedBy = next.ID
+	for _, k := range []apikey.Key{old, next} {
+		if _, err := db.ExecContext(t.Context(), `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)`,
+			k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], micros(k.CreatedAt),
+			nullMicros(k.ExpiresAt), sql.NullString{String: k.ReplacedBy, Valid: k.ReplacedBy != ""}); err != nil {
+			t.Fatalf("inserting %s: %v", k.Name, err)
+		}
+		if _, err := db.ExecContext(t.Context(), `INSERT INTO changes (key_id, digest, changed_at) VALUES (?, ?, ?)`,
+			k.ID, k.Digest[:], micros(time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open(version-2 file) = %v", err)
+	}
+	defer s.Close()
+	var version int
+	if err := s.db.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != schemaVersion {
+		t.Errorf("user_version after Open = %d, %v; want %d", version, err, schemaVersion)
+	}
+	for _, want := range []apikey.Key{old, next} {
+		got, err := s.Get(t.Context(), want.ID)
+		if err != nil {
+			t.Fatalf("Get(%s) = %v", want.Name, err)
+		}
+		checkMigratedToV3(t, got, want)
+	}
+	if got, err := s.GetByDigest(t.Context(), apikey.DigestOf(secret)); err != nil || got.ID != next.ID {
+		t.Errorf("GetByDigest(next key's secret) = %s, %v; want %s", got.ID, err, next.ID)
+	}
+	if keys, err := s.List(t.Context(), keystore.Filter{Owner: "org_a"}); err != nil || len(keys) != 0 {
+		t.Errorf("List(owner org_a) = %d keys, %v; want none: migrated keys have no owner", len(keys), err)
+	}
+
+	// A migrated key can be updated, and new keys have owners.
+	name := "renamed"
+	got, err := s.Update(t.Context(), next.ID, keystore.Patch{Name: &name, Metadata: &map[string]string{"plan": "pro"}})
+	if err != nil || got.Name != name || got.Metadata["plan"] != "pro" {
+		t.Errorf("Update(migrated key) = %+v, %v; want renamed, plan pro", got, err)
+	}
+	_, owned := newKey(t, "owned")
+	owned.Owner = "org_a"
+	if err := s.Create(t.Context(), owned); err != nil {
+		t.Fatalf("Create(owned key) = %v", err)
+	}
+	if keys, err := s.List(t.Context(), keystore.Filter{Owner: "org_a"}); err != nil || len(keys) != 1 || keys[0].ID != owned.ID {
+		t.Errorf("List(owner org_a) = %d keys, %v; want the owned key", len(keys), err)
+	}
+}
+
+// checkMigratedToV3 checks that a key written before version 3 reads back
+// as it was written, with no owner, no metadata, no policy lists, and
+// created by keygate itself.
+func checkMigratedToV3(t *testing.T, got, want apikey.Key) {
+	t.Helper()
+	if got.Name != want.Name || got.Digest != want.Digest || got.ReplacedBy != want.ReplacedBy ||
+		!got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) ||
+		!got.RevokedAt.Equal(want.RevokedAt) || !got.LastUsedAt.Equal(want.LastUsedAt) {
+		t.Errorf("Get(%s) = %+v, want %+v", want.Name, got, want)
+	}
+	if got.Owner != "" || got.Metadata != nil || got.CreatedBy != (apikey.Actor{Type: apikey.ActorSystem}) ||
+		got.AllowedOrigins != nil || got.AllowedIPs != nil || got.RateLimits != nil {
+		t.Errorf("Get(%s) = owner %q, metadata %v, created by %+v, lists %v %v %v; want no owner, no metadata, system, no lists",
+			want.Name, got.Owner, got.Metadata, got.CreatedBy, got.AllowedOrigins, got.AllowedIPs, got.RateLimits)
 	}
 }

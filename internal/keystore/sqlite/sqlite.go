@@ -52,7 +52,8 @@ type Store struct {
 	changes     *sql.Stmt
 }
 
-const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by`
+const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by,
+	owner, metadata, created_by_type, created_by_id, allowed_origins, allowed_ips, rate_limits`
 
 // Open opens the key store in the SQLite file at path, creating the file
 // and its directory (mode 0700, the file 0600) if needed, and migrating its
@@ -221,6 +222,9 @@ func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, erro
 		}
 		conds, args = append(conds, "scope = ?"), append(args, f.Scope.String())
 	}
+	if f.Owner != "" {
+		conds, args = append(conds, "owner = ?"), append(args, f.Owner)
+	}
 	if f.Query != "" {
 		// instr, not LIKE: the text is matched as it is, with no pattern
 		// characters to escape. SQLite's lower() folds ASCII letters only,
@@ -324,6 +328,37 @@ func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpir
 		return apikey.Key{}, err
 	}
 	return old, nil
+}
+
+// Update sets the fields p names on the key id and logs the change, in one
+// transaction.
+func (s *Store) Update(ctx context.Context, id string, p keystore.Patch) (apikey.Key, error) {
+	if err := keystore.CheckPatch(p); err != nil {
+		return apikey.Key{}, fmt.Errorf("updating key: %w", err)
+	}
+	var k apikey.Key
+	err := s.write(ctx, "updating key", func(tx *sql.Tx) error {
+		var err error
+		if k, err = getKey(ctx, tx, id); err != nil {
+			return err
+		}
+		if !k.RevokedAt.IsZero() {
+			return keystore.ErrRevoked
+		}
+		if p.IsZero() {
+			return nil
+		}
+		k = p.Apply(k)
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET name = ?, metadata = ? WHERE id = ?`,
+			k.Name, keystore.EncodeMetadata(k.Metadata), id); err != nil {
+			return err
+		}
+		return logChanges(ctx, tx, k)
+	})
+	if err != nil {
+		return apikey.Key{}, err
+	}
+	return k, nil
 }
 
 // TouchLastUsed records the last use of keys, never moving one backwards,
@@ -463,8 +498,11 @@ func (s *Store) fail(op string, err error) error {
 // insertKey stores k, returning keystore.ErrExists if its ID or digest is
 // taken.
 func insertKey(ctx context.Context, tx *sql.Tx, k apikey.Key) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)`,
-		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], micros(k.CreatedAt), nullMicros(k.ExpiresAt))
+	_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], micros(k.CreatedAt), nullMicros(k.ExpiresAt),
+		sql.NullString{String: k.Owner, Valid: k.Owner != ""}, keystore.EncodeMetadata(k.Metadata),
+		k.CreatedBy.Type, k.CreatedBy.ID,
+		keystore.EncodeList(k.AllowedOrigins), keystore.EncodeList(k.AllowedIPs), keystore.EncodeList(k.RateLimits))
 	var se *sqlite.Error
 	if errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
 		return keystore.ErrExists
@@ -504,12 +542,27 @@ func scanKey(row interface{ Scan(dest ...any) error }) (apikey.Key, error) {
 		digest                    []byte
 		created                   int64
 		expires, revoked, lastUse sql.NullInt64
-		replacedBy                sql.NullString
+		replacedBy, owner         sql.NullString
+		metadata                  string
+		origins, ips, limits      string
 	)
-	if err := row.Scan(&k.ID, &k.Name, &scope, &expiry, &k.Hint, &digest, &created, &expires, &revoked, &lastUse, &replacedBy); err != nil {
+	if err := row.Scan(&k.ID, &k.Name, &scope, &expiry, &k.Hint, &digest, &created, &expires, &revoked, &lastUse, &replacedBy,
+		&owner, &metadata, &k.CreatedBy.Type, &k.CreatedBy.ID, &origins, &ips, &limits); err != nil {
 		return apikey.Key{}, err
 	}
 	var err error
+	k.Owner = owner.String
+	if k.Metadata, err = keystore.DecodeMetadata(metadata); err != nil {
+		return apikey.Key{}, fmt.Errorf("reading key %s: %w", k.ID, err)
+	}
+	for _, l := range []struct {
+		dst *[]string
+		src string
+	}{{&k.AllowedOrigins, origins}, {&k.AllowedIPs, ips}, {&k.RateLimits, limits}} {
+		if *l.dst, err = keystore.DecodeList(l.src); err != nil {
+			return apikey.Key{}, fmt.Errorf("reading key %s: %w", k.ID, err)
+		}
+	}
 	if k.Scope, err = apikey.ParseScope(scope); err != nil {
 		return apikey.Key{}, fmt.Errorf("reading key %s: %w", k.ID, err)
 	}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,29 @@ var invalidKeys = []struct {
 	{"RevokedAt set", func(k *apikey.Key) { k.RevokedAt = k.CreatedAt }},
 	{"LastUsedAt set", func(k *apikey.Key) { k.LastUsedAt = k.CreatedAt }},
 	{"ReplacedBy set", func(k *apikey.Key) { k.ReplacedBy = k.ID }},
+	{"owner with a space", func(k *apikey.Key) { k.Owner = "org a" }},
+	{"owner with a slash", func(k *apikey.Key) { k.Owner = "org/a" }},
+	{"owner of 129 characters", func(k *apikey.Key) { k.Owner = strings.Repeat("o", apikey.MaxOwnerLength+1) }},
+	{"owner with a newline", func(k *apikey.Key) { k.Owner = "org\n" }},
+	{"metadata name in upper case", func(k *apikey.Key) { k.Metadata = map[string]string{"Plan": "pro"} }},
+	{"metadata name starting with a digit", func(k *apikey.Key) { k.Metadata = map[string]string{"1plan": "pro"} }},
+	{"metadata value of 257 bytes", func(k *apikey.Key) { k.Metadata = map[string]string{"plan": strings.Repeat("x", 257)} }},
+	{"metadata value with a control", func(k *apikey.Key) { k.Metadata = map[string]string{"plan": "a\x00b"} }},
+	{"17 metadata entries", func(k *apikey.Key) {
+		k.Metadata = map[string]string{}
+		for i := range apikey.MaxMetadataEntries + 1 {
+			k.Metadata[string(rune('a'+i))] = "v"
+		}
+	}},
+	{"no creator", func(k *apikey.Key) { k.CreatedBy = apikey.Actor{} }},
+	{"creator of an unknown type", func(k *apikey.Key) { k.CreatedBy = apikey.Actor{Type: "root"} }},
+	{"creator ID with a control", func(k *apikey.Key) { k.CreatedBy = apikey.Actor{Type: apikey.ActorAdmin, ID: "a\nb"} }},
+	{"creator ID of 129 bytes", func(k *apikey.Key) {
+		k.CreatedBy = apikey.Actor{Type: apikey.ActorAdmin, ID: strings.Repeat("a", apikey.MaxActorIDLength+1)}
+	}},
+	{"empty allowed origin", func(k *apikey.Key) { k.AllowedOrigins = []string{""} }},
+	{"33 allowed IPs", func(k *apikey.Key) { k.AllowedIPs = slices.Repeat([]string{"10.0.0.1"}, apikey.MaxPolicyEntries+1) }},
+	{"rate limit with a control", func(k *apikey.Key) { k.RateLimits = []string{"1\t/s"} }},
 }
 
 func testInvalidInput(t *testing.T, open func(t *testing.T) keystore.Store, _ Options) {

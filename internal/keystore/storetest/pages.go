@@ -185,6 +185,9 @@ func matches(f keystore.Filter, k apikey.Key) bool {
 	if f.Scope != 0 && k.Scope != f.Scope {
 		return false
 	}
+	if f.Owner != "" && k.Owner != f.Owner {
+		return false
+	}
 	return f.Query == "" || k.ID == f.Query || strings.Contains(keystore.FoldQuery(k.Name), keystore.FoldQuery(f.Query))
 }
 

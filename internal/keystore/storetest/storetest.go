@@ -32,11 +32,16 @@
 //     store that pruned nothing never does.
 //   - TouchLastUsed records uses of revoked keys too.
 //   - Closing a closed store returns nil or ErrClosed.
+//   - Owner, Metadata, CreatedBy and the policy lists come back as stored;
+//     empty metadata and lists come back nil.
+//   - An effective Update adds one change (the key, with its digest); a
+//     patch that sets nothing, and a failed Update, add none.
 package storetest
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -77,6 +82,8 @@ func RunWith(t *testing.T, open func(t *testing.T) keystore.Store, opts Options)
 		{"Pages", testPages},
 		{"Revoke", testRevoke},
 		{"Rotate", testRotate},
+		{"Owners", testOwners},
+		{"Update", testUpdate},
 		{"TouchLastUsed", testTouchLastUsed},
 		{"Changes", testChanges},
 		{"Concurrency", testConcurrency},
@@ -157,6 +164,24 @@ func diffKey(got, want apikey.Key) []string {
 	field("Hint", got.Hint, want.Hint)
 	field("Digest", got.Digest, want.Digest)
 	field("ReplacedBy", got.ReplacedBy, want.ReplacedBy)
+	field("Owner", got.Owner, want.Owner)
+	field("CreatedBy", got.CreatedBy, want.CreatedBy)
+	// A store gives metadata and lists back nil when empty.
+	if !maps.Equal(got.Metadata, want.Metadata) || (got.Metadata == nil) != (len(want.Metadata) == 0) {
+		diffs = append(diffs, fmt.Sprintf("Metadata = %#v, want %#v", got.Metadata, keystore.CloneMetadata(want.Metadata)))
+	}
+	for _, l := range []struct {
+		name      string
+		got, want []string
+	}{
+		{"AllowedOrigins", got.AllowedOrigins, want.AllowedOrigins},
+		{"AllowedIPs", got.AllowedIPs, want.AllowedIPs},
+		{"RateLimits", got.RateLimits, want.RateLimits},
+	} {
+		if !slices.Equal(l.got, l.want) || (l.got == nil) != (len(l.want) == 0) {
+			diffs = append(diffs, fmt.Sprintf("%s = %#v, want %#v", l.name, l.got, l.want))
+		}
+	}
 	for _, tm := range []struct {
 		name      string
 		got, want time.Time
