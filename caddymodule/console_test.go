@@ -16,6 +16,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keyservice"
 )
 
 func TestConsoleUnmarshalCaddyfile(t *testing.T) {
@@ -229,6 +232,54 @@ func TestConsoleServesTheAuthenticatedUser(t *testing.T) {
 		})
 	}
 }
+
+// TestConsoleOwnerIsResolvedPerRequest checks that the owner subdirective
+// is resolved with the request's replacer, as a map handler or a header
+// copied by forward_auth would set it, and that a value resolving to ""
+// (an unknown placeholder included) is refused.
+func TestConsoleOwnerIsResolvedPerRequest(t *testing.T) {
+	c := &Console{Owner: "{org}"}
+	a := newTestConsole(t, c)
+	keys := map[string]string{}
+	for _, owner := range []string{"acme", "globex"} {
+		_, k, err := a.service().Create(context.Background(), keyservice.NewKey{
+			Name: owner + " key", Scope: "full", ExpiresIn: "never", Owner: owner, CreatedBy: apikey.Actor{Type: apikey.ActorAdmin},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[owner] = k.ID
+	}
+	tests := []struct {
+		name       string
+		org        *string
+		wantStatus int
+		want, not  string
+	}{
+		{"acme", ptr("acme"), http.StatusOK, keys["acme"], keys["globex"]},
+		{"globex", ptr("globex"), http.StatusOK, keys["globex"], keys["acme"]},
+		{"empty", ptr(""), http.StatusForbidden, "your session does not name one", keys["acme"]},
+		{"unset placeholder", nil, http.StatusForbidden, "your session does not name one", keys["acme"]},
+		{"not an owner", ptr("{http.request.header.X-Org}"), http.StatusForbidden, "your session does not name one", keys["acme"]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := consoleRequest("GET", "/console/", "/", "alice", nil)
+			if tt.org != nil {
+				r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("org", *tt.org)
+			}
+			rec := httptest.NewRecorder()
+			if err := c.ServeHTTP(rec, r, nil); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != tt.wantStatus || !strings.Contains(rec.Body.String(), tt.want) || strings.Contains(rec.Body.String(), tt.not) {
+				t.Errorf("status %d, want %d with %q and without %q", rec.Code, tt.wantStatus, tt.want, tt.not)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func TestConsoleAllowUnauthenticatedOnlyFromLoopback(t *testing.T) {
 	c := &Console{AllowUnauthenticated: true}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/keystore"
 )
 
 // serveChange answers POST: op=create (name, scope, expires_in, metadata),
@@ -125,6 +126,10 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, sess session) {
 		status, field, msg := serviceAnswer(err, id)
 		if status == http.StatusServiceUnavailable {
 			h.logger.Error("console could not change an api key", sess.who(r), zap.String("action", "update"), zap.String("key_id", id), zap.Error(err))
+		}
+		if errors.Is(err, keystore.ErrRevoked) {
+			// The service's message speaks of rotation.
+			msg = "This key is revoked: a revoked key cannot be changed."
 		}
 		if wantsJSON(r) {
 			writeJSONError(w, status, field, msg)

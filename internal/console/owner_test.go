@@ -363,8 +363,8 @@ func TestRevokedKeysCannotBeEdited(t *testing.T) {
 		t.Errorf("?dialog=edit of a revoked key: status %d, the dialog opened or no notice", resp.StatusCode)
 	}
 	resp, body := e.postJSON(url.Values{"op": {"update"}, "id": {k.ID}, "name": {"Renamed"}, "metadata": {""}})
-	if resp.StatusCode != http.StatusConflict {
-		t.Errorf("update of a revoked key: status %d, want 409: %v", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusConflict || body["error"].(map[string]any)["message"] != "This key is revoked: a revoked key cannot be changed." {
+		t.Errorf("update of a revoked key: status %d, want 409 saying it cannot be changed: %v", resp.StatusCode, body)
 	}
 	if got := e.key(k.ID); got.Name != "Backend" {
 		t.Errorf("a revoked key was renamed to %q", got.Name)
