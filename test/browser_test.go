@@ -312,7 +312,7 @@ func TestBrowserConsoleManagesKeysEndToEnd(t *testing.T) {
 	// Rotate the routine key from the row menu, with no grace period.
 	browserDo(t, ctx,
 		chromedp.Click(chromedp.CSS(`summary[aria-label="More actions for key Cron routine"]`)),
-		chromedp.Click(chromedp.CSS(`a.menu-item[data-id="`+keys["routine"].id+`"]`)),
+		chromedp.Click(chromedp.CSS(`a.menu-item[data-dialog="rotate"][data-id="`+keys["routine"].id+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#rotate-dialog[open]`)),
 		chromedp.Click(chromedp.CSS(`#rotate-dialog input[name="grace"][value="0s"]`)),
 		chromedp.Click(chromedp.CSS(`#rotate-dialog button.primary`)),

@@ -17,6 +17,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // The owner-scoped console, as the two shipped examples deploy it:
@@ -463,5 +466,134 @@ func TestCaddyfileSaaSConsoleFollowsTheApplicationsSession(t *testing.T) {
 	}
 	if k := adminKey(t, g, acmeID); k.Status != "active" {
 		t.Errorf("acme's key is %s after the refused requests", k.Status)
+	}
+}
+
+// TestBrowserOwnerConsoleKeepsOrganisationsApart drives docs/Caddyfile.saas
+// in Chromium, signed in at the application's login: alice of acme
+// creates and edits keys of acme, and cannot reach globex's key by search,
+// by URL or by forged form fields; a session without an organisation, or
+// of a member, is refused.
+func TestBrowserOwnerConsoleKeepsOrganisationsApart(t *testing.T) {
+	g := startCaddyfileSaaS(t)
+	gina := signIn(t, g, "gina")
+	globexSecret, globexID := gina.create(url.Values{"name": {"Globex backend"}, "metadata": {"plan=gold"}})
+	globexBefore := adminKey(t, g, globexID)
+
+	ctx := newBrowser(t, 1280, 800)
+	browserDo(t, ctx,
+		chromedp.Navigate(g.SiteURL+"/login?user=alice"),
+		chromedp.WaitVisible(chromedp.CSS(`.empty`)),
+	)
+	if text := browserJS[string](t, ctx, `document.body.innerText`); strings.Contains(text, "Globex") || !strings.Contains(text, "Organisation acme") {
+		t.Errorf("alice's empty console: %q", text)
+	}
+
+	// Create and edit a key of acme's.
+	secret, acmeID := browserCreateKey(t, ctx, "Acme backend", "full", "1mo")
+	if k := adminKey(t, g, acmeID); k.owner() != "acme" || k.CreatedBy.Type != "console" || k.CreatedBy.ID != "alice" {
+		t.Errorf("key made in alice's console: owner %q created_by %+v", k.owner(), k.CreatedBy)
+	}
+	openEdit := func() {
+		t.Helper()
+		browserDo(t, ctx,
+			chromedp.Click(chromedp.CSS(`tr[data-key-id="`+acmeID+`"] summary`)),
+			chromedp.Click(chromedp.CSS(`a.menu-item[data-dialog="edit"][data-id="`+acmeID+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#edit-dialog[open]`)),
+		)
+	}
+	openEdit()
+	if got := browserJS[string](t, ctx, `document.getElementById("edit-name").value`); got != "Acme backend" {
+		t.Errorf("edit dialog's name = %q, want the key's", got)
+	}
+	if text := browserJS[string](t, ctx, `document.getElementById("edit-dialog").innerText`); !strings.Contains(text, "rotate the key or create a new key") {
+		t.Errorf("edit dialog does not say how to change scope, owner or expiry: %q", text)
+	}
+	browserDo(t, ctx,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-name").value = "Acme API"; document.getElementById("edit-metadata").value = "plan=pro\nregion=eu"`),
+		chromedp.Click(chromedp.CSS(`#edit-dialog button.primary`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#edit-dialog`)),
+	)
+	browserWait(t, ctx, `document.getElementById("notice").textContent.includes("updated") && document.querySelector('tr[data-key-id="`+acmeID+`"] .key-name').textContent === "Acme API"`)
+	if k := adminKey(t, g, acmeID); k.Name != "Acme API" || k.Metadata["plan"] != "pro" || k.Metadata["region"] != "eu" || k.owner() != "acme" {
+		t.Errorf("after the edit: %+v", k)
+	}
+	// The edit dialog opened again shows the new values, and bad input
+	// is shown under its field.
+	openEdit()
+	if got := browserJS[string](t, ctx, `document.getElementById("edit-metadata").value`); got != "plan=pro\nregion=eu" {
+		t.Errorf("edit dialog's metadata = %q", got)
+	}
+	browserDo(t, ctx,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-metadata").value = "nonsense"`),
+		chromedp.Click(chromedp.CSS(`#edit-dialog button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#edit-metadata-error`)),
+	)
+	if got := browserJS[string](t, ctx, `document.getElementById("edit-metadata-error").textContent`); got != "Metadata: line 1 is not name=value." {
+		t.Errorf("metadata error = %q", got)
+	}
+
+	// Forged form fields: the edit form sent with globex's key ID is
+	// answered as not found; a create form with owner=globex makes a key
+	// of acme.
+	browserDo(t, ctx,
+		chromedp.Evaluate[chromedp.Void](`(f => { f.querySelector('[name="id"]').value = `+jsString(globexID)+`; f.querySelector('[name="metadata"]').value = ""; f.requestSubmit(); })(document.querySelector("#edit-dialog form"))`),
+	)
+	browserWait(t, ctx, `document.querySelector('#edit-dialog [data-error-for=""]').textContent === "No API key has ID `+globexID+`."`)
+	browserDo(t, ctx, chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.CSS(`#edit-dialog`)))
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`a[data-dialog="create"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#create-dialog[open]`)),
+		chromedp.Evaluate[chromedp.Void](`(f => { const o = document.createElement("input"); o.type = "hidden"; o.name = "owner"; o.value = "globex"; f.append(o); f.querySelector('[name="name"]').value = "Forged owner"; f.requestSubmit(); })(document.querySelector("#create-dialog form"))`),
+		chromedp.WaitVisible(chromedp.CSS(`#secret-dialog[open]`)),
+	)
+	forgedID := browserJS[string](t, ctx, `document.querySelector('#secret-dialog [data-field="id"]').textContent`)
+	if got := adminKey(t, g, forgedID).owner(); got != "acme" {
+		t.Errorf("create with a forged owner field made a key of %q, want acme", got)
+	}
+	browserDo(t, ctx, chromedp.Click(chromedp.CSS(`#secret-dialog button[value="done"]`)), chromedp.WaitNotVisible(chromedp.CSS(`#secret-dialog`)))
+
+	// Search by globex's key ID and name: nothing.
+	for _, q := range []string{globexID, "Globex"} {
+		browserDo(t, ctx,
+			chromedp.Navigate(g.SiteURL+"/console/?status=all"),
+			chromedp.WaitVisible(chromedp.CSS(`#filter-q`)),
+			chromedp.SendKeys(chromedp.CSS(`#filter-q`), q+kb.Enter),
+		)
+		browserWait(t, ctx, `location.search.includes("q=") && document.querySelector(".empty") !== null`)
+		if ids := browserRowIDs(t, ctx); len(ids) != 0 {
+			t.Errorf("search %q: rows %v, want none", q, ids)
+		}
+	}
+	// By URL: each dialog of globex's key is "no key with that ID".
+	for _, dialog := range []string{"rotate", "revoke", "edit"} {
+		browserDo(t, ctx,
+			chromedp.Navigate(g.SiteURL+"/console/?dialog="+dialog+"&id="+globexID),
+			chromedp.WaitVisible(chromedp.CSS(`#notice`)),
+		)
+		if got := browserJS[string](t, ctx, `document.getElementById("notice").textContent + " open:" + document.querySelectorAll("dialog[open]").length`); got != "There is no key with that ID. open:0" {
+			t.Errorf("?dialog=%s of globex's key: %q", dialog, got)
+		}
+		if browserJS[bool](t, ctx, `document.body.innerText.includes("Globex")`) {
+			t.Errorf("?dialog=%s of globex's key shows its name", dialog)
+		}
+	}
+	// Globex's key is as it was, and works; acme's works too.
+	if k := adminKey(t, g, globexID); k.Status != "active" || k.Name != globexBefore.Name || k.Metadata["plan"] != "gold" || k.ReplacedBy != nil {
+		t.Errorf("globex's key changed: %+v", k)
+	}
+	for name, s := range map[string]string{"globex": globexSecret, "acme": secret} {
+		if resp, body := g.Request(http.MethodGet, "/api/anything", WithKey(s)); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s's key: status %d %s, want 200", name, resp.StatusCode, body)
+		}
+	}
+
+	// Sessions without an organisation, or of a member, are refused.
+	for user, want := range map[string]string{"nora": "your session does not name one", "bob": "Only your organisation's administrators can manage API keys."} {
+		browserDo(t, ctx, chromedp.Navigate(g.SiteURL+"/login?user="+user))
+		browserWait(t, ctx, `document.body.innerText.includes(`+jsString(want)+`)`)
+		if browserJS[bool](t, ctx, `document.body.innerText.includes("Acme")`) {
+			t.Errorf("%s sees a key of acme", user)
+		}
 	}
 }
