@@ -441,6 +441,16 @@ func TestBrowserConsoleLayouts(t *testing.T) {
 	shot(desktop, "console-list.png")
 
 	browserDo(t, desktop,
+		chromedp.Click(chromedp.CSS(`summary[aria-label="More actions for key Production Backend"]`)),
+		chromedp.Click(chromedp.CSS(`tr:has(summary[aria-label="More actions for key Production Backend"]) a.menu-item[data-dialog="edit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#edit-dialog[open]`)),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-metadata").value = "plan=enterprise\nregion=eu-west-1"`),
+	)
+	noSideways(desktop, "edit dialog")
+	shot(desktop, "console-edit.png")
+	browserDo(t, desktop, chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.CSS(`#edit-dialog`)))
+
+	browserDo(t, desktop,
 		chromedp.Click(chromedp.CSS(`a[data-dialog="create"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#create-dialog[open]`)),
 		chromedp.SendKeys(chromedp.CSS(`#create-name`), "Billing service"),
