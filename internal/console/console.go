@@ -10,6 +10,14 @@
 // the key ID; a key's secret is shown once, in the response to the request
 // that created it, and never appears in a URL, a cookie, a redirect or a log.
 //
+// With Config.Owner the console is one owner's (a customer organisation's):
+// every call goes through keyservice.Service.ForOwner, so it lists,
+// creates, edits, rotates and revokes only that owner's keys, a key of
+// another owner is answered exactly like one that does not exist (404),
+// and no owner is ever read from the request's form or query. A request
+// for which the owner resolves to "" gets 403. Without it, the console is
+// the operator's, over every key, with an owner column and filter.
+//
 // URLs are relative, so the console works under any path prefix as long as
 // the prefix is stripped before it (Caddy's handle_path):
 //
