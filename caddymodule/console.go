@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/console"
 )
 
@@ -111,6 +113,14 @@ func (c *Console) provision(app *App, logger *zap.Logger) error {
 	svc := app.service()
 	if svc == nil {
 		return errors.New("the apikeys app is not provisioned")
+	}
+	// A value without placeholders is one owner, known now: a typo that
+	// no key could have as owner is a config error, not a console that
+	// refuses everyone.
+	if c.Owner != "" && !strings.Contains(c.Owner, "{") {
+		if err := apikey.CheckOwner(c.Owner); err != nil {
+			return fmt.Errorf("apikey_console owner: %w", err)
+		}
 	}
 	var err error
 	c.handler, err = console.New(console.Config{

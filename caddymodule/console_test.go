@@ -281,6 +281,29 @@ func TestConsoleOwnerIsResolvedPerRequest(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+func TestConsoleProvisionRefusesALiteralOwnerNoKeyCouldHave(t *testing.T) {
+	for _, tt := range []struct {
+		owner   string
+		wantErr bool
+	}{
+		{"acme", false},
+		{"{http.request.header.X-Org-Id}", false},
+		{"org:{org}", false},
+		{"acme corp", true},
+		{strings.Repeat("a", 129), true},
+	} {
+		a := &App{Store: &StoreConfig{Path: filepath.Join(t.TempDir(), "keys.db")}}
+		if err := a.Provision(newTestContext(t)); err != nil {
+			t.Fatal(err)
+		}
+		err := (&Console{Owner: tt.owner}).provision(a, zap.NewNop())
+		if (err != nil) != tt.wantErr {
+			t.Errorf("owner %q: error %v, want error: %v", tt.owner, err, tt.wantErr)
+		}
+		_ = a.Cleanup()
+	}
+}
+
 func TestConsoleAllowUnauthenticatedOnlyFromLoopback(t *testing.T) {
 	c := &Console{AllowUnauthenticated: true}
 	newTestConsole(t, c)
