@@ -82,9 +82,10 @@ type Console struct {
 	// ones to ""; a request for which the value resolves to "" or to
 	// something that is not an owner (1-128 characters of A-Z a-z 0-9 . _
 	// : @ -) is refused with 403, so a session that names no organisation
-	// sees nothing. The owner is taken from this value only, never from
-	// the request's form. Default: none, the operator's console over
-	// every key, with an owner column and filter.
+	// sees nothing. A value without placeholders must be a valid owner
+	// when the config loads. The owner is taken from this value only,
+	// never from the request's form. Default: none, the operator's console
+	// over every key, with an owner column and filter.
 	Owner string `json:"owner,omitempty"`
 
 	handler *console.Handler
