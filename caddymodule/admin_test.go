@@ -353,7 +353,7 @@ func TestServiceErrorStatuses(t *testing.T) {
 		{"wrapped input error", fmt.Errorf("creating: %w", &keyservice.InputError{Field: "grace", Message: "too long"}), 400, "grace: too long", ""},
 		{"not found", fmt.Errorf("getting key: %w", keystore.ErrNotFound), 404, "no API key has ID " + validID, ""},
 		{"revoked", fmt.Errorf("rotating key: %w", keystore.ErrRevoked), 409, "is revoked: a revoked key cannot be rotated", ""},
-		{"replaced", fmt.Errorf("rotating key: %w", keystore.ErrReplaced), 409, "was replaced by a rotation", ""},
+		{"replaced", fmt.Errorf("rotating key: %w", keystore.ErrReplaced), 409, "was already replaced by a rotation", ""},
 		{"expired", fmt.Errorf("rotating key: %w", keystore.ErrExpired), 409, "is expired: an expired key cannot be rotated", ""},
 		{"store down", errors.New("dial tcp 127.0.0.1:5432: connection refused"), 503, "key store unavailable: dial tcp", "1"},
 		{"store closed", keystore.ErrClosed, 503, "key store unavailable", "1"},

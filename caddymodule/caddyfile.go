@@ -165,6 +165,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    keep_credentials
 //	    forward_identity off
 //	    preflight authenticate
+//	    strict_paths
 //	}
 //
 // The scopes are those the route accepts besides full: widget, routine.
@@ -202,6 +203,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.KeepCredentials = true
+		case "strict_paths":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.StrictPaths = true
 		case "forward_identity":
 			var val string
 			if !d.AllArgs(&val) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/identity"
+	"github.com/docana/keygate/internal/pathcheck"
 )
 
 func init() {
@@ -27,9 +30,9 @@ func init() {
 // Identity headers set for the upstream on success. A client's own copies
 // are removed on every request, whatever the outcome.
 const (
-	HeaderKeyID    = "X-Api-Key-Id"
-	HeaderKeyName  = "X-Api-Key-Name"
-	HeaderKeyScope = "X-Api-Key-Scope"
+	HeaderKeyID    = identity.HeaderID
+	HeaderKeyName  = identity.HeaderName
+	HeaderKeyScope = identity.HeaderScope
 )
 
 // DefaultRealm is the realm named in WWW-Authenticate unless configured.
@@ -87,6 +90,16 @@ type Handler struct {
 	// credentials on a preflight; the actual request is authenticated.
 	Preflight string `json:"preflight,omitempty"`
 
+	// StrictPaths refuses, with 400 ambiguous_path and whatever the key,
+	// requests whose path a server behind the gateway may resolve to
+	// another route than the one this handler guards: ';' path
+	// parameters (/api/..;/admin), backslashes, encoded slashes (%2F),
+	// encoded percent signs (%252e), dot segments in any spelling (%2e%2e),
+	// empty segments (//) and control characters. Enable it in front of
+	// Tomcat, Jetty, Spring and other servers that decode, strip or merge
+	// these before routing. Default: off (paths are passed on unchanged).
+	StrictPaths bool `json:"strict_paths,omitempty"`
+
 	verifier      keyVerifier
 	recorder      useRecorder
 	logger        *zap.Logger
@@ -98,6 +111,8 @@ type Handler struct {
 	scopeBodies [scopeSlots][]byte
 	// ambiguousBody is the ambiguous_credentials answer.
 	ambiguousBody []byte
+	// pathBodies are the ambiguous_path answers, by pathcheck.Problem.
+	pathBodies [pathcheck.BadEscape + 1][]byte
 	// unavailableLog spaces out the error lines of 503 answers: during an
 	// outage every request for an uncached key fails, and a line per
 	// request would flood the log (the access log has them all anyway).
@@ -184,15 +199,41 @@ func (h *Handler) provision(v keyVerifier, rec useRecorder, logger *zap.Logger) 
 	}
 	h.ambiguousBody = errorBody(apikey.CodeAmbiguous,
 		"the request holds more than one Authorization header: send exactly one, Authorization: ApiKey <key>")
+	for _, p := range pathcheck.Problems {
+		h.pathBodies[p] = errorBody(apikey.CodeAmbiguousPath,
+			"the request path holds "+p.String()+": send the path in its plain form")
+	}
 	return nil
 }
 
 // ServeHTTP authenticates r and, if its key is accepted here, passes it to
 // next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	removeIdentityHeaders(r.Header)
+	identity.RemoveHeaders(r.Header)
+	if r.Trailer != nil || r.TransferEncoding != nil {
+		identity.RemoveTrailers(r)
+	}
+
+	// Before the key: an ambiguous path is refused whatever the key, and
+	// the answer says nothing about it.
+	if h.StrictPaths {
+		// The path forwarded is RawPath if it is set and valid, else Path
+		// escaped: both must be plain. (EscapedPath would allocate.)
+		p := pathcheck.CheckDecoded(r.URL.Path)
+		if p == pathcheck.OK && r.URL.RawPath != "" {
+			p = pathcheck.Check(r.URL.RawPath)
+		}
+		if p != pathcheck.OK {
+			return h.reject(w, apikey.CodeAmbiguousPath, nil, h.pathBodies[p], nil)
+		}
+	}
 
 	if !h.authPreflight && isPreflight(r) {
+		// Passed on without a key, so without one: a key sent anyway
+		// would otherwise reach the upstream.
+		if !h.KeepCredentials {
+			delete(r.Header, "Authorization")
+		}
 		return next.ServeHTTP(w, r)
 	}
 
@@ -208,6 +249,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	k, err := h.verifier.Verify(r.Context(), authorization, now)
 	processMetrics.VerifyDuration.Observe(time.Since(now).Seconds())
 	if err != nil {
+		if errors.Is(err, apikey.ErrMissingKey) {
+			if e := misplacedKey(r); e != nil {
+				err = e
+			}
+		}
 		return h.rejectVerify(w, k, err)
 	}
 	if !h.accepted.Allows(k.Scope) {
@@ -270,7 +316,7 @@ func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key,
 	switch code {
 	case apikey.CodeScope:
 		status = http.StatusForbidden
-	case apikey.CodeAmbiguous:
+	case apikey.CodeAmbiguous, apikey.CodeAmbiguousPath:
 		status = http.StatusBadRequest
 	case apikey.CodeUnavailable:
 		status = http.StatusServiceUnavailable
@@ -330,44 +376,47 @@ func isPreflight(r *http.Request) bool {
 		r.Header.Get("Access-Control-Request-Method") != ""
 }
 
-// removeIdentityHeaders deletes the identity headers a client sent. Beyond
-// the canonical names, it removes spellings with underscores
-// (X-Api-Key_Id, X_API_KEY_ID), which some upstream stacks (CGI, WSGI,
-// Rack) read as the same header.
-func removeIdentityHeaders(hdr http.Header) {
-	delete(hdr, HeaderKeyID)
-	delete(hdr, HeaderKeyName)
-	delete(hdr, HeaderKeyScope)
-	for name := range hdr {
-		if len(name) >= len(HeaderKeyID) && len(name) <= len(HeaderKeyScope) && strings.IndexByte(name, '_') >= 0 &&
-			(sameHeader(name, HeaderKeyID) || sameHeader(name, HeaderKeyName) || sameHeader(name, HeaderKeyScope)) {
-			delete(hdr, name)
-		}
+// Answers to a request without a key in Authorization that sent one where
+// keygate does not read it: they say where the key belongs, and never
+// repeat it.
+var (
+	errKeyInHeader = apikey.NewError(apikey.CodeMissing,
+		"no API key in the Authorization header, and a key in the X-Api-Key header is not read: send Authorization: ApiKey <key>")
+	errKeyInQuery = apikey.NewError(apikey.CodeMissing,
+		"no API key in the Authorization header, and a key in the api_key query parameter is not read (URLs are logged): send Authorization: ApiKey <key>")
+)
+
+// misplacedKey returns the answer to r, sent without a key in
+// Authorization, if it holds an X-Api-Key header or an api_key query
+// parameter (the names Caddyfile.example's access log removes), else nil.
+func misplacedKey(r *http.Request) *apikey.Error {
+	if _, ok := r.Header["X-Api-Key"]; ok {
+		return errKeyInHeader
 	}
+	if hasQueryParam(r.URL.RawQuery, "api_key") {
+		return errKeyInQuery
+	}
+	return nil
 }
 
-// sameHeader reports whether name equals canonical when case and the
-// difference between '_' and '-' are ignored.
-func sameHeader(name, canonical string) bool {
-	if len(name) != len(canonical) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		a, b := name[i], canonical[i]
-		if a == '_' {
-			a = '-'
+// hasQueryParam reports whether the raw query holds a parameter named
+// name, decoded as url.ParseQuery (and so Caddy's log filter) decodes
+// names. It allocates only for names with escapes.
+func hasQueryParam(rawQuery, name string) bool {
+	for rawQuery != "" {
+		var pair string
+		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
+		key, _, _ := strings.Cut(pair, "=")
+		if key == name {
+			return true
 		}
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
-			return false
+		if strings.ContainsAny(key, "%+") {
+			if k, err := url.QueryUnescape(key); err == nil && k == name {
+				return true
+			}
 		}
 	}
-	return true
+	return false
 }
 
 // scopeIndex returns s as an index of tables by scope, 0 if invalid.

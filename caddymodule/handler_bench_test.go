@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/identity"
 )
 
 // The benchmarks here cover the handler's paths that the load benchmark
@@ -73,7 +75,7 @@ func BenchmarkRemoveIdentityHeaders(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		removeIdentityHeaders(hdr)
+		identity.RemoveHeaders(hdr)
 	}
 	if len(hdr) != 6 {
 		b.Fatalf("headers left: got %d, want 6", len(hdr))
@@ -86,5 +88,32 @@ func BenchmarkRequestCountersInc(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		processRequests.inc(processMetrics.Requests, resultOK, apikey.ScopeWidget)
+	}
+}
+
+// BenchmarkHandlerServeHTTPCachedKeyStrictPaths is the success path of
+// BenchmarkHandlerServeHTTPCachedKey with strict_paths on and the
+// Connection header an HTTP/1.1 client sends: the path check and the
+// Connection list scan must add no allocation.
+func BenchmarkHandlerServeHTTPCachedKeyStrictPaths(b *testing.B) {
+	f := newGatewayFixture(b)
+	secret, _ := f.addKey(b, "bench", apikey.ScopeWidget, time.Now(), apikey.ExpiryNever)
+	h, _ := f.handler(b, &Handler{Scopes: []string{"widget"}, StrictPaths: true})
+	h.logger = zap.NewNop()
+	r := httptest.NewRequest("GET", "/api/widget/chat/history%20x/item.json", nil)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	auth := []string{"ApiKey " + secret}
+	connection := []string{"keep-alive"}
+	w := &discardWriter{header: http.Header{}}
+	passed := 0
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { passed++; return nil })
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Header["Authorization"] = auth
+		r.Header["Connection"] = connection
+		_ = h.ServeHTTP(w, r, next)
+	}
+	if passed == 0 || w.status != 0 {
+		b.Fatalf("requests refused: %d", w.status)
 	}
 }

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -526,5 +528,117 @@ func BenchmarkHandlerServeHTTPUnknownScheme(b *testing.B) {
 	for b.Loop() {
 		w := httptest.NewRecorder()
 		_ = h.ServeHTTP(w, r, next)
+	}
+}
+
+// TestHandlerRemovesIdentityTrailersAtTheEndOfTheBody reads a chunked
+// request with http.ReadRequest, which, like the server, fills in
+// r.Trailer only when the body reaches its end: the trailers next sees
+// then hold no identity name and no Authorization, and the others.
+func TestHandlerRemovesIdentityTrailersAtTheEndOfTheBody(t *testing.T) {
+	f := newGatewayFixture(t)
+	secret, _ := f.addKey(t, "k", apikey.ScopeFull, time.Now(), apikey.ExpiryNever)
+	h, _ := f.handler(t, &Handler{})
+	for _, announce := range []string{"Trailer: X-Api-Key-Id, X-Checksum\r\n", ""} {
+		raw := "POST /x HTTP/1.1\r\nHost: gw\r\nAuthorization: ApiKey " + secret + "\r\n" +
+			"Transfer-Encoding: chunked\r\n" + announce + "\r\n" +
+			"5\r\nhello\r\n0\r\n" +
+			"X-Api-Key-Id: key_forged\r\nx_api_key_scope: full\r\nAuthorization: ApiKey forged\r\nX-Checksum: abc\r\n\r\n"
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var trailers http.Header
+		next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			if _, err := io.ReadAll(r.Body); err != nil {
+				return err
+			}
+			trailers = r.Trailer.Clone()
+			return nil
+		})
+		if err := h.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range trailers {
+			if n := strings.ReplaceAll(strings.ToLower(name), "_", "-"); strings.HasPrefix(n, "x-api-key-") || n == "authorization" {
+				t.Errorf("%q: trailer %s = %q left", announce, name, v)
+			}
+		}
+		if got := trailers.Get("X-Checksum"); got != "abc" {
+			t.Errorf("%q: trailer X-Checksum = %q, want abc", announce, got)
+		}
+	}
+}
+
+func TestHandlerAnswersKeysSentInTheWrongPlace(t *testing.T) {
+	f := newGatewayFixture(t)
+	h, _ := f.handler(t, &Handler{})
+	const key = "dk_0123456789abcdefghijklmnopqrstuv0AbCdE"
+	tests := []struct {
+		name, target string
+		header       http.Header
+		wantInMsg    string
+	}{
+		{"nowhere", "/x", nil, "no API key was sent"},
+		{"X-Api-Key header", "/x", http.Header{"X-Api-Key": {key}}, "X-Api-Key header is not read"},
+		{"api_key parameter", "/x?api_key=" + key, nil, "api_key query parameter is not read"},
+		{"api_key parameter after others", "/x?a=1&b&api_key=" + key, nil, "api_key query parameter is not read"},
+		{"encoded api_key parameter", "/x?api%5fkey=" + key, nil, "api_key query parameter is not read"},
+		{"api_key parameter without a value", "/x?api_key", nil, "api_key query parameter is not read"},
+		{"other parameters", "/x?key=" + key + "&api_keys=1&xapi_key=1", nil, "no API key was sent"},
+		{"empty Authorization and X-Api-Key", "/x", http.Header{"Authorization": {""}, "X-Api-Key": {key}}, "X-Api-Key header is not read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := serve(t, h, newRequest("GET", tt.target, tt.header))
+			code, msg := errorAnswer(t, s.resp.Body.Bytes())
+			if s.resp.Code != 401 || code != "missing_api_key" {
+				t.Errorf("answer %d %s, want 401 missing_api_key", s.resp.Code, code)
+			}
+			if !strings.Contains(msg, tt.wantInMsg) || !strings.Contains(msg, "Authorization: ApiKey <key>") || strings.Contains(msg, key[3:]) {
+				t.Errorf("message %q: want %q and where the key belongs, never the key", msg, tt.wantInMsg)
+			}
+		})
+	}
+}
+
+func TestHandlerRefusesAmbiguousPathsWithStrictPaths(t *testing.T) {
+	f := newGatewayFixture(t)
+	secret, _ := f.addKey(t, "k", apikey.ScopeFull, time.Now(), apikey.ExpiryNever)
+	preflight := http.Header{"Origin": {"https://shop.example"}, "Access-Control-Request-Method": {"POST"}}
+	tests := []struct {
+		name, target string
+		h            *Handler
+		header       http.Header
+		wantStatus   int
+		wantCode     string
+	}{
+		{"plain path", "/api/x", &Handler{StrictPaths: true}, apiKeyHeader(secret), 200, ""},
+		{"ambiguous path with a key", "/api/..;/admin", &Handler{StrictPaths: true}, apiKeyHeader(secret), 400, "ambiguous_path"},
+		{"ambiguous path without a key", "/api/%2e%2e/admin", &Handler{StrictPaths: true}, nil, 400, "ambiguous_path"},
+		{"ambiguous path of a preflight", "/api/%5cadmin", &Handler{StrictPaths: true}, preflight, 400, "ambiguous_path"},
+		{"ambiguous path, strict_paths off", "/api/..;/admin", &Handler{}, apiKeyHeader(secret), 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, _ := f.handler(t, tt.h)
+			method := "GET"
+			if tt.header.Get("Origin") != "" {
+				method = "OPTIONS"
+			}
+			s := serve(t, h, newRequest(method, tt.target, tt.header))
+			if s.resp.Code != tt.wantStatus || (s.upstream != nil) != (tt.wantStatus == 200) {
+				t.Fatalf("status %d, passed on %v; want %d", s.resp.Code, s.upstream != nil, tt.wantStatus)
+			}
+			if tt.wantCode == "" {
+				return
+			}
+			if code, msg := errorAnswer(t, s.resp.Body.Bytes()); code != tt.wantCode || !strings.Contains(msg, "plain form") {
+				t.Errorf("answer %s %q, want %s", code, msg, tt.wantCode)
+			}
+			if got := s.resp.Header().Get("WWW-Authenticate"); got != "" {
+				t.Errorf("WWW-Authenticate = %q on a 400", got)
+			}
+		})
 	}
 }

@@ -47,6 +47,7 @@ var results = [...]string{
 	string(apikey.CodeScope),
 	string(apikey.CodeAmbiguous),
 	string(apikey.CodeUnavailable),
+	string(apikey.CodeAmbiguousPath),
 }
 
 // resultIndex returns the index of code in results, and 0 (ok) for "".

@@ -73,6 +73,28 @@ func TestCaddyfileExampleRuns(t *testing.T) {
 		})
 	}
 
+	// Keys sent where keygate does not read them are refused with a
+	// message that says where they belong, and the access log does not
+	// hold them: the example's log filter removes them.
+	for _, tt := range []struct {
+		name, path string
+		header     http.Header
+	}{
+		{"X-Api-Key header", "/api/wrong-place-header", http.Header{"X-Api-Key": {full}}},
+		{"api_key query parameter", "/api/wrong-place-query?api_key=" + full + "&page=2", nil},
+	} {
+		resp, body := g.Request(http.MethodGet, tt.path, tt.header)
+		if resp.StatusCode != 401 || !strings.Contains(string(body), `"missing_api_key"`) ||
+			!strings.Contains(string(body), "Authorization: ApiKey <key>") || strings.Contains(string(body), full) {
+			t.Errorf("%s: %d %s, want 401 missing_api_key saying where the key belongs", tt.name, resp.StatusCode, body)
+		}
+		g.WaitOutput(tt.path[:strings.IndexAny(tt.path+"?", "?")])
+	}
+	g.WaitOutput("page=2") // the rest of the query is still logged
+	if strings.Contains(g.Output(), full[3:]) {
+		t.Errorf("the output holds the key sent in the wrong place:\n%s", g.Output())
+	}
+
 	resp, body := g.Request(http.MethodGet, "/metrics", WithKey(full))
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "caddy_apikey_requests_total") {
 		t.Errorf("/metrics with a full key: %d, no caddy_apikey_requests_total", resp.StatusCode)

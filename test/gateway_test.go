@@ -1,8 +1,12 @@
 package test
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -144,6 +148,18 @@ func TestGatewayAnswersEveryRowOfTheErrorTable(t *testing.T) {
 		{"widget key on the routine route", "/api/routines/run", WithKey(kr.secrets["widget"]), 403, "insufficient_scope", "full, routine"},
 		{"two Authorization headers", "/x", http.Header{"Authorization": {"ApiKey " + full, "ApiKey " + full}}, 400, "ambiguous_credentials", ""},
 		{"realm of the route", "/strict/x", nil, 401, "missing_api_key", ""},
+		// Keys sent where keygate does not read them: the answer says where
+		// the key belongs and never repeats it.
+		{"key in an X-Api-Key header", "/x", http.Header{"X-Api-Key": {full}}, 401, "missing_api_key", "X-Api-Key header is not read: send Authorization: ApiKey <key>"},
+		{"key in an x-api-key header", "/x", http.Header{"x-api-key": {full}}, 401, "missing_api_key", "X-Api-Key header is not read: send Authorization: ApiKey <key>"},
+		{"key in the api_key query parameter", "/x?api_key=" + full, nil, 401, "missing_api_key", "api_key query parameter is not read (URLs are logged): send Authorization: ApiKey <key>"},
+		{"key in an encoded api_key query parameter", "/x?a=1&api%5Fkey=" + full, nil, 401, "missing_api_key", "api_key query parameter is not read (URLs are logged): send Authorization: ApiKey <key>"},
+		// HTTP's white space is SP and HTAB, and its case folding ASCII:
+		// Unicode spaces and look-alike letters are part of the value.
+		{"key followed by U+00A0", "/x", http.Header{"Authorization": {"ApiKey " + full + "\u00a0"}}, 401, "malformed_api_key", ""},
+		{"key followed by U+0085", "/x", http.Header{"Authorization": {"ApiKey " + full + "\u0085"}}, 401, "malformed_api_key", ""},
+		{"scheme led by U+3000", "/x", http.Header{"Authorization": {"\u3000ApiKey " + full}}, 401, "invalid_auth_scheme", ""},
+		{"scheme spelled with the Kelvin sign", "/x", http.Header{"Authorization": {"Api\u212aey " + full}}, 401, "invalid_auth_scheme", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -278,17 +294,25 @@ func TestGatewaySetsTheAuthPlaceholders(t *testing.T) {
 
 func TestGatewayLetsCORSPreflightPassWithoutAKey(t *testing.T) {
 	t.Parallel()
-	g, up, _ := newKeyedGateway(t)
+	g, up, kr := newKeyedGateway(t)
 	preflight := http.Header{"Origin": {"https://shop.example"}, "Access-Control-Request-Method": {"POST"}}
+	withKey := WithKey(kr.secrets["full"])
+	for k, v := range preflight {
+		withKey[k] = v
+	}
 	tests := []struct {
 		name, method, path string
 		header             http.Header
 		wantStatus         int
+		// wantAuth: the upstream receives the Authorization header.
+		wantAuth bool
 	}{
-		{"preflight", http.MethodOptions, "/api/widget/chat", preflight, 200},
-		{"preflight on a route with preflight authenticate", http.MethodOptions, "/strict/x", preflight, 401},
-		{"OPTIONS without Origin", http.MethodOptions, "/api/widget/chat", http.Header{"Access-Control-Request-Method": {"POST"}}, 401},
-		{"POST with CORS headers", http.MethodPost, "/api/widget/chat", preflight, 401},
+		{"preflight", http.MethodOptions, "/api/widget/chat", preflight, 200, false},
+		{"preflight with a key", http.MethodOptions, "/api/widget/chat", withKey, 200, false},
+		{"preflight with a key on a keep_credentials route", http.MethodOptions, "/keep/x", withKey, 200, true},
+		{"preflight on a route with preflight authenticate", http.MethodOptions, "/strict/x", preflight, 401, false},
+		{"OPTIONS without Origin", http.MethodOptions, "/api/widget/chat", http.Header{"Access-Control-Request-Method": {"POST"}}, 401, false},
+		{"POST with CORS headers", http.MethodPost, "/api/widget/chat", preflight, 401, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,8 +322,244 @@ func TestGatewayLetsCORSPreflightPassWithoutAKey(t *testing.T) {
 				t.Errorf("status = %d %s, want %d", resp.StatusCode, body, tt.wantStatus)
 			}
 			if proxied := up.Count() > before; proxied != (tt.wantStatus == 200) {
-				t.Errorf("proxied = %v, want %v", proxied, tt.wantStatus == 200)
+				t.Fatalf("proxied = %v, want %v", proxied, tt.wantStatus == 200)
+			}
+			if tt.wantStatus != 200 {
+				return
+			}
+			if got := up.Last(t).Header.Get("Authorization"); (got != "") != tt.wantAuth {
+				t.Errorf("upstream Authorization = %q, want it sent: %v", got, tt.wantAuth)
 			}
 		})
 	}
+}
+
+// RawRequest sends raw, a request as written on the wire, to g's site on
+// a connection of its own and returns the response with its body read.
+// It reaches what http.Client refuses or rewrites: paths that are not
+// clean, header names with underscores, chunked bodies with trailers.
+func rawRequest(t *testing.T, g *Gateway, raw string) (*http.Response, []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(g.SiteURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatalf("writing the request: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the response to %q: %v", raw, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the body: %v", err)
+	}
+	return resp, body
+}
+
+// identitySpellings are the spellings of the identity headers' names that
+// an upstream could read as the real ones.
+var identitySpellings = []string{
+	"X-Api-Key-Id", "x-api-key-name", "X-API-KEY-SCOPE", "X_Api_Key_Id", "x_api_key_name", "X-Api-Key_Scope",
+}
+
+// isIdentitySpelling reports whether name is an identity header's name
+// in some spelling (case, '_' for '-').
+func isIdentitySpelling(name string) bool {
+	switch strings.ReplaceAll(strings.ToLower(name), "_", "-") {
+	case "x-api-key-id", "x-api-key-name", "x-api-key-scope":
+		return true
+	}
+	return false
+}
+
+func TestGatewayKeepsIdentityHeadersNamedInConnection(t *testing.T) {
+	t.Parallel()
+	g, up, kr := newKeyedGateway(t)
+	tests := []struct {
+		name, path, key, connection string
+		wantAuth                    bool
+	}{
+		{"identity headers named hop-by-hop", "/api/widget/chat", "widget",
+			"keep-alive, X-Api-Key-Scope, x-api-key-id,X-API-KEY-NAME , X_Api_Key_Id", false},
+		{"identity headers in a second Connection line", "/api/widget/chat", "widget",
+			"keep-alive\r\nConnection: X-Api-Key-Scope, X-Api-Key-Id, X-Api-Key-Name", false},
+		{"Authorization named hop-by-hop on a keep_credentials route", "/keep/x", "full",
+			"keep-alive, authorization, X-Api-Key-Scope", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := rawRequest(t, g, "GET "+tt.path+" HTTP/1.1\r\nHost: 127.0.0.1\r\n"+
+				"Authorization: ApiKey "+kr.secrets[tt.key]+"\r\n"+
+				"X-Other: kept\r\n"+
+				"Connection: "+tt.connection+"\r\n\r\n")
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d %s, want the upstream's 200", resp.StatusCode, body)
+			}
+			got := up.Last(t)
+			k := kr.keys[tt.key]
+			for name, want := range map[string]string{"X-Api-Key-Id": k.ID, "X-Api-Key-Name": k.Name, "X-Api-Key-Scope": k.Scope} {
+				if v := got.Header.Values(name); len(v) != 1 || v[0] != want {
+					t.Errorf("upstream %s = %q, want %q", name, v, want)
+				}
+			}
+			if a := got.Header.Get("Authorization"); (a != "") != tt.wantAuth {
+				t.Errorf("upstream Authorization = %q, want it sent: %v", a, tt.wantAuth)
+			}
+			// The rest of the Connection list still works: X-Other was
+			// not named, so it is passed on.
+			if got.Header.Get("X-Other") != "kept" {
+				t.Errorf("upstream X-Other = %q, want kept", got.Header.Get("X-Other"))
+			}
+		})
+	}
+}
+
+func TestGatewayDropsIdentityTrailers(t *testing.T) {
+	t.Parallel()
+	g, up, kr := newKeyedGateway(t)
+	const announce = "Trailer: X-Api-Key-Id, x_api_key_name, X-Checksum\r\nTrailer: X-API-KEY-SCOPE\r\n"
+	tests := []struct {
+		name, path, key, trailerHeader string
+		wantIdentity                   bool
+	}{
+		{"identity trailers on an accepted request", "/api/widget/chat", "widget", announce, true},
+		{"identity trailers with forward_identity off", "/anonymous/x", "full", announce, false},
+		{"identity trailers not announced", "/anonymous/x", "full", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var trailers strings.Builder
+			for _, name := range identitySpellings {
+				fmt.Fprintf(&trailers, "%s: forged\r\n", name)
+			}
+			resp, body := rawRequest(t, g, "POST "+tt.path+" HTTP/1.1\r\nHost: 127.0.0.1\r\n"+
+				"Authorization: ApiKey "+kr.secrets[tt.key]+"\r\n"+
+				"Transfer-Encoding: chunked\r\n"+
+				tt.trailerHeader+
+				"Connection: close\r\n\r\n"+
+				"5\r\nhello\r\n0\r\n"+trailers.String()+"X-Checksum: abc\r\n\r\n")
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d %s, want the upstream's 200", resp.StatusCode, body)
+			}
+			got := up.Last(t)
+			for name, vals := range got.Trailer {
+				if isIdentitySpelling(name) {
+					t.Errorf("upstream trailer %s = %q", name, vals)
+				}
+			}
+			if v := got.Trailer.Get("X-Checksum"); v != "abc" && tt.trailerHeader != "" {
+				t.Errorf("upstream trailer X-Checksum = %q, want abc (trailers: %v)", v, got.Trailer)
+			}
+			for _, v := range got.Header.Values("Trailer") {
+				for _, name := range strings.Split(v, ",") {
+					if isIdentitySpelling(strings.TrimSpace(name)) {
+						t.Errorf("upstream Trailer header = %q", got.Header.Values("Trailer"))
+					}
+				}
+			}
+			for name, vals := range got.Header {
+				if isIdentitySpelling(name) && (!tt.wantIdentity || len(vals) != 1 || vals[0] == "forged") {
+					t.Errorf("upstream header %s = %q", name, vals)
+				}
+			}
+		})
+	}
+}
+
+// strictPathsCaddyfile authenticates every request of the site with
+// strict_paths on, so that no route matcher sees a path first.
+const strictPathsCaddyfile = `{
+	admin {{.Admin}}
+	persist_config off
+}
+
+http://127.0.0.1:{{.Site}} {
+	apikey {
+		strict_paths
+	}
+	reverse_proxy {{.Upstream}}
+}
+`
+
+func TestGatewayRefusesAmbiguousPathsWithStrictPaths(t *testing.T) {
+	t.Parallel()
+	up := NewUpstream(t)
+	g := StartGateway(t, Options{Caddyfile: strictPathsCaddyfile, Upstream: up})
+	full, _ := g.CreateKey("full key", "full", "1d")
+	tests := []struct {
+		name, path string
+		noKey      bool
+		wantStatus int
+	}{
+		{"plain path", "/api/users/42", false, 200},
+		{"trailing slash", "/api/users/", false, 200},
+		{"dot inside a segment", "/api/file.json", false, 200},
+		{"encoded letter", "/api/%41bc", false, 200},
+		{"encoded dot inside a segment", "/api/file%2ejson", false, 200},
+		{"encoded space", "/api/a%20b", false, 200},
+		{"query with ambiguous characters", "/api/x?next=/..;/%2e%2e/%5c", false, 200},
+		{"Tomcat path parameter dot-dot", "/api/..;/admin", false, 400},
+		{"path parameter", "/api/users;jsessionid=1/42", false, 400},
+		{"encoded semicolon", "/api/users%3bx/42", false, 400},
+		{"backslash", "/api/..\\admin", false, 400},
+		{"encoded backslash", "/api/..%5cadmin", false, 400},
+		{"encoded backslash, upper case", "/api/..%5Cadmin", false, 400},
+		{"encoded slash", "/api/a%2fb", false, 400},
+		{"encoded slash, upper case", "/api/a%2Fb", false, 400},
+		{"double-encoded dot", "/api/%252e%252e/admin", false, 400},
+		{"double-encoded slash", "/api/a%252fb", false, 400},
+		{"encoded dot-dot segment", "/api/%2e%2e/admin", false, 400},
+		{"half-encoded dot-dot segment", "/api/.%2E/admin", false, 400},
+		{"encoded dot segment", "/api/%2e/admin", false, 400},
+		{"dot-dot segment", "/api/../admin", false, 400},
+		{"dot segment", "/api/./admin", false, 400},
+		{"empty segment", "/api//admin", false, 400},
+		{"encoded NUL", "/api/admin%00.json", false, 400},
+		{"ambiguous path without a key", "/api/..;/admin", true, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := up.Count()
+			auth := "Authorization: ApiKey " + full + "\r\n"
+			if tt.noKey {
+				auth = ""
+			}
+			resp, body := rawRequest(t, g, "GET "+tt.path+" HTTP/1.1\r\nHost: 127.0.0.1\r\n"+auth+"Connection: close\r\n\r\n")
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status %d %s, want %d", resp.StatusCode, body, tt.wantStatus)
+			}
+			if proxied := up.Count() > before; proxied != (tt.wantStatus == 200) {
+				t.Fatalf("proxied = %v, want %v", proxied, tt.wantStatus == 200)
+			}
+			if tt.wantStatus == 200 {
+				if got := up.Last(t).RequestURI; got != tt.path {
+					t.Errorf("upstream request-target = %q, want %q", got, tt.path)
+				}
+				return
+			}
+			if code, msg := decodeFailure(t, body); code != "ambiguous_path" || strings.Contains(msg, tt.path) {
+				t.Errorf("answer %s, want code ambiguous_path and a message not repeating the path", body)
+			}
+		})
+	}
+	// Counted like every other refusal.
+	_, metrics := g.Admin(http.MethodGet, "/metrics", nil)
+	if !strings.Contains(string(metrics), `caddy_apikey_requests_total{result="ambiguous_path",scope=""} 18`) {
+		t.Errorf("metrics do not count the 18 ambiguous paths:\n%s", grepLines(string(metrics), "caddy_apikey_requests_total"))
+	}
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -168,6 +168,19 @@ func TestParseAuthorization(t *testing.T) {
 		{"two keys", "ApiKey " + key + " " + key, "", ErrExtraTokens},
 		{"key and a tab token", "ApiKey " + key + "\tx", "", ErrExtraTokens},
 		{"comma separated credentials", "ApiKey " + key + ", Bearer x", "", ErrExtraTokens},
+		// HTTP's white space is SP and HTAB, its case folding ASCII. Other
+		// characters are part of the value: after the key they make it
+		// malformed (Format.Check), before or in the scheme unknown.
+		{"key followed by U+00A0", "ApiKey " + key + "\u00a0", key + "\u00a0", nil},
+		{"key followed by U+0085", "ApiKey " + key + "\u0085", key + "\u0085", nil},
+		{"key followed by a vertical tab", "ApiKey " + key + "\v", key + "\v", nil},
+		{"scheme led by U+3000", "\u3000ApiKey " + key, "", ErrAuthScheme},
+		{"scheme led by U+0085", "\u0085ApiKey " + key, "", ErrAuthScheme},
+		{"scheme led by a line feed", "\nApiKey " + key, "", ErrAuthScheme},
+		{"scheme and key separated by U+00A0", "ApiKey\u00a0" + key, "", ErrAuthScheme},
+		{"scheme spelled with the Kelvin sign", "Api\u212aey " + key, "", ErrAuthScheme},
+		{"scheme spelled with a look-alike letter", "Api\ua4d8ey " + key, "", ErrAuthScheme},
+		{"only U+00A0", "\u00a0", "", ErrAuthScheme},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,9 +34,21 @@ func FuzzParseAuthorization(f *testing.F) {
 		if !strings.Contains(value, key) {
 			t.Fatalf("key %q is not part of the header %q", key, value)
 		}
-		scheme, _, _ := strings.Cut(strings.TrimSpace(value), " ")
-		if !strings.EqualFold(scheme, Scheme) {
+		// HTTP's white space is SP and HTAB, its case folding ASCII: an
+		// accepted value is the scheme in ASCII letters, spaces, and a
+		// key of neither, with only SP and HTAB around them.
+		scheme, _, _ := strings.Cut(strings.Trim(value, " \t"), " ")
+		lower := strings.Map(func(r rune) rune {
+			if 'A' <= r && r <= 'Z' {
+				return r + 'a' - 'A'
+			}
+			return r
+		}, scheme)
+		if lower != "apikey" {
 			t.Fatalf("accepted scheme %q", scheme)
+		}
+		if trimmed := strings.Trim(value, " \t"); !strings.HasSuffix(trimmed, key) {
+			t.Fatalf("key %q is not what ends the header %q", key, value)
 		}
 	})
 }
@@ -112,6 +124,30 @@ func FuzzCheckName(f *testing.F) {
 		}
 		if blank {
 			t.Fatalf("CheckName(%q) accepted a name of white space only", name)
+		}
+	})
+}
+
+// FuzzValidID feeds arbitrary strings to ValidID, which admin requests
+// use to refuse garbage before it reaches a store or a log. It must never
+// panic and must accept exactly "key_" followed by 22 base62 characters.
+func FuzzValidID(f *testing.F) {
+	f.Add("key_0123456789ABCDEFabcdef")
+	f.Add("key_0123456789ABCDEFabcde")
+	f.Add("key_0123456789ABCDEFabcdef0")
+	f.Add("KEY_0123456789ABCDEFabcdef")
+	f.Add("key_0123456789ABCDEFabcd-f")
+	f.Add("key_0123456789ABCDEFabcd\xff")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, id string) {
+		got := ValidID(id)
+		want := len(id) == 26 && strings.HasPrefix(id, "key_")
+		for i := 4; want && i < len(id); i++ {
+			c := id[i]
+			want = '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
+		}
+		if got != want {
+			t.Fatalf("ValidID(%q) = %v, want %v", id, got, want)
 		}
 	})
 }

@@ -8,15 +8,16 @@ type Code string
 
 // The failure codes, one per row of the error table in docs/DESIGN.md.
 const (
-	CodeMissing     Code = "missing_api_key"
-	CodeScheme      Code = "invalid_auth_scheme"
-	CodeMalformed   Code = "malformed_api_key"
-	CodeInvalid     Code = "invalid_api_key"
-	CodeRevoked     Code = "api_key_revoked"
-	CodeExpired     Code = "api_key_expired"
-	CodeScope       Code = "insufficient_scope"
-	CodeAmbiguous   Code = "ambiguous_credentials"
-	CodeUnavailable Code = "key_store_unavailable"
+	CodeMissing       Code = "missing_api_key"
+	CodeScheme        Code = "invalid_auth_scheme"
+	CodeMalformed     Code = "malformed_api_key"
+	CodeInvalid       Code = "invalid_api_key"
+	CodeRevoked       Code = "api_key_revoked"
+	CodeExpired       Code = "api_key_expired"
+	CodeScope         Code = "insufficient_scope"
+	CodeAmbiguous     Code = "ambiguous_credentials"
+	CodeUnavailable   Code = "key_store_unavailable"
+	CodeAmbiguousPath Code = "ambiguous_path"
 )
 
 // Error is a failure to read a key from a request, with a message a client
@@ -55,13 +56,18 @@ const Scheme = "ApiKey"
 // and one or more spaces separate it from the key (a tab does not, so
 // "ApiKey\t<key>" is an unknown scheme); the key is returned as a
 // substring of value, unchecked. It allocates nothing.
+//
+// White space and case are HTTP's, not Unicode's: only SP and HTAB are
+// trimmed (RFC 9110 §5.5), and the scheme's case is folded in ASCII only.
+// A no-break space after the key stays part of it (and Format.Check
+// refuses it), and "Api\u212Aey" (a Kelvin sign) is not the scheme.
 func ParseAuthorization(value string) (string, error) {
-	value = strings.TrimSpace(value)
+	value = trimOWS(value)
 	if value == "" {
 		return "", ErrMissingKey
 	}
 	scheme, rest, _ := strings.Cut(value, " ")
-	if !strings.EqualFold(scheme, Scheme) {
+	if !asciiEqualFold(scheme, Scheme) {
 		return "", ErrAuthScheme
 	}
 	key := strings.TrimLeft(rest, " ")
@@ -73,4 +79,39 @@ func ParseAuthorization(value string) (string, error) {
 		return "", ErrExtraTokens
 	}
 	return key, nil
+}
+
+// trimOWS returns s without leading and trailing SP and HTAB, HTTP's
+// optional white space. strings.TrimSpace would also remove Unicode
+// spaces (U+00A0, U+0085, U+3000) that HTTP treats as part of the value.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// asciiEqualFold reports whether a and b are equal when ASCII letters'
+// case is ignored. strings.EqualFold folds Unicode, so that the Kelvin
+// sign U+212A equals "k"; HTTP tokens are ASCII (RFC 9110 §5.6.2).
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

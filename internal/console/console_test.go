@@ -431,7 +431,7 @@ func TestReplacedAndExpiredKeysCannotBeRotatedAndShowTheirSuccessor(t *testing.T
 	for _, tt := range []struct {
 		name, id, wantMessage, wantNotice string
 	}{
-		{"replaced key", replaced.ID, "API key " + replaced.ID + " was replaced by a rotation: rotate the key that replaced it.", "was already replaced by " + next.ID + ": rotate that key instead."},
+		{"replaced key", replaced.ID, "API key " + replaced.ID + " was already replaced by a rotation: rotate the key that replaced it.", "was already replaced by " + next.ID + ": rotate that key instead."},
 		{"expired key", expired.ID, "API key " + expired.ID + " is expired: an expired key cannot be rotated.", "has expired: it cannot be rotated. Create a new key instead."},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,7 +20,7 @@ var keyErrors = []struct {
 }{
 	{keystore.ErrNotFound, http.StatusNotFound, "no API key has ID %s"},
 	{keystore.ErrRevoked, http.StatusConflict, "API key %s is revoked: a revoked key cannot be rotated"},
-	{keystore.ErrReplaced, http.StatusConflict, "API key %s was replaced by a rotation: rotate the key that replaced it"},
+	{keystore.ErrReplaced, http.StatusConflict, "API key %s was already replaced by a rotation: rotate the key that replaced it"},
 	{keystore.ErrExpired, http.StatusConflict, "API key %s is expired: an expired key cannot be rotated"},
 }
 

@@ -31,7 +31,7 @@ func TestAnswerMapsEveryServiceError(t *testing.T) {
 		{"wrapped input error", fmt.Errorf("x: %w", &keyservice.InputError{Field: "grace", Message: "too long"}), someID, 400, "grace", "too long"},
 		{"not found", fmt.Errorf("getting key %s: %w", someID, keystore.ErrNotFound), someID, 404, "", "no API key has ID " + someID},
 		{"revoked", fmt.Errorf("rotating: %w", keystore.ErrRevoked), someID, 409, "", "API key " + someID + " is revoked: a revoked key cannot be rotated"},
-		{"replaced", fmt.Errorf("rotating: %w", keystore.ErrReplaced), someID, 409, "", "API key " + someID + " was replaced by a rotation: rotate the key that replaced it"},
+		{"replaced", fmt.Errorf("rotating: %w", keystore.ErrReplaced), someID, 409, "", "API key " + someID + " was already replaced by a rotation: rotate the key that replaced it"},
 		{"expired", fmt.Errorf("rotating: %w", keystore.ErrExpired), someID, 409, "", "API key " + someID + " is expired: an expired key cannot be rotated"},
 		{"not found for a malformed ID", keystore.ErrNotFound, "dk_0123456789abcdefghij", 404, "", "no API key has ID (not a key ID)"},
 		{"store closed", keystore.ErrClosed, someID, 503, "", "key store unavailable"},

@@ -1,11 +1,13 @@
 // Package lastused records when each key was last used. Requests note uses
 // in memory, per key the latest wins; a flusher writes them to the store in
 // one batch every Interval and at Close. A failed write keeps its uses for
-// the next flush, so an outage loses nothing but what exceeds MaxPending.
+// the next flush, so an outage loses nothing but what exceeds MaxPending,
+// and Close tries again until its deadline.
 package lastused
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/metrics"
 )
 
@@ -274,13 +277,68 @@ func (r *Recorder) run() {
 	}
 }
 
-// Close stops the flusher, waits for it, flushes what is pending and
-// returns that flush's error. Uses noted after Close are kept in memory but
-// never written unless Flush is called.
+// The pauses between Close's attempts to write: the first, doubling up to
+// the last.
+const (
+	closeRetryFirst = 50 * time.Millisecond
+	closeRetryMax   = time.Second
+)
+
+// Close stops the flusher, waits for it and writes what is pending. A
+// failed write is tried again, after a pause that grows from 50ms to 1s,
+// until it succeeds or ctx ends (if ctx has no deadline, for at most
+// Timeout), so that a store failing for a moment at shutdown or reload (a
+// full disk, a database failover) costs no last-used time. A closed store
+// (keystore.ErrClosed) is not tried again. If the uses still cannot be
+// written they are dropped, logged by count and taken off the pending
+// gauge, which every recorder of the process shares, and the last error is
+// returned. Uses noted after Close are kept in memory but never written
+// unless Flush or Close is called again.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		close(r.stop)
 		r.done.Wait()
 	})
-	return r.Flush(ctx)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	pause := closeRetryFirst
+	for {
+		err := r.Flush(ctx)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, keystore.ErrClosed) {
+			r.drop(err)
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			r.drop(err)
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, closeRetryMax)
+	}
+}
+
+// drop forgets every pending use, after Close failed to write them.
+func (r *Recorder) drop(cause error) {
+	var n int64
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.Lock()
+		n += int64(len(s.uses))
+		clear(s.uses)
+		s.mu.Unlock()
+	}
+	if n == 0 {
+		return
+	}
+	r.pending.Add(-n)
+	r.gauge.Sub(float64(n))
+	r.logger.Error("closing: last-used times could not be written and are lost",
+		zap.Int64("keys", n), zap.Error(cause))
 }

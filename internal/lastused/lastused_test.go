@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/metrics"
 )
 
@@ -267,3 +268,65 @@ func TestCloseIsIdempotentAndFlushesEachTime(t *testing.T) {
 		t.Errorf("batches written: got %d, want 2", got)
 	}
 }
+
+// A store that fails for a moment at shutdown or reload (disk full, a
+// failover) must not cost the last-used times noted since the last flush:
+// Close retries until its context ends.
+func TestCloseRetriesAFailingWrite(t *testing.T) {
+	w := &scriptedWriter{fail: 2}
+	m := metrics.New()
+	r := New(w, Config{Interval: time.Hour, Metrics: m})
+	r.Note("key_a", t0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := w.last(); !got["key_a"].Equal(t0) {
+		t.Errorf("last batch written: %v, want key_a at %v", got, t0)
+	}
+	if got := len(w.batches); got != 3 {
+		t.Errorf("writes: got %d, want 3 (two failed, one written)", got)
+	}
+	if got := pendingGauge(m); got != 0 {
+		t.Errorf("pending gauge: got %d, want 0", got)
+	}
+}
+
+// When Close gives up, the uses it could not write are gone with the
+// recorder: the pending gauge, which every recorder of the process shares,
+// must not count them forever.
+func TestCloseGivingUpTakesItsUsesOffThePendingGauge(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error // what every write fails with
+	}{
+		{"store unavailable", errors.New("database or disk is full")},
+		{"store closed", keystore.ErrClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := metrics.New()
+			other := New(&scriptedWriter{}, Config{Interval: time.Hour, Metrics: m})
+			defer other.Close(context.Background())
+			other.Note("key_other", t0)
+
+			r := New(failingWriter{tt.err}, Config{Interval: time.Hour, Metrics: m})
+			r.Note("key_a", t0)
+			r.Note("key_b", t0)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if err := r.Close(ctx); !errors.Is(err, tt.err) {
+				t.Fatalf("Close: got %v, want %v", err, tt.err)
+			}
+			if got := pendingGauge(m); got != 1 {
+				t.Errorf("pending gauge: got %d, want 1 (the other recorder's key)", got)
+			}
+		})
+	}
+}
+
+// failingWriter fails every write with err.
+type failingWriter struct{ err error }
+
+func (w failingWriter) TouchLastUsed(context.Context, map[string]time.Time) error { return w.err }

@@ -121,7 +121,7 @@ func (b *bench) startCaddy(ctx context.Context, name string, cfg caddyConfig) (*
 		admin: "http://127.0.0.1:" + strconv.Itoa(cfg.Admin),
 	}
 	if err := waitHTTP(ctx, p, inst.url, 60*time.Second); err != nil {
-		p.stop(5 * time.Second)
+		p.Stop(5 * time.Second)
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	return inst, nil
@@ -140,7 +140,7 @@ func (b *bench) startHelper(ctx context.Context, name, bin string, args ...strin
 		return nil, "", err
 	}
 	if err := waitHTTP(ctx, p, "http://"+addr+"/", 60*time.Second); err != nil {
-		p.stop(5 * time.Second)
+		p.Stop(5 * time.Second)
 		return nil, "", err
 	}
 	return p, addr, nil

@@ -242,7 +242,7 @@ func run(ctx context.Context, o options) error {
 	if b.upstreamProc, b.upstreamAddr, err = b.startHelper(ctx, "upstream", b.upstream); err != nil {
 		return fmt.Errorf("starting the upstream: %w", err)
 	}
-	defer b.upstreamProc.stop(5 * time.Second)
+	defer b.upstreamProc.Stop(5 * time.Second)
 
 	b.report.start(b)
 	for _, name := range o.scenarios {
@@ -529,15 +529,15 @@ func (b *bench) measure(ctx context.Context, v variant, d time.Duration) (runRes
 	var loads []wrkLoad
 	for i, u := range t.urls {
 		loads = append(loads, wrkLoad{
-			name: fmt.Sprintf("wrk-%s-%d", slug(v.name), i), url: u, keysFile: v.keys.file, keys: v.keys.n,
-			threads: b.opt.threads, connections: max(1, b.opt.connections/len(t.urls)), duration: d,
+			Name: fmt.Sprintf("wrk-%s-%d", slug(v.name), i), URL: u, KeysFile: v.keys.file, Keys: v.keys.n,
+			Threads: b.opt.threads, Connections: max(1, b.opt.connections/len(t.urls)), Duration: d,
 		})
 	}
 	if v.flood {
 		f := b.keys["flood"]
 		loads = append(loads, wrkLoad{
-			name: "wrk-" + slug(v.name) + "-flood", url: t.urls[0], keysFile: f.file, keys: f.n,
-			threads: b.opt.threads, connections: b.opt.floodConnections, duration: d,
+			Name: "wrk-" + slug(v.name) + "-flood", URL: t.urls[0], KeysFile: f.file, Keys: f.n,
+			Threads: b.opt.threads, Connections: b.opt.floodConnections, Duration: d,
 		})
 	}
 
@@ -568,7 +568,7 @@ func (b *bench) measure(ctx context.Context, v variant, d time.Duration) (runRes
 			return r, err
 		}
 		results = append(results, res)
-		wrkCPU += res.cpu
+		wrkCPU += res.CPU
 	}
 	elapsed := time.Since(start)
 	machine1, _ := machineCPU()
@@ -579,9 +579,9 @@ func (b *bench) measure(ctx context.Context, v variant, d time.Duration) (runRes
 
 	valid := results[:len(t.urls)]
 	for _, res := range valid {
-		r.RPS += res.rps()
+		r.RPS += res.RPS()
 		r.Requests += res.Requests
-		r.Errors += res.errors()
+		r.Errors += res.Errors()
 		r.Non2xx += res.Status
 		// With several instances, the slowest one's percentiles.
 		r.P50MS = max(r.P50MS, float64(res.P50US)/1000)
@@ -590,7 +590,7 @@ func (b *bench) measure(ctx context.Context, v variant, d time.Duration) (runRes
 	all := r.Requests
 	if v.flood {
 		f := results[len(results)-1]
-		r.FloodRPS = f.rps()
+		r.FloodRPS = f.RPS()
 		r.FloodP99MS = float64(f.P99US) / 1000
 		all += f.Requests
 	}
@@ -621,7 +621,7 @@ func slug(s string) string {
 func cpuOf(list []*proc) time.Duration {
 	var sum time.Duration
 	for _, p := range list {
-		if d, err := procCPU(p.pid()); err == nil {
+		if d, err := procCPU(p.Pid()); err == nil {
 			sum += d
 		}
 	}

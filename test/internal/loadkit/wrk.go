@@ -1,4 +1,4 @@
-package main
+package loadkit
 
 import (
 	"bufio"
@@ -17,7 +17,7 @@ import (
 // key file of several, every request is prepared once at start and
 // request() only picks the next one, round-robin, so rotating keys costs
 // wrk next to nothing. done() prints the results as one JSON line.
-const wrkScript = `-- written by test/loadbench
+const wrkScript = `-- written by test/internal/loadkit
 local keysfile = %q
 local single = %t
 local reqs = {}
@@ -52,8 +52,8 @@ done = function(summary, latency, requests)
 end
 `
 
-// wrkResult is what one wrk run measured.
-type wrkResult struct {
+// WrkResult is what one wrk run measured.
+type WrkResult struct {
 	Requests   int64   `json:"requests"`
 	DurationUS int64   `json:"duration_us"`
 	P50US      int64   `json:"p50_us"`
@@ -66,70 +66,71 @@ type wrkResult struct {
 	Status     int64   `json:"status"` // responses other than 2xx or 3xx
 	Timeout    int64   `json:"timeout"`
 
-	cpu time.Duration // used by the wrk process itself
+	// CPU is the CPU time the wrk process itself used.
+	CPU time.Duration `json:"-"`
 }
 
-// rps returns the requests per second.
-func (r wrkResult) rps() float64 {
+// RPS returns the requests per second.
+func (r WrkResult) RPS() float64 {
 	if r.DurationUS == 0 {
 		return 0
 	}
 	return float64(r.Requests) / (float64(r.DurationUS) / 1e6)
 }
 
-// errors returns the socket errors and timeouts (not the non-2xx answers).
-func (r wrkResult) errors() int64 { return r.Connect + r.Read + r.Write + r.Timeout }
+// Errors returns the socket errors and timeouts (not the non-2xx answers).
+func (r WrkResult) Errors() int64 { return r.Connect + r.Read + r.Write + r.Timeout }
 
-// wrkLoad describes one wrk instance.
-type wrkLoad struct {
-	name        string // for its log file
-	url         string
-	keysFile    string
-	keys        int // lines in keysFile
-	threads     int
-	connections int
-	duration    time.Duration
+// WrkLoad describes one wrk instance.
+type WrkLoad struct {
+	Name        string // for its log file
+	URL         string
+	KeysFile    string // keys sent as "Authorization: ApiKey <key>", round-robin
+	Keys        int    // lines in KeysFile
+	Threads     int
+	Connections int
+	Duration    time.Duration
 }
 
-// startWrk starts wrk for load l; wait for it with waitWrk.
-func startWrk(workDir string, l wrkLoad) (*proc, error) {
-	script := filepath.Join(workDir, l.name+".lua")
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(wrkScript, l.keysFile, l.keys == 1)), 0o600); err != nil {
+// StartWrk starts wrk for load l; wait for it with WaitWrk.
+func StartWrk(workDir string, l WrkLoad) (*Proc, error) {
+	script := filepath.Join(workDir, l.Name+".lua")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(wrkScript, l.KeysFile, l.Keys == 1)), 0o600); err != nil {
 		return nil, err
 	}
-	secs := int(l.duration.Round(time.Second) / time.Second)
+	secs := int(l.Duration.Round(time.Second) / time.Second)
 	args := []string{
-		"-t", strconv.Itoa(l.threads), "-c", strconv.Itoa(l.connections), "-d", strconv.Itoa(max(secs, 1)) + "s",
-		"--timeout", "10s", "-s", script, l.url,
+		"-t", strconv.Itoa(l.Threads), "-c", strconv.Itoa(l.Connections), "-d", strconv.Itoa(max(secs, 1)) + "s",
+		"--timeout", "10s", "-s", script, l.URL,
 	}
-	return startProc(l.name, workDir, "wrk", args, nil)
+	return StartProc(l.Name, workDir, "wrk", args, nil)
 }
 
-// waitWrk waits for a wrk started by startWrk and reads its result,
+// WaitWrk waits for a wrk started by StartWrk and reads its result,
 // killing it if ctx ends first.
-func waitWrk(ctx context.Context, workDir string, p *proc) (wrkResult, error) {
+func WaitWrk(ctx context.Context, workDir string, p *Proc) (WrkResult, error) {
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-ctx.Done():
-		p.stop(time.Second)
-		return wrkResult{}, ctx.Err()
+		p.Stop(time.Second)
+		return WrkResult{}, ctx.Err()
 	}
-	logPath := filepath.Join(workDir, p.name+".log")
+	logPath := filepath.Join(workDir, p.Name+".log")
 	f, err := os.Open(logPath)
 	if err != nil {
-		return wrkResult{}, err
+		return WrkResult{}, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if line, ok := strings.CutPrefix(sc.Text(), "LOADBENCH "); ok {
-			var r wrkResult
+			var r WrkResult
 			if err := json.Unmarshal([]byte(line), &r); err != nil {
-				return wrkResult{}, fmt.Errorf("reading wrk's result in %s: %w", logPath, err)
+				return WrkResult{}, fmt.Errorf("reading wrk's result in %s: %w", logPath, err)
 			}
-			r.cpu = p.cpuUsed()
+			r.CPU = p.CPUUsed()
 			return r, nil
 		}
 	}
-	return wrkResult{}, fmt.Errorf("wrk printed no result (exit: %v): see %s", p.err, logPath)
+	return WrkResult{}, fmt.Errorf("wrk printed no result (exit: %v): see %s", p.Err, logPath)
 }

@@ -1,4 +1,8 @@
-package main
+// Package loadkit is what keygate's measurement programs (test/loadbench,
+// test/faults) share: starting and stopping the processes they run, in
+// process groups of their own, and driving wrk with a Lua script that
+// prints its results as one JSON line.
+package loadkit
 
 import (
 	"context"
@@ -16,23 +20,26 @@ import (
 	"time"
 )
 
-// proc is a process the benchmark started. Every proc is in procs until it
-// has exited, so that killAll can end whatever is left, by process group.
-type proc struct {
-	name string
+// Proc is a process a measurement program started. Every Proc is in procs
+// until it has exited, so that KillAll can end whatever is left, by process
+// group.
+type Proc struct {
+	// Name names the process in errors and its log file.
+	Name string
+	// Err is its exit status, once Done is closed.
+	Err  error
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done
 }
 
 var (
 	procsMu sync.Mutex
-	procs   = map[*proc]bool{}
+	procs   = map[*Proc]bool{}
 )
 
-// startProc starts bin with args in a process group of its own, writing its
+// StartProc starts bin with args in a process group of its own, writing its
 // output to logDir/name.log.
-func startProc(name, logDir, bin string, args []string, env []string) (*proc, error) {
+func StartProc(name, logDir, bin string, args []string, env []string) (*Proc, error) {
 	logFile, err := os.Create(filepath.Join(logDir, name+".log"))
 	if err != nil {
 		return nil, err
@@ -44,7 +51,7 @@ func startProc(name, logDir, bin string, args []string, env []string) (*proc, er
 	// benchmark, which stops everything in order; Pdeathsig ends the child
 	// if the benchmark dies without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
 	procsMu.Lock()
 	defer procsMu.Unlock()
 	if err := cmd.Start(); err != nil {
@@ -53,7 +60,7 @@ func startProc(name, logDir, bin string, args []string, env []string) (*proc, er
 	}
 	procs[p] = true
 	go func() {
-		p.err = cmd.Wait()
+		p.Err = cmd.Wait()
 		logFile.Close()
 		procsMu.Lock()
 		delete(procs, p)
@@ -63,11 +70,14 @@ func startProc(name, logDir, bin string, args []string, env []string) (*proc, er
 	return p, nil
 }
 
-// pid returns the process ID.
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+// Pid returns the process ID.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
-// exited reports whether the process has exited.
-func (p *proc) exited() bool {
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -76,33 +86,33 @@ func (p *proc) exited() bool {
 	}
 }
 
-// stop asks the process to stop (SIGINT: Caddy shuts down gracefully and
+// Stop asks the process to stop (SIGINT: Caddy shuts down gracefully and
 // keygate writes its pending last-used times), and kills its group if it
 // has not exited within grace.
-func (p *proc) stop(grace time.Duration) {
-	if p.exited() {
+func (p *Proc) Stop(grace time.Duration) {
+	if p.Exited() {
 		return
 	}
-	_ = syscall.Kill(p.pid(), syscall.SIGINT)
+	_ = syscall.Kill(p.Pid(), syscall.SIGINT)
 	select {
 	case <-p.done:
 	case <-time.After(grace):
-		_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+		_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
 		<-p.done
 	}
 }
 
-// killAll kills the process group of every process still running and
+// KillAll kills the process group of every process still running and
 // waits for them, at most a few seconds.
-func killAll() {
+func KillAll() {
 	procsMu.Lock()
-	var left []*proc
+	var left []*Proc
 	for p := range procs {
 		left = append(left, p)
 	}
 	procsMu.Unlock()
 	for _, p := range left {
-		_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+		_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
 	}
 	for _, p := range left {
 		select {
@@ -112,15 +122,15 @@ func killAll() {
 	}
 }
 
-// stopAll stops procs in reverse order of the list, gracefully.
-func stopAll(list []*proc) {
+// StopAll stops procs in reverse order of the list, gracefully.
+func StopAll(list []*Proc) {
 	for i := len(list) - 1; i >= 0; i-- {
-		list[i].stop(10 * time.Second)
+		list[i].Stop(10 * time.Second)
 	}
 }
 
-// freePort returns a port that was free a moment ago on 127.0.0.1.
-func freePort() (int, error) {
+// FreePort returns a port that was free a moment ago on 127.0.0.1.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -129,9 +139,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitHTTP waits until url answers with any status, p exits, or ctx or
+// WaitHTTP waits until url answers with any status, p exits, or ctx or
 // limit ends.
-func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) error {
+func WaitHTTP(ctx context.Context, p *Proc, url string, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
@@ -145,12 +155,12 @@ func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) err
 			resp.Body.Close()
 			return nil
 		}
-		if p.exited() {
-			return fmt.Errorf("%s exited before answering (%v): see its log", p.name, p.err)
+		if p.Exited() {
+			return fmt.Errorf("%s exited before answering (%v): see its log", p.Name, p.Err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer at %s: %w", p.name, url, ctx.Err())
+			return fmt.Errorf("%s did not answer at %s: %w", p.Name, url, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -160,8 +170,8 @@ func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) err
 // port Go runs on.
 const clockTicks = 100
 
-// procCPU returns the CPU time (user + system) process pid has used.
-func procCPU(pid int) (time.Duration, error) {
+// ProcCPU returns the CPU time (user + system) process pid has used.
+func ProcCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
@@ -185,10 +195,10 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(user+sys) * time.Second / clockTicks, nil
 }
 
-// machineCPU returns the CPU time the whole machine has spent in user,
+// MachineCPU returns the CPU time the whole machine has spent in user,
 // nice, system and steal, summed over every core (interrupts and idle
 // excluded).
-func machineCPU() (time.Duration, error) {
+func MachineCPU() (time.Duration, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, err
@@ -209,8 +219,8 @@ func machineCPU() (time.Duration, error) {
 	return time.Duration(sum) * time.Second / clockTicks, nil
 }
 
-// loadAverage returns the 1-minute load average.
-func loadAverage() float64 {
+// LoadAverage returns the 1-minute load average.
+func LoadAverage() float64 {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return -1
@@ -223,8 +233,8 @@ func loadAverage() float64 {
 	return v
 }
 
-// cpuUsed returns the CPU time an exited process used.
-func (p *proc) cpuUsed() time.Duration {
+// CPUUsed returns the CPU time an exited process used.
+func (p *Proc) CPUUsed() time.Duration {
 	<-p.done
 	if p.cmd.ProcessState == nil {
 		return 0
