@@ -354,6 +354,9 @@ type failing struct{ err error }
 func (f failing) Create(context.Context, keyservice.NewKey) (string, apikey.Key, error) {
 	return "", apikey.Key{}, f.err
 }
+func (f failing) Update(context.Context, string, keyservice.KeyUpdate) (apikey.Key, error) {
+	return apikey.Key{}, f.err
+}
 func (f failing) List(context.Context, keyservice.ListOptions) (keyservice.Page, error) {
 	return keyservice.Page{}, f.err
 }
@@ -361,9 +364,6 @@ func (f failing) Get(context.Context, string) (apikey.Key, error)    { return ap
 func (f failing) Revoke(context.Context, string) (apikey.Key, error) { return apikey.Key{}, f.err }
 func (f failing) Rotate(context.Context, string, string) (string, apikey.Key, apikey.Key, error) {
 	return "", apikey.Key{}, apikey.Key{}, f.err
-}
-func (f failing) Update(context.Context, string, keyservice.KeyUpdate) (apikey.Key, error) {
-	return apikey.Key{}, f.err
 }
 func (f failing) Now() time.Time { return time.Time{} }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/console"
 )
 
@@ -41,6 +43,25 @@ func init() {
 //	    apikey_console
 //	}
 //
+// With owner, the console is one customer's: its value, with placeholders
+// resolved per request (a header that forward_auth copied from the
+// application's session, or a `map` from {http.auth.user.id}), names the
+// owner whose keys it lists, creates, edits, rotates and revokes; a key of
+// another owner is answered as not found, and a request for which the
+// value resolves to "" (or to no valid owner) gets 403. Without it, the
+// console is the operator's, over every key:
+//
+//	handle_path /console/* {
+//	    forward_auth localhost:3000 {
+//	        uri /session
+//	        copy_headers X-Org-Id X-User-Id X-Role
+//	    }
+//	    vars http.auth.user.id {http.request.header.X-User-Id}
+//	    apikey_console {
+//	        owner {http.request.header.X-Org-Id}
+//	    }
+//	}
+//
 // Every change is logged at info level with the user, the action and the
 // key ID. A key's secret is shown once, in the body of the response that
 // created it, and never appears in a URL, a cookie or a log. Changes from
@@ -54,6 +75,18 @@ type Console struct {
 	// SSH tunnel. Behind a proxy on the same machine every request comes
 	// from loopback, so do not use it there. Default: false.
 	AllowUnauthenticated bool `json:"allow_unauthenticated,omitempty"`
+
+	// Owner makes the console one owner's (a customer organisation's): it
+	// shows and changes only the keys of that owner, and the keys it
+	// creates belong to it. Placeholders are resolved per request, unknown
+	// ones to ""; a request for which the value resolves to "" or to
+	// something that is not an owner (1-128 characters of A-Z a-z 0-9 . _
+	// : @ -) is refused with 403, so a session that names no organisation
+	// sees nothing. A value without placeholders must be a valid owner
+	// when the config loads. The owner is taken from this value only,
+	// never from the request's form. Default: none, the operator's console
+	// over every key, with an owner column and filter.
+	Owner string `json:"owner,omitempty"`
 
 	handler *console.Handler
 }
@@ -82,12 +115,21 @@ func (c *Console) provision(app *App, logger *zap.Logger) error {
 	if svc == nil {
 		return errors.New("the apikeys app is not provisioned")
 	}
+	// A value without placeholders is one owner, known now: a typo that
+	// no key could have as owner is a config error, not a console that
+	// refuses everyone.
+	if c.Owner != "" && !strings.Contains(c.Owner, "{") {
+		if err := apikey.CheckOwner(c.Owner); err != nil {
+			return fmt.Errorf("apikey_console owner: %w", err)
+		}
+	}
 	var err error
 	c.handler, err = console.New(console.Config{
 		Service:              svc,
 		User:                 authUser,
 		AllowUnauthenticated: c.AllowUnauthenticated,
 		RequestPath:          originalPath,
+		Owner:                c.ownerFunc(),
 		Logger:               logger,
 	})
 	return err
@@ -103,6 +145,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 //
 //	apikey_console [<matcher>] {
 //	    allow_unauthenticated
+//	    owner <value>
 //	}
 func (c *Console) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -119,6 +162,20 @@ func (c *Console) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("allow_unauthenticated is given more than once")
 			}
 			c.AllowUnauthenticated = true
+		case "owner":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if c.Owner != "" {
+				return d.Err("owner is given more than once")
+			}
+			c.Owner = d.Val()
+			if c.Owner == "" {
+				return d.Err("owner must not be empty: leave it out for the operator's console")
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}
@@ -130,6 +187,24 @@ func parseConsoleCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	c := new(Console)
 	err := c.UnmarshalCaddyfile(h.Dispenser)
 	return c, err
+}
+
+// ownerFunc returns the function that resolves the console's owner for a
+// request, or nil when the console is the operator's.
+func (c *Console) ownerFunc() func(*http.Request) string {
+	if c.Owner == "" {
+		return nil
+	}
+	owner := c.Owner
+	return func(r *http.Request) string {
+		repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		if !ok {
+			return ""
+		}
+		// Unknown placeholders become "": a missing header is no owner,
+		// and the console refuses the request.
+		return repl.ReplaceAll(owner, "")
+	}
 }
 
 // authUser returns the user an authentication handler established for r.

@@ -16,6 +16,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keyservice"
 )
 
 func TestConsoleUnmarshalCaddyfile(t *testing.T) {
@@ -32,6 +35,12 @@ func TestConsoleUnmarshalCaddyfile(t *testing.T) {
 		{name: "argument to allow_unauthenticated", input: "apikey_console {\nallow_unauthenticated yes\n}", wantErr: "wrong argument count"},
 		{name: "repeated subdirective", input: "apikey_console {\nallow_unauthenticated\nallow_unauthenticated\n}", wantErr: "allow_unauthenticated is given more than once"},
 		{name: "unknown subdirective", input: "apikey_console {\nlogin admin\n}", wantErr: `unrecognized subdirective "login"`},
+		{name: "owner", input: "apikey_console {\nowner acme\n}", want: Console{Owner: "acme"}},
+		{name: "owner placeholder", input: "apikey_console {\nowner {http.request.header.X-Org-Id}\n}", want: Console{Owner: "{http.request.header.X-Org-Id}"}},
+		{name: "owner without value", input: "apikey_console {\nowner\n}", wantErr: "wrong argument count"},
+		{name: "owner with two values", input: "apikey_console {\nowner acme globex\n}", wantErr: "wrong argument count"},
+		{name: "owner empty", input: "apikey_console {\nowner \"\"\n}", wantErr: "owner must not be empty"},
+		{name: "owner repeated", input: "apikey_console {\nowner acme\nowner globex\n}", wantErr: "owner is given more than once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +60,9 @@ func TestConsoleUnmarshalCaddyfile(t *testing.T) {
 			}
 			if got.AllowUnauthenticated != tt.want.AllowUnauthenticated {
 				t.Errorf("AllowUnauthenticated = %v, want %v", got.AllowUnauthenticated, tt.want.AllowUnauthenticated)
+			}
+			if got.Owner != tt.want.Owner {
+				t.Errorf("Owner = %q, want %q", got.Owner, tt.want.Owner)
 			}
 		})
 	}
@@ -218,6 +230,77 @@ func TestConsoleServesTheAuthenticatedUser(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConsoleOwnerIsResolvedPerRequest checks that the owner subdirective
+// is resolved with the request's replacer, as a map handler or a header
+// copied by forward_auth would set it, and that a value resolving to ""
+// (an unknown placeholder included) is refused.
+func TestConsoleOwnerIsResolvedPerRequest(t *testing.T) {
+	c := &Console{Owner: "{org}"}
+	a := newTestConsole(t, c)
+	keys := map[string]string{}
+	for _, owner := range []string{"acme", "globex"} {
+		_, k, err := a.service().Create(context.Background(), keyservice.NewKey{
+			Name: owner + " key", Scope: "full", ExpiresIn: "never", Owner: owner, CreatedBy: apikey.Actor{Type: apikey.ActorAdmin},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[owner] = k.ID
+	}
+	tests := []struct {
+		name       string
+		org        *string
+		wantStatus int
+		want, not  string
+	}{
+		{"acme", ptr("acme"), http.StatusOK, keys["acme"], keys["globex"]},
+		{"globex", ptr("globex"), http.StatusOK, keys["globex"], keys["acme"]},
+		{"empty", ptr(""), http.StatusForbidden, "your session does not name one", keys["acme"]},
+		{"unset placeholder", nil, http.StatusForbidden, "your session does not name one", keys["acme"]},
+		{"not an owner", ptr("{http.request.header.X-Org}"), http.StatusForbidden, "your session does not name one", keys["acme"]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := consoleRequest("GET", "/console/", "/", "alice", nil)
+			if tt.org != nil {
+				r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("org", *tt.org)
+			}
+			rec := httptest.NewRecorder()
+			if err := c.ServeHTTP(rec, r, nil); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != tt.wantStatus || !strings.Contains(rec.Body.String(), tt.want) || strings.Contains(rec.Body.String(), tt.not) {
+				t.Errorf("status %d, want %d with %q and without %q", rec.Code, tt.wantStatus, tt.want, tt.not)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestConsoleProvisionRefusesALiteralOwnerNoKeyCouldHave(t *testing.T) {
+	for _, tt := range []struct {
+		owner   string
+		wantErr bool
+	}{
+		{"acme", false},
+		{"{http.request.header.X-Org-Id}", false},
+		{"org:{org}", false},
+		{"acme corp", true},
+		{strings.Repeat("a", 129), true},
+	} {
+		a := &App{Store: &StoreConfig{Path: filepath.Join(t.TempDir(), "keys.db")}}
+		if err := a.Provision(newTestContext(t)); err != nil {
+			t.Fatal(err)
+		}
+		err := (&Console{Owner: tt.owner}).provision(a, zap.NewNop())
+		if (err != nil) != tt.wantErr {
+			t.Errorf("owner %q: error %v, want error: %v", tt.owner, err, tt.wantErr)
+		}
+		_ = a.Cleanup()
 	}
 }
 

@@ -312,7 +312,7 @@ func TestBrowserConsoleManagesKeysEndToEnd(t *testing.T) {
 	// Rotate the routine key from the row menu, with no grace period.
 	browserDo(t, ctx,
 		chromedp.Click(chromedp.CSS(`summary[aria-label="More actions for key Cron routine"]`)),
-		chromedp.Click(chromedp.CSS(`a.menu-item[data-id="`+keys["routine"].id+`"]`)),
+		chromedp.Click(chromedp.CSS(`a.menu-item[data-dialog="rotate"][data-id="`+keys["routine"].id+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#rotate-dialog[open]`)),
 		chromedp.Click(chromedp.CSS(`#rotate-dialog input[name="grace"][value="0s"]`)),
 		chromedp.Click(chromedp.CSS(`#rotate-dialog button.primary`)),
@@ -439,6 +439,16 @@ func TestBrowserConsoleLayouts(t *testing.T) {
 	}
 	noSideways(desktop, "desktop list")
 	shot(desktop, "console-list.png")
+
+	browserDo(t, desktop,
+		chromedp.Click(chromedp.CSS(`summary[aria-label="More actions for key Production Backend"]`)),
+		chromedp.Click(chromedp.CSS(`tr:has(summary[aria-label="More actions for key Production Backend"]) a.menu-item[data-dialog="edit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#edit-dialog[open]`)),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-metadata").value = "plan=enterprise\nregion=eu-west-1"`),
+	)
+	noSideways(desktop, "edit dialog")
+	shot(desktop, "console-edit.png")
+	browserDo(t, desktop, chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.CSS(`#edit-dialog`)))
 
 	browserDo(t, desktop,
 		chromedp.Click(chromedp.CSS(`a[data-dialog="create"]`)),

@@ -10,16 +10,21 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/keystore"
 )
 
-// serveChange answers POST: op=create (name, scope, expires_in),
-// op=revoke (id) or op=rotate (id, grace). The page's script asks for JSON;
+// serveChange answers POST: op=create (name, scope, expires_in, metadata),
+// op=update (id, name, metadata), op=revoke (id) or op=rotate (id, grace).
+// No operation reads an owner from the form: an owner's console takes it
+// from its configuration only (session.svc is bound to it), and the
+// operator's console creates keys without one. The page's script asks for JSON;
 // a plain form post gets the page back with the outcome, and a secret only
 // ever travels in the body of this one response, marked no-store.
-func (h *Handler) serveChange(w http.ResponseWriter, r *http.Request, user string) {
+func (h *Handler) serveChange(w http.ResponseWriter, r *http.Request, sess session) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		h.badRequest(w, r, "the form could not be read: "+err.Error())
@@ -29,13 +34,15 @@ func (h *Handler) serveChange(w http.ResponseWriter, r *http.Request, user strin
 	// that a page rendered after the change shows the same list.
 	switch op := r.PostForm.Get("op"); op {
 	case "create":
-		h.create(w, r, user)
+		h.create(w, r, sess)
 	case "revoke":
-		h.revoke(w, r, user)
+		h.revoke(w, r, sess)
 	case "rotate":
-		h.rotate(w, r, user)
+		h.rotate(w, r, sess)
+	case "update":
+		h.update(w, r, sess)
 	default:
-		h.badRequest(w, r, fmt.Sprintf("unknown operation %s: want create, revoke or rotate", apikey.QuoteInput(op)))
+		h.badRequest(w, r, fmt.Sprintf("unknown operation %s: want create, update, revoke or rotate", apikey.QuoteInput(op)))
 	}
 }
 
@@ -47,31 +54,41 @@ type createdJSON struct {
 	Display  map[string]string   `json:"display"`
 }
 
-func (h *Handler) create(w http.ResponseWriter, r *http.Request, user string) {
+func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	name, scope, expiresIn := r.PostForm.Get("name"), r.PostForm.Get("scope"), r.PostForm.Get("expires_in")
-	secret, k, err := h.svc.Create(ctx, keyservice.NewKey{
-		Name: name, Scope: scope, ExpiresIn: expiresIn,
-		// A user name that breaks the actor rule is made to fit rather
-		// than stop the user creating keys.
-		CreatedBy: apikey.Actor{Type: apikey.ActorConsole, ID: apikey.FitActorID(user)},
-	})
+	metaText := r.PostForm.Get("metadata")
+	meta, err := parseMetadata(metaText)
+	var secret string
+	var k apikey.Key
+	if err == nil {
+		nk := keyservice.NewKey{
+			Name: name, Scope: scope, ExpiresIn: expiresIn,
+			CreatedBy: apikey.Actor{Type: apikey.ActorConsole, ID: apikey.FitActorID(sess.user)},
+		}
+		if len(meta) > 0 {
+			nk.Metadata = meta
+		}
+		// Owner stays "": an owner's service sets its own.
+		secret, k, err = sess.svc.Create(ctx, nk)
+	}
 	if err != nil {
 		if _, input := errors.AsType[*keyservice.InputError](err); !input {
-			h.logger.Error("console could not create an api key", h.who(r, user), zap.Error(err))
+			h.logger.Error("console could not create an api key", sess.who(r), zap.Error(err))
 		}
 		status, field, msg := serviceAnswer(err, "")
 		if wantsJSON(r) {
 			writeJSONError(w, status, field, msg)
 			return
 		}
-		d, perr := h.buildPage(ctx, user, parseFilter(r.URL.Query()))
+		d, perr := h.buildPage(ctx, sess, sess.filter(r.URL.Query()))
 		if perr != nil {
 			h.storeFailed(w, r, "list", perr)
 			return
 		}
-		d.Create = h.newCreateDialog(h.svc.Now(), name, scope, expiresIn)
+		d.Create = h.newCreateDialog(sess.svc.Now(), name, scope, expiresIn)
+		d.Create.Metadata = metaText
 		d.Create.Open = true
 		if field != "" {
 			d.Create.Errors = map[string]string{field: msg}
@@ -82,32 +99,94 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, user string) {
 		return
 	}
 	h.logger.Info("api key created",
-		h.who(r, user), zap.String("action", "create"), zap.String("key_id", k.ID),
+		sess.who(r), zap.String("action", "create"), zap.String("key_id", k.ID),
 		zap.String("scope", k.Scope.String()), zap.String("expires_in", string(k.Expiry)))
-	now := h.svc.Now()
+	now := sess.svc.Now()
 	if wantsJSON(r) {
 		v := newRow(k, now, filter{})
 		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Display: display(v)})
 		return
 	}
-	h.renderSecret(w, r, user, secret, k, nil, fmt.Sprintf("Key %q created.", k.Name))
+	h.renderSecret(w, r, sess, secret, k, nil, fmt.Sprintf("Key %q created.", k.Name))
 }
 
-func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, user string) {
+// update changes a key's name and metadata. Both fields are always sent
+// by the edit dialog, which shows their current values: the metadata given
+// replaces the key's whole (an empty text clears it).
+func (h *Handler) update(w http.ResponseWriter, r *http.Request, sess session) {
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	id, name, metaText := r.PostForm.Get("id"), r.PostForm.Get("name"), r.PostForm.Get("metadata")
+	meta, err := parseMetadata(metaText)
+	var k apikey.Key
+	if err == nil {
+		k, err = sess.svc.Update(ctx, id, keyservice.KeyUpdate{Name: &name, Metadata: &meta})
+	}
+	if err != nil {
+		status, field, msg := serviceAnswer(err, id)
+		if status == http.StatusServiceUnavailable {
+			h.logger.Error("console could not change an api key", sess.who(r), zap.String("action", "update"), zap.String("key_id", id), zap.Error(err))
+		}
+		if errors.Is(err, keystore.ErrRevoked) {
+			// The service's message speaks of rotation.
+			msg = "This key is revoked: a revoked key cannot be changed."
+		}
+		if wantsJSON(r) {
+			writeJSONError(w, status, field, msg)
+			return
+		}
+		d, perr := h.buildPage(ctx, sess, sess.filter(r.URL.Query()))
+		if perr != nil {
+			h.storeFailed(w, r, "list", perr)
+			return
+		}
+		if status == http.StatusBadRequest && field != "id" {
+			// Show the dialog again with what was typed, for the key as
+			// the console may show it.
+			if cur, gerr := sess.svc.Get(ctx, id); gerr == nil {
+				d.Edit = editDialog{Open: true, Key: newRow(cur, sess.svc.Now(), d.Filter), Name: name, Metadata: metaText}
+				if field != "" {
+					d.Edit.Errors = map[string]string{field: msg}
+				} else {
+					d.Edit.FormError = "The key could not be changed. " + msg
+				}
+				h.render(w, r, status, "page.html", d)
+				return
+			}
+		}
+		d.Notice = "The key could not be changed (update). " + msg
+		h.render(w, r, status, "page.html", d)
+		return
+	}
+	h.logger.Info("api key updated", sess.who(r), zap.String("action", "update"), zap.String("key_id", k.ID))
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]any{"api_key": keyservice.View(k, sess.svc.Now())})
+		return
+	}
+	d, err := h.buildPage(ctx, sess, sess.filter(r.URL.Query()))
+	if err != nil {
+		h.storeFailed(w, r, "list", err)
+		return
+	}
+	d.Notice = fmt.Sprintf("Key %q updated.", k.Name)
+	h.render(w, r, http.StatusOK, "page.html", d)
+}
+
+func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, sess session) {
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	id := r.PostForm.Get("id")
-	k, err := h.svc.Revoke(ctx, id)
+	k, err := sess.svc.Revoke(ctx, id)
 	if err != nil {
-		h.changeFailed(w, r, user, "revoke", id, err)
+		h.changeFailed(w, r, sess, "revoke", id, err)
 		return
 	}
-	h.logger.Info("api key revoked", h.who(r, user), zap.String("action", "revoke"), zap.String("key_id", k.ID))
+	h.logger.Info("api key revoked", sess.who(r), zap.String("action", "revoke"), zap.String("key_id", k.ID))
 	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"api_key": keyservice.View(k, h.svc.Now())})
+		writeJSON(w, http.StatusOK, map[string]any{"api_key": keyservice.View(k, sess.svc.Now())})
 		return
 	}
-	d, err := h.buildPage(ctx, user, parseFilter(r.URL.Query()))
+	d, err := h.buildPage(ctx, sess, sess.filter(r.URL.Query()))
 	if err != nil {
 		h.storeFailed(w, r, "list", err)
 		return
@@ -116,19 +195,19 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, user string) {
 	h.render(w, r, http.StatusOK, "page.html", d)
 }
 
-func (h *Handler) rotate(w http.ResponseWriter, r *http.Request, user string) {
+func (h *Handler) rotate(w http.ResponseWriter, r *http.Request, sess session) {
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	id, grace := r.PostForm.Get("id"), r.PostForm.Get("grace")
-	secret, next, prev, err := h.svc.Rotate(ctx, id, grace)
+	secret, next, prev, err := sess.svc.Rotate(ctx, id, grace)
 	if err != nil {
-		h.changeFailed(w, r, user, "rotate", id, err)
+		h.changeFailed(w, r, sess, "rotate", id, err)
 		return
 	}
 	h.logger.Info("api key rotated",
-		h.who(r, user), zap.String("action", "rotate"), zap.String("key_id", next.ID),
+		sess.who(r), zap.String("action", "rotate"), zap.String("key_id", next.ID),
 		zap.String("previous_key_id", prev.ID), zap.String("grace", grace))
-	now := h.svc.Now()
+	now := sess.svc.Now()
 	if wantsJSON(r) {
 		v, pv := newRow(next, now, filter{}), newRow(prev, now, filter{})
 		disp := display(v)
@@ -136,24 +215,24 @@ func (h *Handler) rotate(w http.ResponseWriter, r *http.Request, user string) {
 		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Previous: &pv.KeyJSON, Display: disp})
 		return
 	}
-	h.renderSecret(w, r, user, secret, next, &prev, fmt.Sprintf("Key %q rotated.", next.Name))
+	h.renderSecret(w, r, sess, secret, next, &prev, fmt.Sprintf("Key %q rotated.", next.Name))
 }
 
 // renderSecret renders the page with the show-once dialog open.
-func (h *Handler) renderSecret(w http.ResponseWriter, r *http.Request, user, secret string, k apikey.Key, prev *apikey.Key, notice string) {
+func (h *Handler) renderSecret(w http.ResponseWriter, r *http.Request, sess session, secret string, k apikey.Key, prev *apikey.Key, notice string) {
 	ctx, cancel := requestContext(r)
 	defer cancel()
-	f := parseFilter(r.URL.Query())
-	d, err := h.buildPage(ctx, user, f)
+	f := sess.filter(r.URL.Query())
+	d, err := h.buildPage(ctx, sess, f)
 	if err != nil {
 		// The key exists, but its secret would be lost with an error page;
 		// show it with an empty list rather than not at all.
 		d = &pageData{Assets: h.assets, Filter: f, Action: f.href(), ClearHref: "./?status=all", CreateHref: f.href("dialog", "create")}
-		d.Create = h.newCreateDialog(h.svc.Now(), "", defaultScope, string(defaultExpiry))
+		d.Create = h.newCreateDialog(sess.svc.Now(), "", defaultScope, string(defaultExpiry))
 		d.Rotate = keyDialog{Graces: graceChoices}
 		d.Notice = "The list could not be loaded: the key store did not answer."
 	}
-	now := h.svc.Now()
+	now := sess.svc.Now()
 	d.Secret = secretDialog{Open: true, Secret: secret, Key: newRow(k, now, f)}
 	if prev != nil {
 		p := newRow(*prev, now, f)
@@ -166,11 +245,11 @@ func (h *Handler) renderSecret(w http.ResponseWriter, r *http.Request, user, sec
 }
 
 // changeFailed answers a revoke or rotation the service refused.
-func (h *Handler) changeFailed(w http.ResponseWriter, r *http.Request, user, action, id string, err error) {
+func (h *Handler) changeFailed(w http.ResponseWriter, r *http.Request, sess session, action, id string, err error) {
 	status, field, msg := serviceAnswer(err, id)
 	if status == http.StatusServiceUnavailable {
 		// The service checked the ID's shape, so it is safe to log.
-		h.logger.Error("console could not change an api key", h.who(r, user), zap.String("action", action), zap.String("key_id", id), zap.Error(err))
+		h.logger.Error("console could not change an api key", sess.who(r), zap.String("action", action), zap.String("key_id", id), zap.Error(err))
 	}
 	if wantsJSON(r) {
 		writeJSONError(w, status, field, msg)
@@ -178,7 +257,7 @@ func (h *Handler) changeFailed(w http.ResponseWriter, r *http.Request, user, act
 	}
 	ctx, cancel := requestContext(r)
 	defer cancel()
-	d, perr := h.buildPage(ctx, user, parseFilter(r.URL.Query()))
+	d, perr := h.buildPage(ctx, sess, sess.filter(r.URL.Query()))
 	if perr != nil {
 		h.storeFailed(w, r, "list", perr)
 		return
@@ -203,7 +282,7 @@ func serviceAnswer(err error, id string) (status int, field, text string) {
 
 // fieldMessage is an input error as shown under its field.
 func fieldMessage(field, msg string) string {
-	label := map[string]string{"name": "Name", "scope": "Scope", "expires_in": "Expiration", "grace": "Grace period", "id": "Key ID"}[field]
+	label := map[string]string{"name": "Name", "scope": "Scope", "expires_in": "Expiration", "grace": "Grace period", "id": "Key ID", "metadata": "Metadata"}[field]
 	if label == "" {
 		label = field
 	}
@@ -236,12 +315,21 @@ func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, op string,
 	})
 }
 
-// who names the user making a change, for the log.
-func (h *Handler) who(r *http.Request, user string) zap.Field {
+// who names the user making a change, and the owner whose console it is,
+// for the log.
+func (sess session) who(r *http.Request) zap.Field {
+	user := sess.user
 	if user == "" {
-		return zap.String("user", "unauthenticated loopback "+r.RemoteAddr)
+		user = "unauthenticated loopback " + r.RemoteAddr
 	}
-	return zap.String("user", user)
+	if sess.owner == "" {
+		return zap.String("user", user)
+	}
+	return zap.Inline(zapcore.ObjectMarshalerFunc(func(enc zapcore.ObjectEncoder) error {
+		enc.AddString("user", user)
+		enc.AddString("owner", sess.owner)
+		return nil
+	}))
 }
 
 // display holds a new key's details as the show-once dialog prints them.

@@ -10,13 +10,22 @@
 // the key ID; a key's secret is shown once, in the response to the request
 // that created it, and never appears in a URL, a cookie, a redirect or a log.
 //
+// With Config.Owner the console is one owner's (a customer organisation's):
+// every call goes through keyservice.Service.ForOwner, so it lists,
+// creates, edits, rotates and revokes only that owner's keys, a key of
+// another owner is answered exactly like one that does not exist (404),
+// and no owner is ever read from the request's form or query. A request
+// for which the owner resolves to "" gets 403. Without it, the console is
+// the operator's, over every key, with an owner column and filter.
+//
 // URLs are relative, so the console works under any path prefix as long as
 // the prefix is stripped before it (Caddy's handle_path):
 //
 //	GET  /                 the page, 50 keys at a time; ?status=active|expired|revoked|all,
 //	                       ?scope=, ?q= filter it, ?cursor= (older) or ?before= (newer)
-//	                       page it, ?dialog=create|revoke|rotate[&id=] opens a dialog
-//	POST /                 op=create|revoke|rotate: a change. With "Accept:
+//	                       page it, ?owner= (the operator's console) keeps one owner's keys,
+//	                       ?dialog=create|edit|revoke|rotate[&id=] opens a dialog
+//	POST /                 op=create|update|revoke|rotate: a change. With "Accept:
 //	                       application/json" (the page's script) the answer is JSON;
 //	                       otherwise the page is rendered with the outcome.
 //	GET  /static/<name>    the stylesheet and the script, under content-hashed names
@@ -34,6 +43,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
 )
 
@@ -69,6 +79,14 @@ type Config struct {
 	// "/console/" (the page's relative links need the trailing slash). Nil
 	// means r.URL.Path.
 	RequestPath func(r *http.Request) string
+	// Owner, when set, makes the console one owner's: it returns the owner
+	// for a request (Caddy's owner subdirective, placeholders resolved),
+	// and the console then lists, creates, edits, rotates and revokes only
+	// that owner's keys (keyservice.Service.ForOwner), answering a key of
+	// another owner as not found. A request for which it returns "" or no
+	// valid owner is refused with 403. Nil means the operator's console,
+	// over every key.
+	Owner func(r *http.Request) string
 	// Logger receives one info entry per change (user, action, key ID) and
 	// the errors of the store. Nil means no logging.
 	Logger *zap.Logger
@@ -80,6 +98,7 @@ type Handler struct {
 	user        func(*http.Request) string
 	allowAnon   bool
 	requestPath func(*http.Request) string
+	owner       func(*http.Request) string
 	logger      *zap.Logger
 	cop         *http.CrossOriginProtection
 	assets      *assetSet
@@ -95,6 +114,7 @@ func New(cfg Config) (*Handler, error) {
 		user:        cfg.User,
 		allowAnon:   cfg.AllowUnauthenticated,
 		requestPath: cfg.RequestPath,
+		owner:       cfg.Owner,
 		logger:      cfg.Logger,
 		cop:         http.NewCrossOriginProtection(),
 		assets:      defaultAssets,
@@ -129,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	user, ok := h.authenticate(w, r)
+	sess, ok := h.authenticate(w, r)
 	if !ok {
 		return
 	}
@@ -148,7 +168,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusMovedPermanently)
 			return
 		}
-		h.servePage(w, r, user)
+		h.servePage(w, r, sess)
 	case http.MethodPost:
 		// Browsers say where a request comes from (Sec-Fetch-Site, Origin);
 		// a change from another site is refused before anything is read.
@@ -156,7 +176,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.crossOrigin(w, r)
 			return
 		}
-		h.serveChange(w, r, user)
+		h.serveChange(w, r, sess)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		h.renderMessage(w, r, http.StatusMethodNotAllowed, messagePage{
@@ -166,9 +186,49 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authenticate returns who is making the request, answering 403 itself
-// when nobody is signed in and the request may not go without.
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
+// session is who makes a request, and what they may see.
+type session struct {
+	user  string // "" for an unauthenticated request from loopback
+	owner string // the owner whose console this is; "" for the operator's
+	// svc is the key service the request uses: bound to owner when the
+	// console is an owner's.
+	svc *keyservice.Service
+}
+
+// authenticate returns who is making the request and the keys they may
+// manage, answering 403 itself when nobody is signed in and the request may
+// not go without, or when the console is an owner's and the request names
+// none.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (session, bool) {
+	user, ok := h.authenticateUser(w, r)
+	if !ok {
+		return session{}, false
+	}
+	sess := session{user: user, svc: h.svc}
+	if h.owner == nil {
+		return sess, true
+	}
+	sess.owner = h.owner(r)
+	if sess.owner == "" || apikey.CheckOwner(sess.owner) != nil {
+		// Fail closed: a session that names no organisation, or one no
+		// key could belong to, sees no key at all.
+		h.logger.Info("console refused a request that names no owner", zap.String("user", user))
+		h.renderMessage(w, r, http.StatusForbidden, messagePage{
+			Title: "No organisation",
+			Lines: []string{
+				"This API Keys console shows the keys of your organisation, and your session does not name one.",
+				"Sign in with an account that belongs to an organisation, or ask your organisation's administrator for access.",
+			},
+		})
+		return session{}, false
+	}
+	sess.svc = h.svc.ForOwner(sess.owner)
+	return sess, true
+}
+
+// authenticateUser returns who is making the request, answering 403
+// itself when nobody is signed in and the request may not go without.
+func (h *Handler) authenticateUser(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if user := h.user(r); user != "" {
 		return user, true
 	}

@@ -23,6 +23,9 @@ func FuzzParseFilter(f *testing.F) {
 		"cursor=dk_0123456789abcdefghijABCDEFGHIJ01abcdef",
 		"q=" + strings.Repeat("%C3%A9", 300),
 		"q=100%25_%5C&status=expired",
+		"owner=acme%3Aeu%40x&status=all",
+		"owner=%20acme%20&owner=globex",
+		"owner=" + strings.Repeat("a", 129),
 	} {
 		f.Add(seed)
 	}

@@ -54,11 +54,17 @@ type env struct {
 	h      *Handler
 	srv    *httptest.Server
 	user   string // the user every request is made as; "" for none
+	// owner is the owner every request names, in a console made with
+	// envOptions.owned; "" for none.
+	owner string
 }
 
 type envOptions struct {
 	anonymous            bool // no authentication handler ran
 	allowUnauthenticated bool
+	// owned makes the console an owner's: Config.Owner returns the
+	// env's owner.
+	owned bool
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -87,6 +93,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		User:                 func(r *http.Request) string { return r.Header.Get("X-Test-User") },
 		AllowUnauthenticated: opts.allowUnauthenticated,
 		Logger:               zap.New(core),
+		Owner:                ownerFunc(opts.owned),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +101,16 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	e.srv = httptest.NewServer(e.h)
 	t.Cleanup(e.srv.Close)
 	return e
+}
+
+// ownerFunc stands in for the resolved owner subdirective: the owner
+// sent in a header only this test server trusts. Nil for the operator's
+// console.
+func ownerFunc(owned bool) func(*http.Request) string {
+	if !owned {
+		return nil
+	}
+	return func(r *http.Request) string { return r.Header.Get("X-Test-Owner") }
 }
 
 // client never follows redirects, so that a Location is seen.
@@ -119,6 +136,9 @@ func (e *env) do(method, target string, form url.Values, header http.Header) (*h
 	}
 	if e.user != "" {
 		req.Header.Set("X-Test-User", e.user)
+	}
+	if e.owner != "" {
+		req.Header.Set("X-Test-Owner", e.owner)
 	}
 	for k, vs := range header {
 		req.Header[k] = vs
@@ -160,6 +180,19 @@ func (e *env) postJSON(form url.Values) (*http.Response, map[string]any) {
 func (e *env) create(name, scope, expiresIn string) (string, apikey.Key) {
 	e.t.Helper()
 	secret, k, err := e.svc.Create(context.Background(), keyservice.NewKey{Name: name, Scope: scope, ExpiresIn: expiresIn, CreatedBy: apikey.Actor{Type: apikey.ActorConsole, ID: "tester"}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return secret, k
+}
+
+// createFor makes a key of owner ("" for none) through the service
+// directly, as created_by says.
+func (e *env) createFor(owner, name string, by apikey.Actor) (string, apikey.Key) {
+	e.t.Helper()
+	secret, k, err := e.svc.Create(context.Background(), keyservice.NewKey{
+		Name: name, Scope: "full", ExpiresIn: "never", Owner: owner, CreatedBy: by,
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}

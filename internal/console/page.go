@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -36,6 +37,10 @@ type filter struct {
 	Status string // "active" (the default), "expired", "revoked" or "all"
 	Scope  string // "" for every scope, or a scope's name
 	Query  string // a key ID, or text searched in names; "" for none
+	// Owner keeps the keys of one owner (?owner=), in the operator's
+	// console only: an owner's console shows its own keys whatever the
+	// query string says. "" for every owner.
+	Owner string
 	// Cursor (?cursor=) starts the page after a key: the older keys.
 	// Before (?before=) ends it before one: the newer keys. At most one is
 	// set, and only to a cursor that decodes (keyservice.DecodeCursor).
@@ -60,6 +65,9 @@ func parseFilter(q url.Values) filter {
 		f.Scope = q.Get("scope")
 	}
 	f.Query = cleanQuery(q.Get("q"))
+	if o := strings.TrimSpace(q.Get("owner")); apikey.CheckOwner(o) == nil {
+		f.Owner = o
+	}
 	for _, c := range []struct {
 		name string
 		to   *string
@@ -107,6 +115,9 @@ func (f filter) values() url.Values {
 	if f.Query != "" {
 		v.Set("q", f.Query)
 	}
+	if f.Owner != "" {
+		v.Set("owner", f.Owner)
+	}
 	if f.Cursor != "" {
 		v.Set("cursor", f.Cursor)
 	}
@@ -137,11 +148,13 @@ func (f filter) at(cursor, before string) filter {
 }
 
 // Active reports whether the filter hides anything beyond the default.
-func (f filter) Active() bool { return f.Status != "active" || f.Scope != "" || f.Query != "" }
+func (f filter) Active() bool {
+	return f.Status != "active" || f.Scope != "" || f.Query != "" || f.Owner != ""
+}
 
 // options returns the key service's options for the filter's page.
 func (f filter) options() keyservice.ListOptions {
-	o := keyservice.ListOptions{Scope: f.Scope, Query: f.Query, Limit: pageSize, Cursor: f.Cursor, Before: f.Before}
+	o := keyservice.ListOptions{Scope: f.Scope, Query: f.Query, Owner: f.Owner, Limit: pageSize, Cursor: f.Cursor, Before: f.Before}
 	if f.Status != "all" {
 		o.Status = f.Status
 	}
@@ -189,9 +202,22 @@ type row struct {
 	Revoked     timeView
 	CanRevoke   bool
 	CanRotate   bool
+	CanEdit     bool
 	RevokeHref  string
 	RotateHref  string
+	EditHref    string
+	// CreatedByLabel names who created the key: created_by's ID, or its
+	// type when the ID is empty ("admin", "console", "system").
+	CreatedByLabel string
+	// MetadataText is the metadata as the edit dialog shows it: a
+	// name=value line per entry, sorted by name.
+	MetadataText string
+	// MetadataList is the metadata sorted by name, for the table.
+	MetadataList []metadataEntry
 }
+
+// metadataEntry is an entry of a key's metadata.
+type metadataEntry struct{ Name, Value string }
 
 func newRow(k apikey.Key, now time.Time, f filter) row {
 	v := keyservice.View(k, now)
@@ -209,9 +235,32 @@ func newRow(k apikey.Key, now time.Time, f filter) row {
 		CanRotate:  v.Status == "active" && v.ReplacedBy == nil,
 		RevokeHref: f.href("dialog", "revoke", "id", v.ID),
 		RotateHref: f.href("dialog", "rotate", "id", v.ID),
+		// A revoked key is done with: nothing about it changes any more.
+		CanEdit:        v.Status != "revoked",
+		EditHref:       f.href("dialog", "edit", "id", v.ID),
+		CreatedByLabel: createdByLabel(k.CreatedBy),
 	}
+	r.MetadataList = sortedMetadata(k.Metadata)
+	r.MetadataText = formatMetadata(r.MetadataList)
 	r.ExpiresSoon = v.Status == "active" && v.ExpiresAt != nil && v.ExpiresAt.Sub(now) < expiresSoon
 	return r
+}
+
+// createdByLabel is who created a key, as the list shows it.
+func createdByLabel(a apikey.Actor) string {
+	if a.ID != "" {
+		return a.ID
+	}
+	return a.Type
+}
+
+func sortedMetadata(m map[string]string) []metadataEntry {
+	list := make([]metadataEntry, 0, len(m))
+	for name, value := range m {
+		list = append(list, metadataEntry{name, value})
+	}
+	slices.SortFunc(list, func(a, b metadataEntry) int { return strings.Compare(a.Name, b.Name) })
+	return list
 }
 
 var scopeLabels = map[string]string{"full": "Full", "widget": "Widget", "routine": "Routine"}
@@ -271,6 +320,7 @@ const (
 type createDialog struct {
 	Open      bool
 	Name      string
+	Metadata  string            // name=value lines
 	Errors    map[string]string // by field: name, scope, expires_in
 	FormError string            // an error of no field, such as the store failing
 	Scopes    []scopeChoice
@@ -285,6 +335,16 @@ type secretDialog struct {
 	Previous *row // set after a rotation
 }
 
+// editDialog is the edit dialog, for one key: its name and metadata.
+type editDialog struct {
+	Open      bool
+	Key       row
+	Name      string
+	Metadata  string            // name=value lines
+	Errors    map[string]string // by field: name, metadata
+	FormError string
+}
+
 // keyDialog is the revoke or rotate dialog, for one key.
 type keyDialog struct {
 	Open   bool
@@ -295,8 +355,11 @@ type keyDialog struct {
 
 // pageData is everything the page template shows.
 type pageData struct {
-	Assets        *assetSet
-	User          string
+	Assets *assetSet
+	User   string
+	// Owner is the owner whose console this is; "" for the operator's,
+	// which shows an owner column and filter.
+	Owner         string
 	Filter        filter
 	StatusOptions []option
 	ScopeOptions  []option
@@ -315,6 +378,7 @@ type pageData struct {
 	Secret               secretDialog
 	Revoke               keyDialog
 	Rotate               keyDialog
+	Edit                 editDialog
 }
 
 // buildPage lists one page of keys, filtered in the store, and fills
@@ -322,15 +386,16 @@ type pageData struct {
 // pageSize+1 keys, and one more when the page is empty, to tell an empty
 // store from a filter that matches nothing: no count of every key is
 // made, so the filter options show none.
-func (h *Handler) buildPage(ctx context.Context, user string, f filter) (*pageData, error) {
-	page, err := h.svc.List(ctx, f.options())
+func (h *Handler) buildPage(ctx context.Context, sess session, f filter) (*pageData, error) {
+	page, err := sess.svc.List(ctx, f.options())
 	if err != nil {
 		return nil, err
 	}
-	now := h.svc.Now()
+	now := sess.svc.Now()
 	d := &pageData{
 		Assets:     h.assets,
-		User:       user,
+		User:       sess.user,
+		Owner:      sess.owner,
 		Filter:     f,
 		Action:     f.href(),
 		ClearHref:  "./?status=all",
@@ -351,7 +416,7 @@ func (h *Handler) buildPage(ctx context.Context, user string, f filter) (*pageDa
 			// revoked while filtering active ones: offer the first.
 			d.NewerHref = f.at("", "").href()
 		}
-		newest, err := h.svc.List(ctx, keyservice.ListOptions{Limit: 1})
+		newest, err := sess.svc.List(ctx, keyservice.ListOptions{Limit: 1})
 		if err != nil {
 			return nil, err
 		}
@@ -399,33 +464,39 @@ func (h *Handler) newCreateDialog(now time.Time, name, scope, expiresIn string) 
 
 // servePage answers GET: the list, with a dialog open if ?dialog= asks.
 // Nothing a GET asks for changes a key.
-func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, user string) {
+func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, sess session) {
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	q := r.URL.Query()
-	d, err := h.buildPage(ctx, user, parseFilter(q))
+	d, err := h.buildPage(ctx, sess, sess.filter(q))
 	if err != nil {
 		h.storeFailed(w, r, "list", err)
 		return
 	}
-	switch q.Get("dialog") {
+	status := http.StatusOK
+	switch dialog := q.Get("dialog"); dialog {
 	case "create":
 		d.Create.Open = true
-	case "revoke", "rotate":
-		// The key need not be on this page: a link may be shared.
-		key, err := h.svc.Get(ctx, q.Get("id"))
+	case "revoke", "rotate", "edit":
+		// The key need not be on this page: a link may be shared. In an
+		// owner's console, another owner's key is not found, exactly like
+		// a key that does not exist.
+		key, err := sess.svc.Get(ctx, q.Get("id"))
 		if status, _, _ := serviceAnswer(err, ""); err != nil && status == http.StatusServiceUnavailable {
 			h.storeFailed(w, r, "get", err)
 			return
 		}
-		k := newRow(key, h.svc.Now(), d.Filter)
+		k := newRow(key, sess.svc.Now(), d.Filter)
 		switch {
 		case err != nil:
+			status = http.StatusNotFound
 			d.Notice = "There is no key with that ID."
-		case q.Get("dialog") == "revoke" && k.CanRevoke:
+		case dialog == "revoke" && k.CanRevoke:
 			d.Revoke.Open, d.Revoke.Key = true, k
-		case q.Get("dialog") == "rotate" && k.CanRotate:
+		case dialog == "rotate" && k.CanRotate:
 			d.Rotate.Open, d.Rotate.Key = true, k
+		case dialog == "edit" && k.CanEdit:
+			d.Edit = editDialog{Open: true, Key: k, Name: k.Name, Metadata: k.MetadataText}
 		case k.Status == "revoked":
 			d.Notice = fmt.Sprintf("Key %q is revoked: it cannot be changed any more.", k.Name)
 		case k.ReplacedBy != nil:
@@ -434,7 +505,18 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, user string)
 			d.Notice = fmt.Sprintf("Key %q has expired: it cannot be rotated. Create a new key instead.", k.Name)
 		}
 	}
-	h.render(w, r, http.StatusOK, "page.html", d)
+	h.render(w, r, status, "page.html", d)
+}
+
+// filter reads the list's filter from a query string. An owner's console
+// drops an owner filter: it lists its owner's keys only, and the key
+// service it uses is bound to them anyway.
+func (sess session) filter(q url.Values) filter {
+	f := parseFilter(q)
+	if sess.owner != "" {
+		f.Owner = ""
+	}
+	return f
 }
 
 // messagePage is a page with a title and a few paragraphs: 403, 404 and

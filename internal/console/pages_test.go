@@ -189,6 +189,9 @@ func TestParseFilter(t *testing.T) {
 		{"long search cut to 200 characters", "q=" + strings.Repeat("%C3%A9", 250), filter{Status: "active", Query: strings.Repeat("é", 200)}},
 		{"malformed cursor dropped", "cursor=abc", filter{Status: "active", BadCursor: true}},
 		{"empty cursor is no cursor", "cursor=&before=", filter{Status: "active"}},
+		{"owner", "owner=+acme%3Aeu+", filter{Status: "active", Owner: "acme:eu"}},
+		{"owner that no key could have dropped", "owner=acme+corp", filter{Status: "active"}},
+		{"owner too long dropped", "owner=" + strings.Repeat("a", 129), filter{Status: "active"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

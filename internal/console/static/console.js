@@ -43,7 +43,7 @@
     target.hidden = false;
     const input = field ? $('[name="' + CSS.escape(field) + '"]', form) : null;
     if (input && input.type !== "hidden") {
-      if (input.type === "text") input.setAttribute("aria-invalid", "true");
+      if (input.type === "text" || input.tagName === "TEXTAREA") input.setAttribute("aria-invalid", "true");
       input.focus();
     }
   }
@@ -51,7 +51,7 @@
   function setFields(root, values) {
     for (const [name, value] of Object.entries(values)) {
       $$('[data-field="' + name + '"]', root).forEach((el) => {
-        if (el.tagName === "INPUT") el.value = value;
+        if (el.tagName === "INPUT" || el.tagName === "TEXTAREA") el.value = value;
         else el.textContent = value;
       });
     }
@@ -66,7 +66,12 @@
       clearErrors(form);
     }
     if (trigger && trigger.dataset.id) {
-      setFields(dialog, { id: trigger.dataset.id, name: trigger.dataset.name || "" });
+      const values = { id: trigger.dataset.id, name: trigger.dataset.name || "" };
+      if (name === "edit") {
+        values.title = values.name;
+        values.metadata = trigger.dataset.metadata || "";
+      }
+      setFields(dialog, values);
     }
     closeMenus();
     if (!dialog.open) dialog.showModal();
@@ -227,8 +232,10 @@
       dialog.close();
       const op = form.dataset.op;
       await refreshList();
-      if (op === "revoke") {
-        announce("Key “" + data.api_key.name + "” revoked. Requests with it now fail.");
+      if (op === "revoke" || op === "update") {
+        announce(op === "revoke"
+          ? "Key “" + data.api_key.name + "” revoked. Requests with it now fail."
+          : "Key “" + data.api_key.name + "” updated.");
         const keys = $("#keys");
         if (keys) keys.focus();
       } else {
