@@ -66,6 +66,7 @@ func datasetKey(i int) apikey.Key {
 		Hint:      apikey.Hint(secret),
 		Digest:    apikey.DigestOf(secret),
 		CreatedAt: datasetCreated,
+		CreatedBy: apikey.Actor{Type: apikey.ActorSystem},
 	}
 }
 
