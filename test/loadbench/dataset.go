@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -161,6 +162,78 @@ func checkSQLiteDataset(ctx context.Context, path string) error {
 		}
 	}
 	return nil
+}
+
+// copyDataset copies the SQLite store at src (-compare-dataset), and its
+// write-ahead log if it has one, to dst, and checks that the copy holds the
+// dataset's keys. The check reads the keys table with plain SQL, not
+// through internal/keystore/sqlite, whose Open would migrate a file of an
+// older schema and refuses one of a newer schema: the copy is left for the
+// binary it is for. src must not be in use by a running process.
+func copyDataset(ctx context.Context, src, dst string) error {
+	removeStore(dst)
+	for _, suffix := range []string{"", "-wal"} {
+		if err := copyFile(src+suffix, dst+suffix); err != nil {
+			if suffix != "" && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return err
+		}
+	}
+	return checkDatasetKeys(ctx, dst)
+}
+
+// checkDatasetKeys checks, with plain SQL, that the store at path holds
+// dataset keys spread over the dataset, under the names keyOf gives them:
+// that it was built with the same derivation of keys (secretOf) as this
+// checkout's.
+func checkDatasetKeys(ctx context.Context, path string) error {
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path)}
+	db, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, i := range []int{0, 1, 9_999, 99_999, datasetKeys / 2, datasetKeys - 1} {
+		want := keyOf(i)
+		var id, name string
+		err := db.QueryRowContext(ctx, "SELECT id, name FROM keys WHERE digest = ?", want.Digest[:]).Scan(&id, &name)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%s does not hold dataset key %d: not a loadbench dataset of %d keys, or one of another key derivation", path, i, datasetKeys)
+		}
+		if err != nil {
+			return fmt.Errorf("reading dataset key %d from %s: %w", i, path, err)
+		}
+		if id != want.ID || name != want.Name {
+			return fmt.Errorf("dataset key %d in %s is %s %q, want %s %q", i, path, id, name, want.ID, want.Name)
+		}
+	}
+	return db.Close()
+}
+
+// copyFile copies the file at src to a new file dst.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	return out.Close()
+}
+
+// removeStore removes the SQLite store at path and its companion files.
+func removeStore(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		os.Remove(path + suffix)
+	}
 }
 
 // writeKeyFile writes the secrets of dataset keys [0, n) to path, one a

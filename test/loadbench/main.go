@@ -38,6 +38,13 @@
 //	                change) in the cached, cached10k, miss and flood
 //	                scenarios, interleaved with the rest; its rows are
 //	                marked [B]
+//	-compare-dataset path
+//	                the SQLite dataset -compare's binary runs on, when its
+//	                store schema differs from this checkout's: the file the
+//	                older checkout's own loadbench built under its
+//	                -cache-dir (same keys, older schema). Each process of
+//	                the -compare binary gets a fresh copy, which it may
+//	                migrate; the file itself is never opened for writing
 //	-pg dsn         PostgreSQL server for the postgres scenario (default
 //	                $KEYGATE_TEST_POSTGRES or postgres://postgres@127.0.0.1:5432/postgres)
 //
@@ -81,6 +88,7 @@ type options struct {
 	timeout          time.Duration
 	keygate          string
 	compare          string
+	compareDataset   string
 	pgDSN            string
 	pgKeys           int
 	cacheDir         string
@@ -104,6 +112,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 0, "stop after this long (default: twice the planned time plus 15m)")
 	flag.StringVar(&o.keygate, "keygate", "", "keygate binary to use instead of building ./cmd/keygate")
 	flag.StringVar(&o.compare, "compare", "", "another keygate binary: its rows, marked "+compareTag+", run interleaved with the others (before/after a change)")
+	flag.StringVar(&o.compareDataset, "compare-dataset", "", "SQLite dataset for -compare's binary (built by its own checkout's loadbench, when the store schema differs); each of its processes runs on a copy")
 	flag.StringVar(&o.pgDSN, "pg", "", "PostgreSQL server DSN (default $KEYGATE_TEST_POSTGRES or postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
 	flag.IntVar(&o.pgKeys, "pg-keys", 1_000_000, "keys copied into the PostgreSQL database")
 	flag.StringVar(&o.cacheDir, "cache-dir", filepath.Join(os.TempDir(), "keygate-loadbench"), "where the SQLite dataset is kept between runs")
@@ -124,6 +133,14 @@ func main() {
 	}
 	if o.rounds < 1 || o.duration < time.Second || o.connections < 1 || o.threads < 1 {
 		fatalf("-rounds, -connections and -threads must be positive, -duration at least 1s")
+	}
+	if o.compareDataset != "" {
+		if o.compare == "" {
+			fatalf("-compare-dataset needs -compare")
+		}
+		if _, err := os.Stat(o.compareDataset); err != nil {
+			fatalf("-compare-dataset: %v", err)
+		}
 	}
 	if o.pgDSN == "" {
 		o.pgDSN = os.Getenv("KEYGATE_TEST_POSTGRES")

@@ -167,6 +167,9 @@ func (r *report) start(b *bench) {
 		"keygate binary":    b.keygate,
 		"dataset":           b.dataset,
 	}
+	if o.compareDataset != "" {
+		r.Options["compare dataset"] = o.compareDataset + " (a copy per process)"
+	}
 }
 
 func (r *report) finish(*bench) { r.Finished = time.Now() }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 )
 
@@ -68,11 +69,11 @@ func (b *bench) bareProxy(ctx context.Context, name string) (*instance, error) {
 	return b.startCaddy(ctx, name, caddyConfig{Kind: "bare", Upstream: b.upstreamAddr})
 }
 
-// keygateProxy is keygate over the SQLite dataset, run with binary bin
-// ("" for the one built).
-func (b *bench) keygateProxy(ctx context.Context, name, bin string, cacheSize int) (*instance, error) {
+// keygateProxy is keygate over the SQLite store at dataset, run with
+// binary bin ("" for the one built).
+func (b *bench) keygateProxy(ctx context.Context, name, bin, dataset string, cacheSize int) (*instance, error) {
 	return b.startCaddy(ctx, name, caddyConfig{
-		Kind: "keygate", Upstream: b.upstreamAddr, Store: fmt.Sprintf("store sqlite %q", b.dataset), CacheSize: cacheSize, bin: bin,
+		Kind: "keygate", Upstream: b.upstreamAddr, Store: fmt.Sprintf("store sqlite %q", dataset), CacheSize: cacheSize, bin: bin,
 	})
 }
 
@@ -127,19 +128,30 @@ func (s *starter) caddy(name string, start func(ctx context.Context, name string
 
 func (s *starter) keygate(name string, cacheSize int) *instance {
 	return s.caddy(name, func(ctx context.Context, name string) (*instance, error) {
-		return s.b.keygateProxy(ctx, name, "", cacheSize)
+		return s.b.keygateProxy(ctx, name, "", s.b.dataset, cacheSize)
 	})
 }
 
 // compared starts, with -compare, the same keygate with the binary to
 // compare, and returns the variants made by rows for it, renamed; nil
-// without -compare.
+// without -compare. With -compare-dataset, the binary runs on a copy of
+// that file of its own, removed when the scenario's processes stop: a
+// binary of a newer schema migrates the file it opens in place, and one of
+// an older schema refuses the newer file the other rows run on.
 func (s *starter) compared(name string, cacheSize int, rows func(kg *instance) []variant) []variant {
 	if s.b.opt.compare == "" || s.err != nil {
 		return nil
 	}
 	in := s.caddy(name+"-compare", func(ctx context.Context, name string) (*instance, error) {
-		return s.b.keygateProxy(ctx, name, s.b.opt.compare, cacheSize)
+		dataset := s.b.dataset
+		if src := s.b.opt.compareDataset; src != "" {
+			dataset = filepath.Join(s.b.work, name+".db")
+			s.after = append(s.after, func() { removeStore(dataset) })
+			if err := copyDataset(ctx, src, dataset); err != nil {
+				return nil, fmt.Errorf("-compare-dataset: %w", err)
+			}
+		}
+		return s.b.keygateProxy(ctx, name, s.b.opt.compare, dataset, cacheSize)
 	})
 	if in == nil {
 		return nil
