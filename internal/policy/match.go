@@ -100,7 +100,10 @@ func splitRequestOrigin(s string) (https bool, host string, port int, ok bool) {
 			return false, "", 0, false
 		}
 		for i := 0; i < len(host); i++ {
-			c := host[i] | 0x20 // ASCII lower case for letters
+			c := host[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
 			if !(isHostByte(c) || c == '.') {
 				return false, "", 0, false
 			}

@@ -295,6 +295,8 @@ func TestOriginsAllows(t *testing.T) {
 		{"https://app.example.com@evil.example", false},
 		{"ftp://app.example.com", false},
 		{"https://app.\u212aexample.com", false}, // Kelvin sign folds to k in Unicode only
+		{"https://\r.widgets.example", false},    // control bytes that OR 0x20 turns into '-', '.' or digits
+		{"https://a\x0e\x10.widgets.example", false},
 	}
 	for _, tt := range tests {
 		if got := o.Allows(tt.origin); got != tt.want {
