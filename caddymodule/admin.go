@@ -26,13 +26,14 @@ func init() {
 
 // adminAPI manages API keys on Caddy's admin endpoint:
 //
-//	POST   /apikeys                 {"name", "scope", "expires_in", "owner"?, "metadata"?} → 201 {"secret", "api_key"}
+//	POST   /apikeys                 {"name", "scope", "expires_in", "owner"?, "metadata"?,
+//	                                 "allowed_origins"?, "allowed_ips"?} → 201 {"secret", "api_key"}
 //	                                  created_by is {"type": "admin", "id": the Keygate-Actor header or ""}
 //	GET    /apikeys[?status=active|revoked|expired][&owner=O][&q=TEXT][&limit=N][&cursor=C]
 //	                                → 200 {"api_keys": [...], "next_cursor": "..." | null}, newest first;
 //	                                  q is a key ID or part of a name; limit 1-1000, default 100
 //	GET    /apikeys/{id}            → 200 the key
-//	PATCH  /apikeys/{id}            {"name"?, "metadata"?} → 200 the key, changed
+//	PATCH  /apikeys/{id}            {"name"?, "metadata"?, "allowed_origins"?, "allowed_ips"?} → 200 the key, changed
 //	DELETE /apikeys/{id}            → 200 the key, revoked (revoking again changes nothing)
 //	POST   /apikeys/{id}/rotate     {"grace"} (optional) → 201 {"secret", "api_key", "previous"}
 //
@@ -97,17 +98,23 @@ type keyManager interface {
 
 // createRequest is the body of POST /apikeys.
 type createRequest struct {
-	Name      string            `json:"name"`
-	Scope     string            `json:"scope"`
-	ExpiresIn string            `json:"expires_in"`
-	Owner     string            `json:"owner,omitempty"`
-	Metadata  map[string]string `json:"metadata,omitempty"`
+	Name           string            `json:"name"`
+	Scope          string            `json:"scope"`
+	ExpiresIn      string            `json:"expires_in"`
+	Owner          string            `json:"owner,omitempty"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+	AllowedOrigins []string          `json:"allowed_origins,omitempty"`
+	AllowedIPs     []string          `json:"allowed_ips,omitempty"`
 }
 
 // updateRequest is the body of PATCH /apikeys/{id}: the fields to change.
 type updateRequest struct {
 	Name     *string            `json:"name,omitempty"`
 	Metadata *map[string]string `json:"metadata,omitempty"`
+	// AllowedOrigins and AllowedIPs replace the key's lists; a pointer to
+	// an empty list sends [] and clears one.
+	AllowedOrigins *[]string `json:"allowed_origins,omitempty"`
+	AllowedIPs     *[]string `json:"allowed_ips,omitempty"`
 }
 
 // actorHeader names who makes an admin request: the admin API records it
@@ -333,6 +340,8 @@ func createKey(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 		{name: "expires_in", dst: &req.ExpiresIn},
 		{name: "owner", dst: &req.Owner, set: &ownerSet},
 		{name: "metadata", dst: &req.Metadata},
+		{name: "allowed_origins", dst: &req.AllowedOrigins},
+		{name: "allowed_ips", dst: &req.AllowedIPs},
 	})
 	if err != nil {
 		return err
@@ -347,6 +356,7 @@ func createKey(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	secret, k, err := svc.Create(r.Context(), keyservice.NewKey{
 		Name: req.Name, Scope: req.Scope, ExpiresIn: req.ExpiresIn,
 		Owner: req.Owner, Metadata: req.Metadata, CreatedBy: actor,
+		AllowedOrigins: req.AllowedOrigins, AllowedIPs: req.AllowedIPs,
 	})
 	if err != nil {
 		return serviceError(w, err, "")
@@ -381,21 +391,25 @@ func requestActor(r *http.Request) (apikey.Actor, error) {
 	return actor, nil
 }
 
-// updateKey serves PATCH /apikeys/{id}: it changes the key's name or
-// metadata, each given replacing the old value whole ("metadata": {}
-// clears it), and answers the key as it is afterwards. The change is in
+// updateKey serves PATCH /apikeys/{id}: it changes the key's name,
+// metadata, allowed origins or allowed IPs, each given replacing the old
+// value whole ("metadata": {} or "allowed_ips": [] clears it), and answers the key as it is afterwards. The change is in
 // force on this instance when the answer is sent. Scope, owner and expiry
 // never change: the answer says to rotate or create instead.
 func updateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string) error {
 	var (
-		name             string
-		metadata         map[string]string
-		nameSet, metaSet bool
+		name               string
+		metadata           map[string]string
+		origins, ips       []string
+		nameSet, metaSet   bool
+		originsSet, ipsSet bool
 	)
 	const newKey = "cannot be changed: create a new key with the one you want, then revoke this one"
 	err := decodeObject(w, r, false, []bodyField{
 		{name: "name", dst: &name, set: &nameSet},
 		{name: "metadata", dst: &metadata, set: &metaSet},
+		{name: "allowed_origins", dst: &origins, set: &originsSet},
+		{name: "allowed_ips", dst: &ips, set: &ipsSet},
 		{name: "scope", refused: newKey},
 		{name: "owner", refused: newKey},
 		{name: "expires_in", refused: "cannot be changed: rotate the key for a new one with the same lifetime counted from now, or create a new key"},
@@ -410,6 +424,12 @@ func updateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 	}
 	if metaSet {
 		u.Metadata = &metadata
+	}
+	if originsSet {
+		u.AllowedOrigins = &origins
+	}
+	if ipsSet {
+		u.AllowedIPs = &ips
 	}
 	k, err := svc.Update(r.Context(), id, u)
 	if err != nil {
@@ -462,7 +482,8 @@ func rotateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 type bodyField struct {
 	name string
 	// dst receives the member's value: a *string for a JSON string, a
-	// *map[string]string for a JSON object of strings.
+	// *map[string]string for a JSON object of strings, a *[]string for a
+	// JSON array of strings.
 	dst any
 	// set, if not nil, is set when the member is present and not null,
 	// for fields where "" (or {}) differs from absent.
@@ -532,8 +553,9 @@ func decodeObject(w http.ResponseWriter, r *http.Request, optional bool, fields 
 	return nil
 }
 
-// decodeMember stores the member name's raw value in dst, a *string or a
-// *map[string]string.
+// decodeMember stores the member name's raw value in dst, a *string, a
+// *map[string]string or a *[]string. An entry of an array that is not a
+// string is named by its index from 0, as "name[i]".
 func decodeMember(name string, raw json.RawMessage, dst any) error {
 	switch dst := dst.(type) {
 	case *string:
@@ -555,6 +577,19 @@ func decodeMember(name string, raw json.RawMessage, dst any) error {
 			m[k] = s
 		}
 		*dst = m
+	case *[]string:
+		var arr []json.RawMessage
+		if err := json.Unmarshal(raw, &arr); err != nil {
+			return fmt.Errorf("%s: must be a JSON array of strings, such as [\"a\", \"b\"]", name)
+		}
+		l := make([]string, len(arr))
+		for i, v := range arr {
+			// Unmarshal leaves a string as it is for null.
+			if err := json.Unmarshal(v, &l[i]); err != nil || string(bytes.TrimSpace(v)) == "null" {
+				return fmt.Errorf("%s[%d]: must be a string", name, i)
+			}
+		}
+		*dst = l
 	default:
 		panic(fmt.Sprintf("decodeMember: unsupported destination %T", dst))
 	}

@@ -95,7 +95,7 @@ func TestAdminCreateRefusesBadOwnerMetadataAndActorNamingTheField(t *testing.T) 
 		{"metadata value not a string", `{` + valid + `,"metadata":{"seats":3}}`, nil, `metadata: the value of "seats" must be a string`},
 		{"metadata name in upper case", `{` + valid + `,"metadata":{"Plan":"pro"}}`, nil, "metadata: names must match [a-z][a-z0-9_]{0,31}"},
 		{"metadata value too long", `{` + valid + `,"metadata":{"plan":"` + strings.Repeat("x", 257) + `"}}`, nil, "metadata: value of plan must be at most 256 bytes"},
-		{"policy fields are not settable yet", `{` + valid + `,"allowed_origins":["https://a.example"]}`, nil, `unknown field "allowed_orig"…`},
+		{"rate limits are not settable yet", `{` + valid + `,"rate_limits":["10/1s"]}`, nil, `unknown field "rate_limits"`},
 		{"actor header of 129 bytes", `{` + valid + `}`, http.Header{"Keygate-Actor": {strings.Repeat("a", 129)}}, "Keygate-Actor header: must be at most 128 bytes, not 129"},
 		{"actor header with a control", `{` + valid + `}`, http.Header{"Keygate-Actor": {"a\x7fb"}}, "Keygate-Actor header: must not hold control characters (U+007F)"},
 		{"actor header of invalid UTF-8", `{` + valid + `}`, http.Header{"Keygate-Actor": {"a\xffb"}}, "Keygate-Actor header: must be valid UTF-8"},
@@ -113,7 +113,7 @@ func TestAdminCreateRefusesBadOwnerMetadataAndActorNamingTheField(t *testing.T) 
 	}
 }
 
-func TestAdminPatchChangesNameAndMetadataOnly(t *testing.T) {
+func TestAdminPatchChangesNameMetadataAndPolicyListsOnly(t *testing.T) {
 	svc := sqliteService(t)
 	_, k, err := svc.Create(t.Context(), keyservice.NewKey{Name: "old", Scope: "full", ExpiresIn: "1d", Owner: "org_a",
 		Metadata: map[string]string{"a": "1", "b": "2"}, CreatedBy: apikey.Actor{Type: apikey.ActorAdmin}})
@@ -153,13 +153,13 @@ func TestAdminPatchChangesNameAndMetadataOnly(t *testing.T) {
 		{"expires_in", `{"expires_in":"1y"}`, "expires_in: cannot be changed: rotate the key"},
 		{"expires_at", `{"expires_at":"2030-01-01T00:00:00Z"}`, "expires_at: cannot be changed: rotate the key"},
 		{"name with the scope", `{"name":"x","scope":"widget"}`, "scope: cannot be changed"},
-		{"policy field", `{"allowed_ips":["10.0.0.1"]}`, `unknown field "allowed_ips": the fields are name and metadata`},
+		{"rate limits", `{"rate_limits":["10/1s"]}`, `unknown field "rate_limits": the fields are name, metadata, allowed_origins and allowed_ips`},
 		{"secret", `{"secret":"dk_x"}`, `unknown field "secret"`},
 		{"empty name", `{"name":""}`, "name: must not be empty"},
 		{"name with a newline", `{"name":"a\nb"}`, "name: must not hold control characters"},
 		{"bad metadata name", `{"metadata":{"1a":"x"}}`, "metadata: names must match"},
 		{"metadata of the wrong type", `{"metadata":[]}`, "metadata: must be a JSON object of strings"},
-		{"empty body", ``, "request body is empty: send a JSON object with name and metadata"},
+		{"empty body", ``, "request body is empty: send a JSON object with name, metadata, allowed_origins and allowed_ips"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, msg := adminCall(t, svc, http.MethodPatch, path, tc.body, nil)

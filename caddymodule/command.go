@@ -28,6 +28,7 @@ import (
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/humantime"
 	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/policy"
 )
 
 func init() {
@@ -39,10 +40,11 @@ func init() {
 Manages keygate's API keys through the admin API of a running instance:
 
   apikey create --name NAME --scope full|widget|routine --expires 1h|1d|1w|1mo|1y|never
-                [--owner OWNER] [--meta NAME=VALUE]...
+                [--owner OWNER] [--meta NAME=VALUE]... [--origin ORIGIN]... [--ip CIDR]...
   apikey list [--status active|revoked|expired] [--owner OWNER] [--limit N | --all]
   apikey show ID
   apikey update ID [--name NAME] [--meta NAME=VALUE]... [--meta NAME=]...
+                [--origin ORIGIN... | --no-origins] [--ip CIDR... | --no-ips]
   apikey revoke ID [--yes]
   apikey rotate ID [--grace DURATION]
 
@@ -56,9 +58,16 @@ list prints one page: the newest 100 keys, or --limit N of them (1 to
 to the last key; with --json it prints one {"api_keys": [...],
 "next_cursor": null} holding every key.
 
-update renames a key or changes its metadata: --meta NAME=VALUE sets an
-entry, --meta NAME= removes one, and the others stay. Scope, owner and
-expiry never change: rotate the key or create a new one.
+update renames a key or changes its metadata, allowed origins or allowed
+IPs: --meta NAME=VALUE sets an entry, --meta NAME= removes one, and the
+others stay; --origin and --ip replace the whole list, --no-origins and
+--no-ips clear it. Scope, owner and expiry never change: rotate the key or
+create a new one.
+
+--origin (scheme://host[:port], port * for any, host *.example.com for its
+subdomains) and --ip (an address or CIDR prefix) restrict where a key may
+be used from; without them it may be used from anywhere. create warns on
+stderr when it makes a widget key without --origin.
 
 Every request names who makes it in the Keygate-Actor header, as
 <os user>@<hostname>: the keys it creates record it in created_by.
@@ -109,6 +118,8 @@ func (c cli) setUp(cmd *cobra.Command) {
 	create.Flags().String("expires", "", "Lifetime of the key: 1h, 1d, 1w, 1mo, 1y or never")
 	create.Flags().String("owner", "", "Customer the key belongs to, as the upstream names it (A-Z a-z 0-9 . _ : @ -)")
 	create.Flags().StringArray("meta", nil, "Metadata entry NAME=VALUE sent upstream with the key's requests (repeatable)")
+	create.Flags().StringArray("origin", nil, "Web origin the key may be used from, scheme://host[:port], such as https://shop.example.com or https://*.example.com (repeatable, at most 32; default: any)")
+	create.Flags().StringArray("ip", nil, "Client address or CIDR prefix the key may be used from, such as 203.0.113.7 or 10.0.0.0/8 (repeatable, at most 32; default: any)")
 
 	list := &cobra.Command{
 		Use:   "list [--status active|revoked|expired] [--owner OWNER] [--limit N | --all]",
@@ -132,18 +143,24 @@ newest N (1 to 1000); --all reads every page and prints every key.`,
 	}
 
 	update := &cobra.Command{
-		Use:   "update ID [--name NAME] [--meta NAME=VALUE]... [--meta NAME=]...",
-		Short: "Renames a key or changes its metadata",
-		Long: `Renames a key or changes its metadata, on every gateway instance as fast as
-a revocation. --meta NAME=VALUE sets an entry and --meta NAME= removes one;
-the other entries stay (update reads the key's metadata first). Scope,
-owner and expiry never change: rotate the key or create a new one. A
-revoked key cannot be changed.`,
+		Use:   "update ID [--name NAME] [--meta NAME=VALUE]... [--meta NAME=]... [--origin ORIGIN... | --no-origins] [--ip CIDR... | --no-ips]",
+		Short: "Renames a key or changes its metadata, allowed origins or allowed IPs",
+		Long: `Renames a key or changes its metadata, allowed origins or allowed IPs, on
+every gateway instance as fast as a revocation. --meta NAME=VALUE sets an
+entry and --meta NAME= removes one; the other entries stay (update reads
+the key's metadata first). --origin and --ip replace the key's whole list
+with the ones given; --no-origins and --no-ips clear it, so that the key
+accepts any origin or IP again. Scope, owner and expiry never change:
+rotate the key or create a new one. A revoked key cannot be changed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: c.runUpdate,
 	}
 	update.Flags().String("name", "", "New name of the key (1 to 100 characters)")
 	update.Flags().StringArray("meta", nil, "Set metadata entry NAME=VALUE, or remove it with NAME= (repeatable)")
+	update.Flags().StringArray("origin", nil, "Replace the allowed origins with these, scheme://host[:port] (repeatable)")
+	update.Flags().StringArray("ip", nil, "Replace the allowed IPs with these addresses or CIDR prefixes (repeatable)")
+	update.Flags().Bool("no-origins", false, "Clear the allowed origins: the key accepts any origin")
+	update.Flags().Bool("no-ips", false, "Clear the allowed IPs: the key accepts any client address")
 
 	revoke := &cobra.Command{
 		Use:   "revoke ID [--yes]",
@@ -197,13 +214,30 @@ func (c cli) runCreate(cmd *cobra.Command, _ []string) error {
 		}
 		req.Metadata[name] = *value
 	}
+	if req.AllowedOrigins, err = policyFlags(cmd, "origin", policy.CheckOrigins); err != nil {
+		return err
+	}
+	if req.AllowedIPs, err = policyFlags(cmd, "ip", policy.CheckIPs); err != nil {
+		return err
+	}
 	body, err := callAdmin(cmd, http.MethodPost, adminAPIKeysPath, req)
-	if err != nil || printedJSON(cmd, body) {
+	if err != nil {
 		return err
 	}
 	var created secretAnswer
-	if err := decodeAnswer(body, &created); err != nil {
-		return err
+	decodeErr := decodeAnswer(body, &created)
+	if req.Scope == apikey.ScopeWidget.String() && len(req.AllowedOrigins) == 0 {
+		id := created.APIKey.ID
+		if !apikey.ValidID(id) {
+			id = "ID"
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), widgetWithoutOrigins, id)
+	}
+	if printedJSON(cmd, body) {
+		return nil
+	}
+	if decodeErr != nil {
+		return decodeErr
 	}
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "Created API key %s (%s).\n\n", created.APIKey.ID, displayName(created.APIKey.Name))
@@ -348,8 +382,31 @@ func (c cli) runUpdate(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	if req.Name == nil && len(entries) == 0 {
-		return errors.New("nothing to change: give --name NAME or --meta NAME=VALUE (scope, owner and expiry never change: rotate the key or create a new one)")
+	for _, l := range []struct {
+		flag, none string
+		check      func([]string) ([]string, error)
+		dst        **[]string
+	}{
+		{"origin", "no-origins", policy.CheckOrigins, &req.AllowedOrigins},
+		{"ip", "no-ips", policy.CheckIPs, &req.AllowedIPs},
+	} {
+		none, _ := cmd.Flags().GetBool(l.none)
+		given := cmd.Flags().Changed(l.flag)
+		switch {
+		case none && given:
+			return fmt.Errorf("--%s and --%s: give one", l.flag, l.none)
+		case none:
+			*l.dst = &[]string{}
+		case given:
+			list, err := policyFlags(cmd, l.flag, l.check)
+			if err != nil {
+				return err
+			}
+			*l.dst = &list
+		}
+	}
+	if req.Name == nil && len(entries) == 0 && req.AllowedOrigins == nil && req.AllowedIPs == nil {
+		return errors.New("nothing to change: give --name NAME, --meta NAME=VALUE, --origin ORIGIN, --ip CIDR, --no-origins or --no-ips (scope, owner and expiry never change: rotate the key or create a new one)")
 	}
 	if len(entries) > 0 {
 		body, err := callAdmin(cmd, http.MethodGet, adminAPIKeysPath+"/"+id, nil)
@@ -385,6 +442,32 @@ func (c cli) runUpdate(cmd *cobra.Command, args []string) error {
 	fmt.Fprintf(out, "Updated API key %s (%s).\n\n", k.ID, displayName(k.Name))
 	printKey(out, k, c.now())
 	return nil
+}
+
+// widgetWithoutOrigins is what create says on stderr when it made a widget
+// key that any origin may use.
+const widgetWithoutOrigins = `Warning: this widget key has no allowed origins, so it works from any web
+page. Its secret is visible in the pages that embed it: anyone can copy it
+and call your widget routes from their own site. Restrict it to your pages
+with: apikey update %s --origin https://your.site (repeatable).
+`
+
+// policyFlags reads the repeatable --origin or --ip flag and checks the
+// list with check (policy.CheckOrigins, policy.CheckIPs), to name the flag
+// in an error before any request; it returns the values as given, which
+// the admin API normalises. None given is nil.
+func policyFlags(cmd *cobra.Command, flag string, check func([]string) ([]string, error)) ([]string, error) {
+	values, _ := cmd.Flags().GetStringArray(flag)
+	if cmd.Flags().Changed(flag) && len(values) == 0 {
+		return nil, fmt.Errorf("--%s: empty value", flag)
+	}
+	if _, err := check(values); err != nil {
+		if ee, ok := errors.AsType[*policy.EntryError](err); ok {
+			return nil, fmt.Errorf("--%s: %v", flag, ee.Err)
+		}
+		return nil, fmt.Errorf("--%s: %v", flag, err)
+	}
+	return values, nil
 }
 
 // parseMeta reads --meta flags, NAME=VALUE, into entries: a nil value for
@@ -718,6 +801,8 @@ func printKey(w io.Writer, k keyservice.KeyJSON, now time.Time) {
 		}
 		fmt.Fprintf(tw, "%s\t%s=%s\n", label, displayName(name), displayName(k.Metadata[name]))
 	}
+	printList(tw, "Origins:", k.AllowedOrigins)
+	printList(tw, "IPs:", k.AllowedIPs)
 	// "Creator", not "Created by", keeps the labels' column as it was.
 	creator := displayName(k.CreatedBy.Type)
 	if creator == "" {
@@ -728,6 +813,19 @@ func printKey(w io.Writer, k keyservice.KeyJSON, now time.Time) {
 	}
 	fmt.Fprintf(tw, "Creator:\t%s\n", creator)
 	_ = tw.Flush()
+}
+
+// printList prints a key's allowed origins or IPs, one per line, or "any".
+func printList(tw io.Writer, label string, list []string) {
+	if len(list) == 0 {
+		fmt.Fprintf(tw, "%s\tany\n", label)
+	}
+	for i, e := range list {
+		if i > 0 {
+			label = ""
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", label, displayName(e))
+	}
 }
 
 // printTable prints keys as an aligned table, one per line, with an

@@ -130,6 +130,8 @@ func TestPrintKey(t *testing.T) {
 		"Revoked:    no\n" +
 		"Owner:      none\n" +
 		"Metadata:   none\n" +
+		"Origins:    any\n" +
+		"IPs:        any\n" +
 		"Creator:    unknown\n"
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
@@ -152,6 +154,8 @@ func TestPrintKey(t *testing.T) {
 		"Replaced by:  key_0000000000000000000003\n" +
 		"Owner:        none\n" +
 		"Metadata:     none\n" +
+		"Origins:      any\n" +
+		"IPs:          any\n" +
 		"Creator:      unknown\n"
 	if got := b.String(); got != want {
 		t.Errorf("replaced key: got\n%s\nwant\n%s", got, want)
@@ -178,9 +182,26 @@ func TestPrintKey(t *testing.T) {
 		"Owner:      org_acme\n" +
 		"Metadata:   plan=pro?[31m\n" +
 		"            region=eu west\n" +
+		"Origins:    any\n" +
+		"IPs:        any\n" +
 		"Creator:    admin alice@laptop\n"
 	if got := b.String(); got != want {
 		t.Errorf("owned key: got\n%s\nwant\n%s", got, want)
+	}
+
+	// Allowed origins and IPs, one per line.
+	k.Owner, k.Metadata = nil, nil
+	k.AllowedOrigins = []string{"https://shop.example.com", "https://*.example.org:*"}
+	k.AllowedIPs = []string{"10.0.0.0/8"}
+	b.Reset()
+	printKey(&b, k, testNow)
+	if want := "" +
+		"Metadata:   none\n" +
+		"Origins:    https://shop.example.com\n" +
+		"            https://*.example.org:*\n" +
+		"IPs:        10.0.0.0/8\n" +
+		"Creator:    admin alice@laptop\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("restricted key: got\n%s\nwant it to end\n%s", b.String(), want)
 	}
 }
 
@@ -394,6 +415,11 @@ const ownedAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"rou
 	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null,"replaced_by":null,` +
 	`"owner":"org_acme","metadata":{"plan":"pro","region":"eu"},"created_by":{"type":"admin","id":"alice@laptop"},"allowed_origins":[],"allowed_ips":[],"rate_limits":[]}`
 
+const restrictedAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"widget","status":"active","hint":"dk_…abcd",` +
+	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":null,"replaced_by":null,` +
+	`"owner":null,"metadata":{},"created_by":{"type":"admin","id":""},` +
+	`"allowed_origins":["https://shop.example.com","https://*.example.org"],"allowed_ips":["203.0.113.7"],"rate_limits":[]}`
+
 const revokedAnswer = `{"id":"key_0123456789ABCDEFabcdef","name":"CI","scope":"routine","status":"revoked","hint":"dk_…abcd",` +
 	`"created_at":"2026-11-25T19:41:07Z","last_used_at":null,"expires_at":null,"revoked_at":"2026-11-25T19:41:07Z"}`
 
@@ -436,6 +462,42 @@ func TestCLISendsWhatTheFlagsSay(t *testing.T) {
 			answer:      cannedAnswer{201, created},
 			wantRequest: `POST /apikeys {"name":"CI","scope":"routine","expires_in":"never","owner":"org_acme","metadata":{"note":"a=b c","plan":"pro"}}`,
 			wantOut:     []string{"Created API key " + validID},
+		},
+		{
+			name: "create with origins and IPs sends them as given",
+			args: []string{"create", "--name", "CI", "--scope", "widget", "--expires", "never",
+				"--origin", "HTTPS://Shop.Example.com", "--origin", "https://*.example.org", "--ip", "10.0.0.0/8"},
+			answer:      cannedAnswer{201, created},
+			wantRequest: `POST /apikeys {"name":"CI","scope":"widget","expires_in":"never","allowed_origins":["HTTPS://Shop.Example.com","https://*.example.org"],"allowed_ips":["10.0.0.0/8"]}`,
+			wantOut:     []string{"Created API key " + validID},
+		},
+		{
+			name:        "show a restricted key",
+			args:        []string{"show", validID},
+			answer:      cannedAnswer{200, restrictedAnswer},
+			wantRequest: "GET /apikeys/" + validID,
+			wantOut:     []string{"Origins:    https://shop.example.com\n            https://*.example.org\n", "IPs:        203.0.113.7\n"},
+		},
+		{
+			name:        "update --origin replaces the list",
+			args:        []string{"update", validID, "--origin", "https://a.example", "--origin", "http://localhost:3000"},
+			answer:      cannedAnswer{200, restrictedAnswer},
+			wantRequest: "PATCH /apikeys/" + validID + ` {"allowed_origins":["https://a.example","http://localhost:3000"]}`,
+			wantOut:     []string{"Updated API key " + validID, "Origins:    https://shop.example.com"},
+		},
+		{
+			name:        "update --ip replaces the list",
+			args:        []string{"update", validID, "--ip", "::1", "--name", "CI"},
+			answer:      cannedAnswer{200, restrictedAnswer},
+			wantRequest: "PATCH /apikeys/" + validID + ` {"name":"CI","allowed_ips":["::1"]}`,
+			wantOut:     []string{"Updated API key " + validID},
+		},
+		{
+			name:        "update --no-origins --no-ips sends empty lists",
+			args:        []string{"update", validID, "--no-origins", "--no-ips"},
+			answer:      cannedAnswer{200, keyAnswer},
+			wantRequest: "PATCH /apikeys/" + validID + ` {"allowed_origins":[],"allowed_ips":[]}`,
+			wantOut:     []string{"Origins:    any\n", "IPs:        any\n"},
 		},
 		{
 			name:        "list with owner",
@@ -528,6 +590,41 @@ func TestCLISendsWhatTheFlagsSay(t *testing.T) {
 			}
 			if n := strings.Count(out, secret); n > 1 {
 				t.Errorf("secret printed %d times", n)
+			}
+		})
+	}
+}
+
+func TestCLIWarnsOnStderrWhenAWidgetKeyHasNoOrigins(t *testing.T) {
+	secret := "dk_0123456789abcdefghijABCDEFGHIJ01abcdef"
+	created := `{"secret":"` + secret + `","api_key":` + keyAnswer + `}` + "\n"
+	for _, tc := range []struct {
+		name string
+		args []string
+		warn bool
+	}{
+		{"widget key without origins", []string{"--scope", "widget"}, true},
+		{"widget key without origins, --json", []string{"--scope", "widget", "--json"}, true},
+		{"widget key with IPs only", []string{"--scope", "widget", "--ip", "10.0.0.0/8"}, true},
+		{"widget key with an origin", []string{"--scope", "widget", "--origin", "https://shop.example.com"}, false},
+		{"full key without origins", []string{"--scope", "full"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			admin := newAdminRecorder(t, cannedAnswer{201, created})
+			args := append([]string{"create", "--name", "CI", "--expires", "1d", "--address", admin.addr()}, tc.args...)
+			out, errOut, err := runCLI(t, false, "", args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warned := strings.Contains(errOut, "Warning: this widget key has no allowed origins, so it works from any web\npage.")
+			if warned != tc.warn {
+				t.Errorf("stderr %q: warned %v, want %v", errOut, warned, tc.warn)
+			}
+			if tc.warn && !strings.Contains(errOut, "apikey update "+validID+" --origin https://your.site") {
+				t.Errorf("stderr %q does not say how to restrict the key", errOut)
+			}
+			if strings.Contains(out, "Warning") || strings.Contains(errOut, secret) {
+				t.Errorf("the warning belongs on stderr, without the secret: stdout %q, stderr %q", out, errOut)
 			}
 		})
 	}
@@ -667,11 +764,24 @@ func TestCLIRefusesBadFlagsWithoutARequest(t *testing.T) {
 		{"create with a --meta name twice", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--meta", "a=1", "--meta", "a=2"}, "--meta a: given twice"},
 		{"create with a long --meta pasted key is cut", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--meta", "dk_0123456789abcdefghijABCDEFGHIJ"}, `--meta "dk_012345678"…`},
 		{"list with a bad owner", []string{"list", "--owner", "a/b"}, "--owner: must hold only"},
-		{"update with nothing to change", []string{"update", validID}, "nothing to change: give --name NAME or --meta NAME=VALUE"},
+		{"update with nothing to change", []string{"update", validID}, "nothing to change: give --name NAME, --meta NAME=VALUE, --origin ORIGIN, --ip CIDR, --no-origins or --no-ips"},
 		{"update with an empty name", []string{"update", validID, "--name", ""}, "--name must not be empty"},
 		{"update with a bad --meta", []string{"update", validID, "--meta", "1a=x"}, `--meta "1a": names must match`},
 		{"update a malformed ID", []string{"update", "key_1", "--name", "x"}, "not a key ID"},
 		{"update the scope", []string{"update", validID, "--scope", "full"}, "unknown flag: --scope"},
+		{"create with an origin with a path", []string{"create", "--name", "x", "--scope", "widget", "--expires", "1d", "--origin", "https://a.example", "--origin", "https://b.example/app"},
+			`--origin: origin "https://b.ex"…: an origin has no path`},
+		{"create with an origin without a scheme", []string{"create", "--name", "x", "--scope", "widget", "--expires", "1d", "--origin", "shop.example.com"},
+			`--origin: origin "shop.example"…: want scheme://host[:port]`},
+		{"create with an empty --origin", []string{"create", "--name", "x", "--scope", "widget", "--expires", "1d", "--origin", ""}, "--origin: empty"},
+		{"create with an IP prefix with host bits", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--ip", "10.0.0.1/8"},
+			`--ip: IP "10.0.0.1/8": bits are set after the prefix length /8`},
+		{"create with 33 --ip", append([]string{"create", "--name", "x", "--scope", "full", "--expires", "1d"}, slices.Repeat([]string{"--ip", "10.0.0.1"}, 33)...),
+			"--ip: must hold at most 32 entries, not 33"},
+		{"update with --origin and --no-origins", []string{"update", validID, "--origin", "https://a.example", "--no-origins"}, "--origin and --no-origins: give one"},
+		{"update with --ip and --no-ips", []string{"update", validID, "--ip", "::1", "--no-ips"}, "--ip and --no-ips: give one"},
+		{"update with a bad --ip", []string{"update", validID, "--ip", "localhost"}, `--ip: IP "localhost": not an IP address or CIDR prefix`},
+		{"update with a bad --origin", []string{"update", validID, "--origin", "ftp://a.example"}, `--origin: origin "ftp://a.exam"…: scheme must be http or https`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -192,7 +192,14 @@ func TestAdminRejectsBadInput(t *testing.T) {
 		wantAllow  string
 		wantErr    string // a part of the error message
 	}{
-		{"unknown field", "POST", "/apikeys", `{"name":"a","scope":"full","expires_in":"1d","allowed_ips":["10.0.0.1"]}`, 400, "", `unknown field "allowed_ips"`},
+		{"unknown field", "POST", "/apikeys", `{"name":"a","scope":"full","expires_in":"1d","rate_limits":["10/1s"]}`, 400, "", `unknown field "rate_limits"`},
+		{"bad allowed origin", "POST", "/apikeys", `{"name":"a","scope":"widget","expires_in":"1d","allowed_origins":["https://a.example","a.example"]}`, 400, "",
+			`allowed_origins[1]: origin "a.example": want scheme://host[:port]`},
+		{"allowed origin not a string", "POST", "/apikeys", `{"name":"a","scope":"widget","expires_in":"1d","allowed_origins":[1]}`, 400, "", `allowed_origins[0]: must be a string`},
+		{"bad allowed IP", "POST", "/apikeys", `{"name":"a","scope":"full","expires_in":"1d","allowed_ips":["10.0.0.1/8"]}`, 400, "",
+			`allowed_ips[0]: IP "10.0.0.1/8": bits are set after the prefix length /8`},
+		{"bad allowed IP on PATCH", "PATCH", "/apikeys/" + k.ID, `{"name":"changed","allowed_ips":["::1","10.0.0.256"]}`, 400, "",
+			`allowed_ips[1]: IP "10.0.0.256": not an IP address or CIDR prefix`},
 		{"field name in another case", "POST", "/apikeys", `{"Name":"a","scope":"full","expires_in":"1d"}`, 400, "", `unknown field "Name"`},
 		{"empty name", "POST", "/apikeys", `{"name":"","scope":"full","expires_in":"1d"}`, 400, "", "name: must not be empty"},
 		{"blank name", "POST", "/apikeys", `{"name":"   ","scope":"full","expires_in":"1d"}`, 400, "", "name: must not be empty"},
@@ -259,7 +266,7 @@ func TestAdminRejectsBadInput(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || len(list.APIKeys) != 2 {
 		t.Errorf("after the bad requests: status %d, %d keys, want 200 and the 2 keys made", resp.StatusCode, len(list.APIKeys))
 	}
-	if got := g.GetKey(k.ID); got.Status != "active" || got.ExpiresAt == nil || !got.ExpiresAt.Equal(k.ExpiresAt.Truncate(time.Microsecond)) {
+	if got := g.GetKey(k.ID); got.Name != "Target" || got.Status != "active" || got.ExpiresAt == nil || !got.ExpiresAt.Equal(k.ExpiresAt.Truncate(time.Microsecond)) {
 		t.Errorf("the target key changed: %+v", got)
 	}
 }
@@ -639,5 +646,55 @@ func TestAdminNeverEchoesOrLogsAPastedKeyWhole(t *testing.T) {
 	g.WaitOutput(`unknown expiry`)
 	if strings.Contains(g.Output(), secret[:13]) {
 		t.Errorf("the gateway's output holds more than 12 bytes of the key")
+	}
+}
+
+func TestAdminAllowedOriginsAndIPsAreStoredNormalisedAndPatchedAndRotated(t *testing.T) {
+	g := StartGateway(t, Options{Upstream: NewUpstream(t)})
+	resp, body := g.Admin(http.MethodPost, "/apikeys", `{"name":"Shop widget","scope":"widget","expires_in":"1mo",`+
+		`"allowed_origins":["HTTPS://Shop.Example.com:443","https://*.bücher.example","https://shop.example.com"],`+
+		`"allowed_ips":["203.0.113.7/32","2001:DB8::/32"]}`)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	}
+	var created secretAnswer
+	decodeAnswer(t, body, &created)
+	wantOrigins := []string{"https://shop.example.com", "https://*.xn--bcher-kva.example"}
+	wantIPs := []string{"203.0.113.7", "2001:db8::/32"}
+	id := created.APIKey.ID
+	for what, k := range map[string]APIKey{"POST answer": created.APIKey, "GET": g.GetKey(id)} {
+		if !slices.Equal(k.AllowedOrigins, wantOrigins) || !slices.Equal(k.AllowedIPs, wantIPs) {
+			t.Errorf("%s: origins %q, IPs %q; want %q, %q", what, k.AllowedOrigins, k.AllowedIPs, wantOrigins, wantIPs)
+		}
+	}
+
+	patch := func(body string) APIKey {
+		t.Helper()
+		resp, got := g.Admin(http.MethodPatch, "/apikeys/"+id, body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("PATCH %s: %d %s", body, resp.StatusCode, got)
+		}
+		var k APIKey
+		decodeAnswer(t, got, &k)
+		return k
+	}
+	if k := patch(`{"allowed_origins":["http://localhost:3000"]}`); !slices.Equal(k.AllowedOrigins, []string{"http://localhost:3000"}) || !slices.Equal(k.AllowedIPs, wantIPs) {
+		t.Errorf("after replacing the origins: %q %q", k.AllowedOrigins, k.AllowedIPs)
+	}
+	if k := patch(`{"allowed_ips":[]}`); k.AllowedIPs == nil || len(k.AllowedIPs) != 0 || len(k.AllowedOrigins) != 1 {
+		t.Errorf("after clearing the IPs: %q %q, want [] and the origin kept", k.AllowedOrigins, k.AllowedIPs)
+	}
+	if got := g.GetKey(id); len(got.AllowedIPs) != 0 || !slices.Equal(got.AllowedOrigins, []string{"http://localhost:3000"}) {
+		t.Errorf("GET after the patches: %q %q", got.AllowedOrigins, got.AllowedIPs)
+	}
+
+	resp, body = g.Admin(http.MethodPost, "/apikeys/"+id+"/rotate", `{"grace":"0s"}`)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("rotate: %d %s", resp.StatusCode, body)
+	}
+	var rotated secretAnswer
+	decodeAnswer(t, body, &rotated)
+	if next := g.GetKey(rotated.APIKey.ID); !slices.Equal(next.AllowedOrigins, []string{"http://localhost:3000"}) || len(next.AllowedIPs) != 0 {
+		t.Errorf("rotated key: origins %q, IPs %q; want those of the old key", next.AllowedOrigins, next.AllowedIPs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -242,7 +243,7 @@ func TestCLIRotate(t *testing.T) {
 func TestCLIJSONIsTheAdminAPIsAnswer(t *testing.T) {
 	g := StartGateway(t, Options{Upstream: NewUpstream(t)})
 
-	out := cli(t, g, "create", "--name", "CI", "--scope", "widget", "--expires", "1h", "--json")
+	out := cli(t, g, "create", "--name", "CI", "--scope", "widget", "--expires", "1h", "--origin", "https://shop.example.com", "--json")
 	var created secretAnswer
 	decodeAnswer(t, []byte(out), &created)
 	if !secretPattern.MatchString(created.Secret) || created.APIKey.Name != "CI" || created.APIKey.Scope != "widget" {
@@ -351,5 +352,51 @@ func TestCLIHelp(t *testing.T) {
 		if !strings.Contains(stdout, sub) {
 			t.Errorf("apikey --help lacks %q:\n%s", sub, stdout)
 		}
+	}
+}
+
+func TestCLIOriginsAndIPs(t *testing.T) {
+	g := StartGateway(t, Options{Upstream: NewUpstream(t)})
+	out := cli(t, g, "create", "--name", "Shop widget", "--scope", "widget", "--expires", "1mo",
+		"--origin", "HTTPS://Shop.Example.com", "--origin", "https://*.example.org:*", "--ip", "10.0.0.0/8")
+	for _, want := range []string{"Origins:    https://shop.example.com\n            https://*.example.org:*\n", "IPs:        10.0.0.0/8\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("create output lacks %q:\n%s", want, out)
+		}
+	}
+	id := keyIDInText.FindString(out)
+	if k := g.GetKey(id); !slices.Equal(k.AllowedOrigins, []string{"https://shop.example.com", "https://*.example.org:*"}) || !slices.Equal(k.AllowedIPs, []string{"10.0.0.0/8"}) {
+		t.Errorf("the admin API shows origins %q, IPs %q", k.AllowedOrigins, k.AllowedIPs)
+	}
+
+	out = cli(t, g, "update", id, "--origin", "http://localhost:3000", "--no-ips")
+	if !strings.Contains(out, "Origins:    http://localhost:3000\n") || !strings.Contains(out, "IPs:        any\n") {
+		t.Errorf("update output:\n%s", out)
+	}
+	out = cli(t, g, "update", id, "--no-origins", "--ip", "203.0.113.7")
+	if !strings.Contains(out, "Origins:    any\n") || !strings.Contains(out, "IPs:        203.0.113.7\n") {
+		t.Errorf("update output:\n%s", out)
+	}
+	if shown := cli(t, g, "show", id); !strings.Contains(shown, "IPs:        203.0.113.7\n") {
+		t.Errorf("show output:\n%s", shown)
+	}
+
+	// A bad entry is refused before any request, naming the flag.
+	if stderr := cliFails(t, g, "update", id, "--origin", "https://shop.example.com/"); !strings.Contains(stderr, `--origin: origin "https://shop"…: an origin has no path`) {
+		t.Errorf("bad --origin: stderr %q", stderr)
+	}
+	if k := g.GetKey(id); len(k.AllowedOrigins) != 0 {
+		t.Errorf("after the refused update: origins %q, want none", k.AllowedOrigins)
+	}
+
+	// A widget key without origins is made, with a warning on stderr.
+	stdout, stderr, code := g.Run("apikey", "create", "--name", "Open widget", "--scope", "widget", "--expires", "1d", "--address", g.Ports.Admin)
+	if code != 0 || !secretInText.MatchString(stdout) {
+		t.Fatalf("create of an open widget key: exit %d\n%s", code, stdout)
+	}
+	openID := keyIDInText.FindString(stdout)
+	if !strings.Contains(stderr, "Warning: this widget key has no allowed origins") ||
+		!strings.Contains(stderr, "apikey update "+openID+" --origin https://your.site") || secretInText.MatchString(stderr) {
+		t.Errorf("stderr of an open widget key's create:\n%s", stderr)
 	}
 }

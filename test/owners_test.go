@@ -96,7 +96,7 @@ func TestAdminPatchIsInForceWhenItAnswers(t *testing.T) {
 		{`{"scope":"widget"}`, "scope: cannot be changed: create a new key"},
 		{`{"owner":"org_b"}`, "owner: cannot be changed: create a new key"},
 		{`{"expires_in":"1y"}`, "expires_in: cannot be changed: rotate the key"},
-		{`{"allowed_origins":["https://a.example"]}`, `unknown field "allowed_orig"`},
+		{`{"rate_limits":["10/1s"]}`, `unknown field "rate_limits"`},
 	} {
 		resp, body := g.Admin(http.MethodPatch, "/apikeys/"+k.ID, tc.body)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(adminErr(t, body), tc.want) {
@@ -119,7 +119,7 @@ func TestAdminPatchIsInForceWhenItAnswers(t *testing.T) {
 func TestCLIOwnerMetadataAndUpdate(t *testing.T) {
 	g := StartGateway(t, Options{Upstream: NewUpstream(t)})
 	out := cli(t, g, "create", "--name", "Acme widget", "--scope", "widget", "--expires", "never",
-		"--owner", "org_acme", "--meta", "plan=pro", "--meta", "region=eu")
+		"--owner", "org_acme", "--meta", "plan=pro", "--meta", "region=eu", "--origin", "https://acme.example")
 	id := keyIDInText.FindString(out)
 	if id == "" {
 		t.Fatalf("no key ID in the output:\n%s", out)

@@ -61,6 +61,22 @@ func TestAnswersOfRealCallsEchoAtMost12Bytes(t *testing.T) {
 			_, _, err := f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: "full", ExpiresIn: secret, CreatedBy: admin})
 			return err
 		},
+		"create with the key as an allowed origin": func() error {
+			_, _, err := f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: "widget", ExpiresIn: "1d", CreatedBy: admin,
+				AllowedOrigins: []string{secret}})
+			return err
+		},
+		"create with the key as an allowed IP": func() error {
+			_, _, err := f.svc.Create(ctx, keyservice.NewKey{Name: "x", Scope: "widget", ExpiresIn: "1d", CreatedBy: admin,
+				AllowedIPs: []string{secret}})
+			return err
+		},
+		"update with the key in an allowed origin": func() error {
+			_, k := f.create(t, "to update", "full", "1d")
+			origins := []string{"https://" + secret}
+			_, err := f.svc.Update(ctx, k.ID, keyservice.KeyUpdate{AllowedOrigins: &origins})
+			return err
+		},
 		"list with the key as status": func() error {
 			_, err := f.svc.List(ctx, keyservice.ListOptions{Status: secret})
 			return err

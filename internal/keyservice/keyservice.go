@@ -16,6 +16,7 @@ import (
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/metrics"
+	"github.com/docana/keygate/internal/policy"
 )
 
 // Limits on what a request may ask for.
@@ -141,6 +142,10 @@ type NewKey struct {
 	Metadata map[string]string
 	// CreatedBy is who asks for the key.
 	CreatedBy apikey.Actor
+	// AllowedOrigins and AllowedIPs restrict where the key may be used
+	// from (policy.CheckOrigins, policy.CheckIPs); they are stored
+	// normalised. nil or empty for any origin or IP.
+	AllowedOrigins, AllowedIPs []string
 }
 
 // Create makes a key and returns its secret, which is never available again,
@@ -174,11 +179,20 @@ func (s *Service) Create(ctx context.Context, nk NewKey) (string, apikey.Key, er
 	if err := apikey.CheckActor(nk.CreatedBy); err != nil {
 		return "", apikey.Key{}, &InputError{Field: "created_by", Message: err.Error()}
 	}
+	origins, err := checkList("allowed_origins", nk.AllowedOrigins, policy.CheckOrigins)
+	if err != nil {
+		return "", apikey.Key{}, err
+	}
+	ips, err := checkList("allowed_ips", nk.AllowedIPs, policy.CheckIPs)
+	if err != nil {
+		return "", apikey.Key{}, err
+	}
 	secret, k, err := s.format.New(nk.Name, sc, exp, s.Now())
 	if err != nil {
 		return "", apikey.Key{}, fmt.Errorf("making key: %w", err)
 	}
 	k.Owner, k.Metadata, k.CreatedBy = nk.Owner, keystore.CloneMetadata(nk.Metadata), nk.CreatedBy
+	k.AllowedOrigins, k.AllowedIPs = origins, ips
 	if err := s.store.Create(ctx, k); err != nil {
 		storeFailed(s.errs.create, err)
 		return "", apikey.Key{}, fmt.Errorf("storing key %s: %w", k.ID, err)
@@ -231,9 +245,14 @@ type KeyUpdate struct {
 	// Metadata, if set, replaces the key's metadata whole; an empty map
 	// clears it.
 	Metadata *map[string]string
+	// AllowedOrigins and AllowedIPs, if set, replace the key's lists whole
+	// (normalised as by Create); an empty list clears one, so that the key
+	// accepts any origin or IP.
+	AllowedOrigins, AllowedIPs *[]string
 }
 
-// Update changes the key's name or metadata and returns the key as it is
+// Update changes the key's name, metadata or allowed origins and IPs and
+// returns the key as it is
 // afterwards. Like Revoke, it returns after this instance's cache has
 // dropped the key, so the change is in force here when it returns, and on
 // other instances when they follow the change sequence. A revoked key is
@@ -252,12 +271,31 @@ func (s *Service) Update(ctx context.Context, id string, u KeyUpdate) (apikey.Ke
 			return apikey.Key{}, err
 		}
 	}
+	p := keystore.Patch{Name: u.Name, Metadata: u.Metadata}
+	for _, l := range []struct {
+		field string
+		in    *[]string
+		check func([]string) ([]string, error)
+		out   **[]string
+	}{
+		{"allowed_origins", u.AllowedOrigins, policy.CheckOrigins, &p.AllowedOrigins},
+		{"allowed_ips", u.AllowedIPs, policy.CheckIPs, &p.AllowedIPs},
+	} {
+		if l.in == nil {
+			continue
+		}
+		norm, err := checkList(l.field, *l.in, l.check)
+		if err != nil {
+			return apikey.Key{}, err
+		}
+		*l.out = &norm
+	}
 	if s.owned {
 		if _, err := s.get(ctx, id, s.errs.update); err != nil {
 			return apikey.Key{}, err
 		}
 	}
-	k, err := s.store.Update(ctx, id, keystore.Patch{Name: u.Name, Metadata: u.Metadata})
+	k, err := s.store.Update(ctx, id, p)
 	if err != nil {
 		storeFailed(s.errs.update, err)
 		return apikey.Key{}, fmt.Errorf("updating key %s: %w", id, err)
@@ -368,6 +406,20 @@ func checkMetadata(m map[string]string) error {
 		return &InputError{Field: "metadata", Message: err.Error()}
 	}
 	return nil
+}
+
+// checkList normalises an allowed_origins or allowed_ips list with check
+// (policy.CheckOrigins, policy.CheckIPs). A bad entry is an InputError on
+// "<field>[<index>]", counting from 0.
+func checkList(field string, list []string, check func([]string) ([]string, error)) ([]string, error) {
+	norm, err := check(list)
+	if err != nil {
+		if ee, ok := errors.AsType[*policy.EntryError](err); ok {
+			return nil, &InputError{Field: fmt.Sprintf("%s[%d]", field, ee.Index), Message: ee.Err.Error()}
+		}
+		return nil, &InputError{Field: field, Message: err.Error()}
+	}
+	return norm, nil
 }
 
 func checkID(id string) error {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/policy"
 )
 
 // Errors every backend returns for the same situations, checked with
@@ -99,8 +100,9 @@ type Store interface {
 // only if the preset is not "never" and then after the creation, no
 // RevokedAt, ReplacedBy or LastUsedAt, an owner that is "" or that
 // apikey.CheckOwner accepts, metadata that apikey.CheckMetadata accepts,
-// a creator that apikey.CheckActor accepts, and policy lists that
-// apikey.CheckPolicyList accepts. Every backend calls it, so that
+// a creator that apikey.CheckActor accepts, allowed origins and IPs that
+// CheckAllowed accepts, and rate limits that apikey.CheckPolicyList
+// accepts. Every backend calls it, so that
 // none stores a key it cannot read back. The error wraps ErrInvalidKey;
 // it never quotes the name, the owner or metadata, and the ID only when it
 // is well formed.
@@ -153,12 +155,40 @@ func checkNew(k apikey.Key) error {
 	if err := apikey.CheckActor(k.CreatedBy); err != nil {
 		return fmt.Errorf("created_by %w", err)
 	}
+	if err := CheckAllowed(k.AllowedOrigins, k.AllowedIPs); err != nil {
+		return err
+	}
+	if err := apikey.CheckPolicyList(k.RateLimits); err != nil {
+		return fmt.Errorf("rate_limits %w", err)
+	}
+	return nil
+}
+
+// CheckAllowed reports why origins and ips cannot be a key's
+// AllowedOrigins and AllowedIPs as stored, or nil if they can: each a list
+// that policy.CheckOrigins or policy.CheckIPs accepts and returns
+// unchanged, that is already normalised and without duplicates, so that
+// every store holds one form (the key service normalises what it is
+// given). Its errors name the list and the entry's index, and quote at
+// most 12 bytes of the entry.
+func CheckAllowed(origins, ips []string) error {
 	for _, l := range []struct {
-		name string
-		list []string
-	}{{"allowed_origins", k.AllowedOrigins}, {"allowed_ips", k.AllowedIPs}, {"rate_limits", k.RateLimits}} {
-		if err := apikey.CheckPolicyList(l.list); err != nil {
-			return fmt.Errorf("%s %w", l.name, err)
+		name  string
+		list  []string
+		check func([]string) ([]string, error)
+	}{{"allowed_origins", origins, policy.CheckOrigins}, {"allowed_ips", ips, policy.CheckIPs}} {
+		norm, err := l.check(l.list)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.name, err)
+		}
+		if len(norm) != len(l.list) {
+			return fmt.Errorf("%s: holds an entry twice", l.name)
+		}
+		for i := range norm {
+			if norm[i] != l.list[i] {
+				return fmt.Errorf("%s: entry %d is not in normal form (%s, not %s)",
+					l.name, i, apikey.QuoteInput(norm[i]), apikey.QuoteInput(l.list[i]))
+			}
 		}
 	}
 	return nil
@@ -171,14 +201,22 @@ type Patch struct {
 	// Metadata, if set, replaces the key's metadata whole; an empty map
 	// clears it (the key then reads back with nil Metadata).
 	Metadata *map[string]string
+	// AllowedOrigins and AllowedIPs, if set, replace the key's lists whole;
+	// an empty list clears one (the key then reads back with nil, and
+	// accepts any origin or IP).
+	AllowedOrigins *[]string
+	AllowedIPs     *[]string
 }
 
 // IsZero reports whether p changes nothing.
-func (p Patch) IsZero() bool { return p.Name == nil && p.Metadata == nil }
+func (p Patch) IsZero() bool {
+	return p.Name == nil && p.Metadata == nil && p.AllowedOrigins == nil && p.AllowedIPs == nil
+}
 
 // CheckPatch checks what a store asks of a patch: a name that
-// apikey.CheckName accepts and metadata that apikey.CheckMetadata accepts.
-// The error wraps ErrInvalidKey and quotes neither.
+// apikey.CheckName accepts, metadata that apikey.CheckMetadata accepts,
+// and allowed origins and IPs that CheckAllowed accepts. The error wraps
+// ErrInvalidKey and quotes neither the name nor metadata.
 func CheckPatch(p Patch) error {
 	if p.Name != nil {
 		if err := apikey.CheckName(*p.Name); err != nil {
@@ -190,11 +228,21 @@ func CheckPatch(p Patch) error {
 			return fmt.Errorf("%w: metadata %v", ErrInvalidKey, err)
 		}
 	}
+	var origins, ips []string
+	if p.AllowedOrigins != nil {
+		origins = *p.AllowedOrigins
+	}
+	if p.AllowedIPs != nil {
+		ips = *p.AllowedIPs
+	}
+	if err := CheckAllowed(origins, ips); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
 	return nil
 }
 
-// Apply returns k with p's fields set. A patch's metadata map is copied,
-// and an empty one becomes nil, as stores read it back.
+// Apply returns k with p's fields set. A patch's metadata map and lists are
+// copied, and empty ones become nil, as stores read them back.
 func (p Patch) Apply(k apikey.Key) apikey.Key {
 	if p.Name != nil {
 		k.Name = *p.Name
@@ -202,7 +250,22 @@ func (p Patch) Apply(k apikey.Key) apikey.Key {
 	if p.Metadata != nil {
 		k.Metadata = CloneMetadata(*p.Metadata)
 	}
+	if p.AllowedOrigins != nil {
+		k.AllowedOrigins = cloneList(*p.AllowedOrigins)
+	}
+	if p.AllowedIPs != nil {
+		k.AllowedIPs = cloneList(*p.AllowedIPs)
+	}
 	return k
+}
+
+// cloneList returns a copy of l, nil if l is empty: how stores give lists
+// back.
+func cloneList(l []string) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	return append([]string(nil), l...)
 }
 
 // CloneMetadata returns a copy of m, nil if m is empty: how stores give

@@ -296,7 +296,7 @@ func (e *EntryError) Unwrap() error { return e.Err }
 // checkList normalises every entry of list with norm, dropping duplicates.
 func checkList(list []string, norm func(string) (string, error)) ([]string, error) {
 	if len(list) > MaxEntries {
-		return nil, fmt.Errorf("%d entries, at most %d", len(list), MaxEntries)
+		return nil, fmt.Errorf("must hold at most %d entries, not %d", MaxEntries, len(list))
 	}
 	if len(list) == 0 {
 		return nil, nil

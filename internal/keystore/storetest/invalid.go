@@ -69,6 +69,13 @@ var invalidKeys = []struct {
 	}},
 	{"empty allowed origin", func(k *apikey.Key) { k.AllowedOrigins = []string{""} }},
 	{"33 allowed IPs", func(k *apikey.Key) { k.AllowedIPs = slices.Repeat([]string{"10.0.0.1"}, apikey.MaxPolicyEntries+1) }},
+	{"allowed origin with a path", func(k *apikey.Key) { k.AllowedOrigins = []string{"https://a.example/"} }},
+	{"allowed origin with scheme ftp", func(k *apikey.Key) { k.AllowedOrigins = []string{"ftp://a.example"} }},
+	{"allowed origin not normalised", func(k *apikey.Key) { k.AllowedOrigins = []string{"https://A.example:443"} }},
+	{"allowed origin twice", func(k *apikey.Key) { k.AllowedOrigins = []string{"https://a.example", "https://a.example"} }},
+	{"allowed IP that is a host name", func(k *apikey.Key) { k.AllowedIPs = []string{"example.com"} }},
+	{"allowed IP prefix with host bits", func(k *apikey.Key) { k.AllowedIPs = []string{"10.0.0.1/8"} }},
+	{"allowed IP not normalised", func(k *apikey.Key) { k.AllowedIPs = []string{"10.0.0.1/32"} }},
 	{"rate limit with a control", func(k *apikey.Key) { k.RateLimits = []string{"1\t/s"} }},
 }
 

@@ -127,6 +127,7 @@ func testOwners(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options) {
 	str := func(s string) *string { return &s }
 	meta := func(m map[string]string) *map[string]string { return &m }
+	list := func(l ...string) *[]string { return &l }
 
 	t.Run("Update replaces the fields it is given, whole, keeps the others, and records one change", func(t *testing.T) {
 		s := open(t)
@@ -146,6 +147,14 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 			{"the same values again", keystore.Patch{Name: str("both")}, func(k *apikey.Key) {}},
 			{"metadata cleared with an empty map", keystore.Patch{Metadata: meta(map[string]string{})},
 				func(k *apikey.Key) { k.Metadata = nil }},
+			{"allowed origins only, replaced whole", keystore.Patch{AllowedOrigins: list("http://localhost:3000")},
+				func(k *apikey.Key) { k.AllowedOrigins = []string{"http://localhost:3000"} }},
+			{"allowed IPs only, replaced whole", keystore.Patch{AllowedIPs: list("203.0.113.7", "::1")},
+				func(k *apikey.Key) { k.AllowedIPs = []string{"203.0.113.7", "::1"} }},
+			{"allowed origins and IPs cleared with empty lists", keystore.Patch{AllowedOrigins: list(), AllowedIPs: list()},
+				func(k *apikey.Key) { k.AllowedOrigins, k.AllowedIPs = nil, nil }},
+			{"allowed origins set again, with a name", keystore.Patch{Name: str("again"), AllowedOrigins: list("https://*.example.com:*")},
+				func(k *apikey.Key) { k.Name, k.AllowedOrigins = "again", []string{"https://*.example.com:*"} }},
 		} {
 			before := seq(t, s)
 			step.want(&k)
@@ -174,6 +183,21 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		m["plan"] = "changed"
 		if got.Metadata["plan"] != "pro" || mustGet(t, s, k.ID).Metadata["plan"] != "pro" {
 			t.Errorf("after changing the caller's map: returned %v, stored %v; want plan pro", got.Metadata, mustGet(t, s, k.ID).Metadata)
+		}
+	})
+
+	t.Run("Update does not share the caller's lists", func(t *testing.T) {
+		s := open(t)
+		k := create(t, s, "k", apikey.ExpiryNever, base)
+		l := []string{"https://a.example"}
+		got, err := s.Update(t.Context(), k.ID, keystore.Patch{AllowedOrigins: &l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l[0] = "https://changed.example"
+		if got.AllowedOrigins[0] != "https://a.example" || mustGet(t, s, k.ID).AllowedOrigins[0] != "https://a.example" {
+			t.Errorf("after changing the caller's list: returned %v, stored %v; want https://a.example",
+				got.AllowedOrigins, mustGet(t, s, k.ID).AllowedOrigins)
 		}
 	})
 
@@ -230,7 +254,7 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		}
 	})
 
-	t.Run("Update refuses an invalid name or metadata with ErrInvalidKey, storing nothing", func(t *testing.T) {
+	t.Run("Update refuses an invalid name, metadata or list with ErrInvalidKey, storing nothing", func(t *testing.T) {
 		s := open(t)
 		k := fullKey(t, "k", base)
 		mustCreate(t, s, k)
@@ -250,6 +274,11 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 			{"17 metadata entries", keystore.Patch{Metadata: &tooMany}},
 			{"metadata value of 257 bytes", keystore.Patch{Metadata: meta(map[string]string{"v": strings.Repeat("x", 257)})}},
 			{"metadata value with a bidi override", keystore.Patch{Metadata: meta(map[string]string{"v": "a\u202eb"})}},
+			{"allowed origin with a path", keystore.Patch{AllowedOrigins: list("https://a.example/")}},
+			{"valid name, allowed origin not normalised", keystore.Patch{Name: str("fine"), AllowedOrigins: list("HTTPS://a.example")}},
+			{"allowed IP prefix with host bits", keystore.Patch{AllowedIPs: list("10.0.0.1/8")}},
+			{"33 allowed IPs", keystore.Patch{AllowedIPs: list(slices.Repeat([]string{"10.0.0.1"}, apikey.MaxPolicyEntries+1)...)}},
+			{"valid origins, invalid IPs", keystore.Patch{AllowedOrigins: list("https://a.example"), AllowedIPs: list("10.0.0.256")}},
 		} {
 			if keystore.CheckPatch(tc.patch) == nil {
 				t.Fatalf("%s: CheckPatch accepts the patch: the case tests nothing", tc.name)
