@@ -1,50 +1,36 @@
 package test
 
 import (
-	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// CreatePolicyKey creates a key through the admin API and gives it allowed
-// origins and IPs (in their stored, normalised form) before its first use,
-// so that the verifier reads them on that use.
-//
-// TODO(merge): create through the admin API once it takes allowed_origins
-// and allowed_ips; until then they are written to the SQLite store
-// directly, in the columns the store reads (JSON text arrays).
+// CreatePolicyKey creates a key of scope, expiring in a day, with allowed
+// origins and IPs through the admin API, and returns its secret.
 func (g *Gateway) CreatePolicyKey(name, scope string, origins, ips []string) string {
 	g.t.Helper()
-	secret, k := g.CreateKey(name, scope, "1d")
-	db, err := sql.Open("sqlite", filepath.Join(g.Ports.Dir, "data", "caddy", "keygate", "keys.db"))
-	if err != nil {
-		g.t.Fatal(err)
+	resp, body := g.Admin(http.MethodPost, "/apikeys", map[string]any{
+		"name": name, "scope": scope, "expires_in": "1d", "allowed_origins": origins, "allowed_ips": ips,
+	})
+	if resp.StatusCode != http.StatusCreated {
+		g.t.Fatalf("POST /apikeys: status %d, want 201: %s", resp.StatusCode, body)
 	}
-	defer db.Close()
-	if origins == nil {
-		origins = []string{}
+	var created struct {
+		Secret string `json:"secret"`
+		APIKey APIKey `json:"api_key"`
 	}
-	if ips == nil {
-		ips = []string{}
+	if err := json.Unmarshal(body, &created); err != nil || created.Secret == "" {
+		g.t.Fatalf("POST /apikeys: %v: %s", err, body)
 	}
-	o, _ := json.Marshal(origins)
-	i, _ := json.Marshal(ips)
-	res, err := db.ExecContext(context.Background(),
-		"UPDATE keys SET allowed_origins = ?, allowed_ips = ? WHERE id = ?", string(o), string(i), k.ID)
-	if err != nil {
-		g.t.Fatal(err)
+	if len(created.APIKey.AllowedOrigins) != len(origins) || len(created.APIKey.AllowedIPs) != len(ips) {
+		g.t.Fatalf("POST /apikeys: the key holds %q and %q, want %q and %q", created.APIKey.AllowedOrigins, created.APIKey.AllowedIPs, origins, ips)
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		g.t.Fatalf("updating key %s: %d rows", k.ID, n)
-	}
-	return secret
+	return created.Secret
 }
 
 // corsCaddyfile has a widget route with cors and a routine route without.
