@@ -575,7 +575,7 @@ func TestBrowserWidgetKeyLockedToItsOrigin(t *testing.T) {
 	shop, shopKey := page("Acme Shop — the key's own site", "#2454a6")
 	other, otherKey := page("Copycat site — another origin", "#7a3b8f")
 	allowed = shop.URL
-	secret := g.CreatePolicyKey("Acme shop widget", "widget", []string{shop.URL}, nil)
+	secret, _ := g.CreatePolicyKey("Acme shop widget", "widget", []string{shop.URL}, nil)
 	*shopKey, *otherKey = secret, secret
 
 	write := os.Getenv("KEYGATE_SCREENSHOTS") == "1"

@@ -8,11 +8,14 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/docana/keygate/internal/keystore/postgres/pgtest"
 )
 
 // CreatePolicyKey creates a key of scope, expiring in a day, with allowed
-// origins and IPs through the admin API, and returns its secret.
-func (g *Gateway) CreatePolicyKey(name, scope string, origins, ips []string) string {
+// origins and IPs through the admin API, and returns its secret and ID.
+func (g *Gateway) CreatePolicyKey(name, scope string, origins, ips []string) (secret, id string) {
 	g.t.Helper()
 	resp, body := g.Admin(http.MethodPost, "/apikeys", map[string]any{
 		"name": name, "scope": scope, "expires_in": "1d", "allowed_origins": origins, "allowed_ips": ips,
@@ -30,7 +33,7 @@ func (g *Gateway) CreatePolicyKey(name, scope string, origins, ips []string) str
 	if len(created.APIKey.AllowedOrigins) != len(origins) || len(created.APIKey.AllowedIPs) != len(ips) {
 		g.t.Fatalf("POST /apikeys: the key holds %q and %q, want %q and %q", created.APIKey.AllowedOrigins, created.APIKey.AllowedIPs, origins, ips)
 	}
-	return created.Secret
+	return created.Secret, created.APIKey.ID
 }
 
 // corsCaddyfile has a widget route with cors and a routine route without.
@@ -58,7 +61,7 @@ func TestGatewayWidgetKeyWithAllowedOriginsAndCORS(t *testing.T) {
 	up := NewUpstream(t)
 	g := StartGateway(t, Options{Caddyfile: corsCaddyfile, Upstream: up})
 	const shop = "https://shop.example"
-	widget := g.CreatePolicyKey("shop widget", "widget", []string{shop, "http://*.shop.example:*"}, nil)
+	widget, _ := g.CreatePolicyKey("shop widget", "widget", []string{shop, "http://*.shop.example:*"}, nil)
 
 	send := func(method string, header http.Header) (*http.Response, []byte) {
 		return g.Request(method, "/api/widget/chat", header)
@@ -235,7 +238,7 @@ func TestGatewayAllowedIPsBehindALoadBalancer(t *testing.T) {
 			up := NewUpstream(t)
 			gw := StartGateway(t, Options{Caddyfile: ipGatewayCaddyfile, Upstream: up, Extra: map[string]any{"trusted": trusted}})
 			lb := StartGateway(t, Options{Caddyfile: loadBalancerCaddyfile, Extra: map[string]any{"gateway": fmt.Sprintf("127.0.0.1:%d", gw.Ports.Site)}})
-			key := gw.CreatePolicyKey("server", "routine", nil, []string{allowed + "/32"})
+			key, _ := gw.CreatePolicyKey("server", "routine", nil, []string{allowed + "/32"})
 			const path = "/api/routines/run"
 			spoof := func(ip string) http.Header {
 				h := WithKey(key)
@@ -273,5 +276,51 @@ func TestGatewayAllowedIPsBehindALoadBalancer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMultiInstanceOriginChangeIsInForceEverywhere checks, on a shared
+// PostgreSQL store, that a key's allowed origins are enforced by an
+// instance that did not create it, and that a PATCH of them through one
+// instance is in force on the other when PATCH answers, though both had
+// the key (and its compiled origins) cached.
+func TestMultiInstanceOriginChangeIsInForceEverywhere(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	up := NewUpstream(t)
+	a := startInstance(t, dsn, "keygate-a", up, 5*time.Second)
+	b := startInstance(t, dsn, "keygate-b", up, 5*time.Second)
+	const shop, next = "https://shop.example", "https://next.shop.example"
+	secret, id := a.CreatePolicyKey("widget on full route", "full", []string{shop}, nil)
+	fromOrigin := func(g *Gateway, origin string) (int, string) {
+		t.Helper()
+		h := WithKey(secret)
+		h["Origin"] = []string{origin}
+		resp, body := g.Request(http.MethodGet, "/x", h)
+		if resp.StatusCode == http.StatusOK {
+			return 200, ""
+		}
+		c, _ := decodeFailure(t, body)
+		return resp.StatusCode, c
+	}
+	for _, g := range []*Gateway{a, b} {
+		if s, c := fromOrigin(g, shop); s != 200 {
+			t.Fatalf("%s from the allowed origin: %d %s", g.SiteURL, s, c)
+		}
+		if s, c := fromOrigin(g, next); s != 403 || c != "origin_not_allowed" {
+			t.Fatalf("%s from another origin: %d %s, want 403 origin_not_allowed", g.SiteURL, s, c)
+		}
+	}
+	resp, body := a.Admin(http.MethodPatch, "/apikeys/"+id, map[string]any{"allowed_origins": []string{next}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PATCH: %d %s", resp.StatusCode, body)
+	}
+	for _, g := range []*Gateway{a, b} {
+		if s, c := fromOrigin(g, next); s != 200 {
+			t.Errorf("%s from the new origin right after PATCH: %d %s", g.SiteURL, s, c)
+		}
+		if s, c := fromOrigin(g, shop); s != 403 || c != "origin_not_allowed" {
+			t.Errorf("%s from the old origin right after PATCH: %d %s, want 403 origin_not_allowed", g.SiteURL, s, c)
+		}
 	}
 }
