@@ -167,6 +167,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    preflight authenticate
 //	    strict_paths
 //	    owner <value>
+//	    cors
 //	}
 //
 // The scopes are those the route accepts besides full: widget, routine.
@@ -209,6 +210,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.StrictPaths = true
+		case "cors":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.CORS = true
 		case "forward_identity":
 			var val string
 			if !d.AllArgs(&val) {
@@ -244,6 +250,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized subdirective %q", sub)
 		}
+	}
+	if h.CORS && h.Preflight != "" {
+		return d.Err("cors and preflight authenticate cannot be combined: browsers send no key on a preflight, so every one would be refused")
 	}
 	return nil
 }

@@ -112,6 +112,18 @@ type Handler struct {
 	// these before routing. Default: off (paths are passed on unchanged).
 	StrictPaths bool `json:"strict_paths,omitempty"`
 
+	// CORS makes the route usable from web pages of other origins: the
+	// handler answers CORS preflights itself (204, allowing the method and
+	// headers asked for, always Authorization and Content-Type, for 600
+	// seconds; the upstream never sees them, and they need no key), and
+	// adds Access-Control-Allow-Origin (the request's Origin),
+	// Access-Control-Expose-Headers and Vary: Origin to every answer, its
+	// own and the upstream's, except origin_not_allowed. It never sends
+	// Access-Control-Allow-Credentials: keys travel in a header, not in
+	// cookies. Which origins may use a key is the key's allowed_origins.
+	// It cannot be combined with preflight authenticate.
+	CORS bool `json:"cors,omitempty"`
+
 	verifier      keyVerifier
 	recorder      useRecorder
 	logger        *zap.Logger
@@ -124,6 +136,10 @@ type Handler struct {
 	// ownerBody and noOwnerBody are the owner_mismatch answers, for a key
 	// of another owner (or none) and for an Owner that resolved to "".
 	ownerBody, noOwnerBody []byte
+	// ipBody is the ip_not_allowed answer; originBody and noOriginBody the
+	// origin_not_allowed answers, for an origin not allowed and for a
+	// request that names none.
+	ipBody, originBody, noOriginBody []byte
 	// scopeBodies are the insufficient_scope answers, by the key's scope.
 	scopeBodies [scopeSlots][]byte
 	// ambiguousBody is the ambiguous_credentials answer.
@@ -209,6 +225,9 @@ func (h *Handler) provision(v keyVerifier, rec useRecorder, logger *zap.Logger) 
 	default:
 		return fmt.Errorf("preflight %q: want %q or nothing", h.Preflight, PreflightAuthenticate)
 	}
+	if h.CORS && h.authPreflight {
+		return errors.New("cors and preflight authenticate cannot be combined: browsers send no key on a preflight, so every one would be refused")
+	}
 
 	h.scopeBodies[0] = errorBody(apikey.CodeScope, fmt.Sprintf(
 		"this API key's scope is not accepted here: this route accepts only keys of scope %s", h.accepted))
@@ -221,6 +240,12 @@ func (h *Handler) provision(v keyVerifier, rec useRecorder, logger *zap.Logger) 
 		"this API key belongs to another owner: this route accepts only the keys of its owner")
 	h.noOwnerBody = errorBody(apikey.CodeOwner,
 		"this route's owner is not known for this request, so no API key is accepted here")
+	h.ipBody = errorBody(apikey.CodeIP,
+		"this API key is not accepted from this client's IP address: it is restricted to its allowed IPs")
+	h.originBody = errorBody(apikey.CodeOrigin,
+		"this API key is not accepted from this origin: it is restricted to the web pages of its allowed origins")
+	h.noOriginBody = errorBody(apikey.CodeOrigin,
+		"this API key is accepted only from the web pages of its allowed origins, and the request has no Origin or Referer header")
 	h.ambiguousBody = errorBody(apikey.CodeAmbiguous,
 		"the request holds more than one Authorization header: send exactly one, Authorization: ApiKey <key>")
 	for _, p := range pathcheck.Problems {
@@ -238,6 +263,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		identity.RemoveTrailers(r)
 	}
 
+	if h.CORS {
+		setCORSHeaders(w.Header(), r)
+	}
+
 	// Before the key: an ambiguous path is refused whatever the key, and
 	// the answer says nothing about it.
 	if h.StrictPaths {
@@ -252,6 +281,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
+	if h.CORS && isPreflight(r) {
+		answerPreflight(w, r)
+		return nil
+	}
 	if !h.authPreflight && isPreflight(r) {
 		// Passed on without a key, so without one: a key sent anyway
 		// would otherwise reach the upstream.
@@ -301,11 +334,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	if repl != nil {
-		kv, _ := attached.(*keyValues)
-		if kv == nil {
-			kv = valuesOf(k)
+	kv, _ := attached.(*keyValues)
+	if kv == nil {
+		kv = valuesOf(k)
+	}
+	if kv.ips != nil || kv.badIPs {
+		if kv.badIPs || !kv.ips.Allows(clientIP(r)) {
+			return h.reject(w, apikey.CodeIP, k, h.ipBody, nil)
 		}
+	}
+	if kv.origins != nil || kv.badOrigins {
+		origin, ok := requestOrigin(r)
+		if !ok {
+			return h.reject(w, apikey.CodeOrigin, k, h.noOriginBody, nil)
+		}
+		if kv.badOrigins || !kv.origins.Allows(origin) {
+			return h.reject(w, apikey.CodeOrigin, k, h.originBody, nil)
+		}
+	}
+
+	if repl != nil {
 		repl.Set("http.auth.user.id", k.ID)
 		repl.Set("http.auth.user.name", k.Name)
 		repl.Set("http.auth.user.scope", scopeNames[scopeIndex(k.Scope)])
@@ -372,8 +420,14 @@ func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key,
 
 	status := http.StatusUnauthorized
 	switch code {
-	case apikey.CodeScope, apikey.CodeOwner:
+	case apikey.CodeScope, apikey.CodeOwner, apikey.CodeIP:
 		status = http.StatusForbidden
+	case apikey.CodeOrigin:
+		status = http.StatusForbidden
+		// A page of another origin must not read why: without these
+		// the browser hands it a network error.
+		delete(w.Header(), headerAllowOrigin)
+		delete(w.Header(), headerExposeHeaders)
 	case apikey.CodeAmbiguous, apikey.CodeAmbiguousPath:
 		status = http.StatusBadRequest
 	case apikey.CodeUnavailable:

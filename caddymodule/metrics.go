@@ -46,6 +46,8 @@ var results = [...]string{
 	string(apikey.CodeExpired),
 	string(apikey.CodeScope),
 	string(apikey.CodeOwner),
+	string(apikey.CodeIP),
+	string(apikey.CodeOrigin),
 	string(apikey.CodeAmbiguous),
 	string(apikey.CodeUnavailable),
 	string(apikey.CodeAmbiguousPath),
@@ -72,14 +74,15 @@ var processRequests = newRequestCounters(processMetrics.Requests)
 
 // newRequestCounters resolves the children of vec that requests produce:
 // failures before any key is identified carry no scope; ok, revoked,
-// expired and owner_mismatch carry the key's scope, and
+// expired, owner_mismatch, ip_not_allowed and origin_not_allowed carry
+// the key's scope, and
 // insufficient_scope the scope of a key that is not full. Resolving only these keeps impossible series,
 // always zero, out of the exposition.
 func newRequestCounters(vec *prometheus.CounterVec) *requestCounters {
 	c := new(requestCounters)
 	for i, result := range results {
 		switch apikey.Code(result) {
-		case resultOK, apikey.CodeRevoked, apikey.CodeExpired, apikey.CodeOwner:
+		case resultOK, apikey.CodeRevoked, apikey.CodeExpired, apikey.CodeOwner, apikey.CodeIP, apikey.CodeOrigin:
 			for _, s := range apikey.Scopes {
 				c[i][s] = vec.WithLabelValues(result, s.String())
 			}

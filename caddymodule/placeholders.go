@@ -6,6 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/policy"
 )
 
 // Placeholders the handler sets on success, besides id, name and scope.
@@ -17,10 +18,11 @@ const (
 	placeholderMetadata = "http.auth.user.metadata."
 )
 
-// keyValues are what the handler gives Caddy's replacer for a key, made
-// once per key record (see verifier.Config.Attach) so that a request
-// allocates nothing for them: the owner boxed into an interface, and the
-// function that resolves the metadata placeholders.
+// keyValues are what the handler derives from a key, made once per key
+// record (see verifier.Config.Attach) so that a request allocates nothing
+// for them: the owner boxed into an interface and the function that
+// resolves the metadata placeholders, for Caddy's replacer, and the key's
+// allowed origins and IPs compiled into matchers.
 type keyValues struct {
 	// owner is the key's Owner as an any.
 	owner any
@@ -28,19 +30,39 @@ type keyValues struct {
 	// provider (caddy.Replacer.Map), not static values, so that a key's
 	// metadata costs nothing unless a placeholder asks for it.
 	metadata caddy.ReplacerFunc
+	// origins and ips match the key's AllowedOrigins and AllowedIPs; nil
+	// when the key has none (any origin or IP is accepted).
+	origins *policy.Origins
+	ips     *policy.IPs
+	// badOrigins and badIPs are set when the stored lists do not compile
+	// (a store edited by hand, or a rule that changed): such a key is
+	// refused at that step, never let through unrestricted.
+	badOrigins, badIPs bool
 }
 
 // plainValues are the values of every key with no owner and no metadata,
 // shared so that such keys cost no memory.
 var plainValues = &keyValues{owner: "", metadata: noMetadata}
 
-// valuesOf returns the replacer values of k. It allocates only if k has an
-// owner or metadata.
+// valuesOf returns the values of k. It allocates only if k has an owner,
+// metadata, allowed origins or allowed IPs.
 func valuesOf(k *apikey.Key) *keyValues {
-	if k.Owner == "" && len(k.Metadata) == 0 {
+	if k.Owner == "" && len(k.Metadata) == 0 && len(k.AllowedOrigins) == 0 && len(k.AllowedIPs) == 0 {
 		return plainValues
 	}
 	kv := &keyValues{owner: k.Owner, metadata: noMetadata}
+	if len(k.AllowedOrigins) > 0 {
+		var err error
+		if kv.origins, err = policy.CompileOrigins(k.AllowedOrigins); err != nil || kv.origins == nil {
+			kv.origins, kv.badOrigins = nil, true
+		}
+	}
+	if len(k.AllowedIPs) > 0 {
+		var err error
+		if kv.ips, err = policy.CompileIPs(k.AllowedIPs); err != nil || kv.ips == nil {
+			kv.ips, kv.badIPs = nil, true
+		}
+	}
 	if len(k.Metadata) > 0 {
 		// Boxed once here, not at every lookup. Metadata is never
 		// modified after the key is read, so a copy is not needed for

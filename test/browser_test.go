@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -485,3 +486,175 @@ func TestBrowserConsoleLayouts(t *testing.T) {
 	)
 	noSideways(phone, "phone create dialog")
 }
+
+// widgetPage is a shop's web page with an order-status widget: plain HTML
+// whose script calls the gateway's widget route with a widget key, with a
+// JSON body, so that the browser sends a CORS preflight first. It shows
+// the upstream's JSON, or that the browser refused the answer; data-result
+// on the body says which, for the test.
+const widgetPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>%[1]s</title>
+<style>
+body { font: 16px/1.5 system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
+header { background: %[2]s; color: #fff; padding: 14px 24px; font-weight: 600; font-size: 20px; }
+main { padding: 24px; }
+.widget { background: #fff; border: 1px solid #d5d9e0; border-radius: 8px; padding: 16px 20px; max-width: 560px; }
+.widget h2 { margin: 0 0 8px; font-size: 17px; }
+.meta { color: #5b6475; font-size: 14px; }
+code, pre { font: 14px/1.4 ui-monospace, monospace; }
+pre { background: #f0f2f5; padding: 10px 12px; border-radius: 6px; white-space: pre-wrap; }
+.ok { color: #16703a; font-weight: 600; }
+.refused { color: #b3261e; font-weight: 600; }
+</style></head>
+<body data-result="pending">
+<header>%[1]s</header>
+<main><div class="widget">
+<h2>Order status (keygate widget)</h2>
+<p class="meta">This page's origin: <code id="origin"></code><br>The key's allowed origin: <code>%[6]s</code><br>Calls <code>POST %[3]s/api/widget/orders</code> with <code>Authorization: ApiKey %[5]s</code></p>
+<p id="status">Loading…</p>
+<pre id="out"></pre>
+</div></main>
+<script>
+document.getElementById("origin").textContent = location.origin;
+const status = document.getElementById("status"), out = document.getElementById("out");
+fetch(%[3]q + "/api/widget/orders", {
+	method: "POST",
+	headers: {"Authorization": "ApiKey " + %[4]q, "Content-Type": "application/json"},
+	body: JSON.stringify({order: "1042"}),
+}).then(async (resp) => {
+	const data = await resp.json();
+	status.className = "ok";
+	status.textContent = "HTTP " + resp.status + ": the API answered";
+	out.textContent = JSON.stringify(data, null, 2);
+	document.body.dataset.result = resp.ok ? "ok" : "error " + resp.status;
+}).catch((err) => {
+	status.className = "refused";
+	status.textContent = "The browser refused the request: " + err.message;
+	out.textContent = "No answer can be read from this origin: the key is locked to another site.";
+	document.body.dataset.result = "refused";
+});
+</script>
+</body></html>
+`
+
+// TestBrowserWidgetKeyLockedToItsOrigin serves the same widget page from
+// the key's allowed origin and from another one (two servers on different
+// ports are different origins) and loads both in chromium. From the
+// allowed origin the page reads the upstream's JSON, after a preflight the
+// gateway answered itself; from the other, the browser refuses the answer
+// and the upstream never receives the request. With KEYGATE_SCREENSHOTS=1
+// it writes docs/widget-allowed.png and docs/widget-refused.png.
+func TestBrowserWidgetKeyLockedToItsOrigin(t *testing.T) {
+	var upstreamMu sync.Mutex
+	var upstreamSeen []string // method and Origin of each request the upstream received
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upstreamMu.Lock()
+		upstreamSeen = append(upstreamSeen, r.Method+" "+r.Header.Get("Origin"))
+		upstreamMu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"order": "1042", "status": "shipped", "carrier": "DHL", "eta": "Tuesday"}`)
+	}))
+	t.Cleanup(upstream.Close)
+	seen := func() []string {
+		upstreamMu.Lock()
+		defer upstreamMu.Unlock()
+		return append([]string(nil), upstreamSeen...)
+	}
+	g := StartGateway(t, Options{Caddyfile: widgetCORSCaddyfile, Extra: map[string]any{"upstream": upstream.Listener.Addr().String()}})
+
+	var allowed string
+	page := func(title, color string) (*httptest.Server, *string) {
+		var key string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprintf(w, widgetPage, title, color, g.SiteURL, key, key[:3]+"…", allowed)
+		}))
+		t.Cleanup(srv.Close)
+		return srv, &key
+	}
+	shop, shopKey := page("Acme Shop — the key's own site", "#2454a6")
+	other, otherKey := page("Copycat site — another origin", "#7a3b8f")
+	allowed = shop.URL
+	secret, _ := g.CreatePolicyKey("Acme shop widget", "widget", []string{shop.URL}, nil)
+	*shopKey, *otherKey = secret, secret
+
+	write := os.Getenv("KEYGATE_SCREENSHOTS") == "1"
+	shot := func(ctx context.Context, name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if write {
+			if err := os.WriteFile(filepath.Join("..", "docs", name), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx := newBrowser(t, 900, 660)
+
+	browserDo(t, ctx, chromedp.Navigate(shop.URL+"/"))
+	browserWait(t, ctx, `document.body.dataset.result !== "pending"`)
+	if got := browserJS[string](t, ctx, `document.body.dataset.result`); got != "ok" {
+		t.Fatalf("from the allowed origin: %s: %s", got, browserJS[string](t, ctx, `document.getElementById("status").textContent`))
+	}
+	if got := browserJS[string](t, ctx, `document.getElementById("out").textContent`); !strings.Contains(got, `"status": "shipped"`) {
+		t.Errorf("the page shows %q, not the upstream's JSON", got)
+	}
+	shot(ctx, "widget-allowed.png")
+	if got := seen(); len(got) != 1 || got[0] != "POST "+shop.URL {
+		t.Fatalf("the upstream received %q, want the one POST from %s (no preflight)", got, shop.URL)
+	}
+
+	browserDo(t, ctx, chromedp.Navigate(other.URL+"/"))
+	browserWait(t, ctx, `document.body.dataset.result !== "pending"`)
+	if got := browserJS[string](t, ctx, `document.body.dataset.result`); got != "refused" {
+		t.Fatalf("from another origin: %s, want refused", got)
+	}
+	shot(ctx, "widget-refused.png")
+	if got := seen(); len(got) != 1 {
+		t.Fatalf("the upstream received %q: the request from the other origin reached it", got)
+	}
+
+	// Both pages made a preflight and the actual request, all four at the
+	// gateway (its access log); the preflights were answered there.
+	log := g.Output()
+	for _, origin := range []string{shop.URL, other.URL} {
+		var preflights, posts int
+		for _, line := range strings.Split(log, "\n") {
+			if !strings.Contains(line, `"http.log.access`) || !strings.Contains(line, `"Origin":["`+origin+`"]`) {
+				continue
+			}
+			switch {
+			case strings.Contains(line, `"method":"OPTIONS"`) && strings.Contains(line, `"status":204`):
+				preflights++
+			case strings.Contains(line, `"method":"POST"`):
+				posts++
+			}
+		}
+		if preflights != 1 || posts != 1 {
+			t.Errorf("from %s the gateway logged %d preflights and %d POSTs, want 1 and 1", origin, preflights, posts)
+		}
+	}
+	if !strings.Contains(grepLines(log, other.URL), `"status":403`) {
+		t.Errorf("the other origin's POST was not refused with 403:\n%s", grepLines(log, other.URL))
+	}
+}
+
+// widgetCORSCaddyfile is a gateway with the widget route of
+// Caddyfile.example (cors) and the access log on.
+const widgetCORSCaddyfile = `{
+	admin {{.Admin}}
+	persist_config off
+}
+
+http://127.0.0.1:{{.Site}} {
+	log
+	handle /api/widget/* {
+		apikey widget {
+			cors
+		}
+		reverse_proxy {{.Extra.upstream}}
+	}
+}
+`

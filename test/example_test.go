@@ -102,4 +102,19 @@ func TestCaddyfileExampleRuns(t *testing.T) {
 	if resp, _ := g.Request(http.MethodGet, "/metrics", WithKey(widget)); resp.StatusCode != 403 {
 		t.Errorf("/metrics with a widget key: %d, want 403", resp.StatusCode)
 	}
+
+	// The widget route has cors: the gateway answers preflights (the
+	// stand-in would answer 200 with JSON) and pages can read answers.
+	resp, _ = g.Request(http.MethodOptions, "/api/widget/chat", http.Header{
+		"Origin": {"https://shop.example"}, "Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"authorization, content-type"},
+	})
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example" ||
+		resp.Header.Get("Access-Control-Allow-Headers") != "Authorization, Content-Type" {
+		t.Errorf("widget preflight: %d %v, want 204 allowing the origin", resp.StatusCode, resp.Header)
+	}
+	h := WithKey(widget)
+	h["Origin"] = []string{"https://shop.example"}
+	if resp, _ := g.Request(http.MethodGet, "/api/widget/chat", h); resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example" {
+		t.Errorf("widget request from a page: %d, Access-Control-Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
 }

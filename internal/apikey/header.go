@@ -16,6 +16,8 @@ const (
 	CodeExpired       Code = "api_key_expired"
 	CodeScope         Code = "insufficient_scope"
 	CodeOwner         Code = "owner_mismatch"
+	CodeIP            Code = "ip_not_allowed"
+	CodeOrigin        Code = "origin_not_allowed"
 	CodeAmbiguous     Code = "ambiguous_credentials"
 	CodeUnavailable   Code = "key_store_unavailable"
 	CodeAmbiguousPath Code = "ambiguous_path"
