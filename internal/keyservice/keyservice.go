@@ -139,6 +139,9 @@ type NewKey struct {
 	Owner string
 	// Metadata is sent upstream with the key's requests; nil for none.
 	Metadata map[string]string
+	// AllowedOrigins and AllowedIPs restrict where the key may be used
+	// from; nil for anywhere.
+	AllowedOrigins, AllowedIPs []string
 	// CreatedBy is who asks for the key.
 	CreatedBy apikey.Actor
 }
@@ -179,6 +182,12 @@ func (s *Service) Create(ctx context.Context, nk NewKey) (string, apikey.Key, er
 		return "", apikey.Key{}, fmt.Errorf("making key: %w", err)
 	}
 	k.Owner, k.Metadata, k.CreatedBy = nk.Owner, keystore.CloneMetadata(nk.Metadata), nk.CreatedBy
+	if len(nk.AllowedOrigins) > 0 {
+		k.AllowedOrigins = append([]string(nil), nk.AllowedOrigins...)
+	}
+	if len(nk.AllowedIPs) > 0 {
+		k.AllowedIPs = append([]string(nil), nk.AllowedIPs...)
+	}
 	if err := s.store.Create(ctx, k); err != nil {
 		storeFailed(s.errs.create, err)
 		return "", apikey.Key{}, fmt.Errorf("storing key %s: %w", k.ID, err)
@@ -231,6 +240,9 @@ type KeyUpdate struct {
 	// Metadata, if set, replaces the key's metadata whole; an empty map
 	// clears it.
 	Metadata *map[string]string
+	// AllowedOrigins and AllowedIPs, if set, replace the key's lists
+	// whole; an empty list clears one.
+	AllowedOrigins, AllowedIPs *[]string
 }
 
 // Update changes the key's name or metadata and returns the key as it is
@@ -257,7 +269,7 @@ func (s *Service) Update(ctx context.Context, id string, u KeyUpdate) (apikey.Ke
 			return apikey.Key{}, err
 		}
 	}
-	k, err := s.store.Update(ctx, id, keystore.Patch{Name: u.Name, Metadata: u.Metadata})
+	k, err := s.store.Update(ctx, id, keystore.Patch{Name: u.Name, Metadata: u.Metadata, AllowedOrigins: u.AllowedOrigins, AllowedIPs: u.AllowedIPs})
 	if err != nil {
 		storeFailed(s.errs.update, err)
 		return apikey.Key{}, fmt.Errorf("updating key %s: %w", id, err)

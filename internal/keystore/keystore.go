@@ -171,10 +171,15 @@ type Patch struct {
 	// Metadata, if set, replaces the key's metadata whole; an empty map
 	// clears it (the key then reads back with nil Metadata).
 	Metadata *map[string]string
+	// AllowedOrigins and AllowedIPs, if set, replace the key's lists whole;
+	// an empty list clears one (it then reads back nil).
+	AllowedOrigins, AllowedIPs *[]string
 }
 
 // IsZero reports whether p changes nothing.
-func (p Patch) IsZero() bool { return p.Name == nil && p.Metadata == nil }
+func (p Patch) IsZero() bool {
+	return p.Name == nil && p.Metadata == nil && p.AllowedOrigins == nil && p.AllowedIPs == nil
+}
 
 // CheckPatch checks what a store asks of a patch: a name that
 // apikey.CheckName accepts and metadata that apikey.CheckMetadata accepts.
@@ -190,6 +195,17 @@ func CheckPatch(p Patch) error {
 			return fmt.Errorf("%w: metadata %v", ErrInvalidKey, err)
 		}
 	}
+	for _, l := range []struct {
+		name string
+		list *[]string
+	}{{"allowed_origins", p.AllowedOrigins}, {"allowed_ips", p.AllowedIPs}} {
+		if l.list == nil {
+			continue
+		}
+		if err := apikey.CheckPolicyList(*l.list); err != nil {
+			return fmt.Errorf("%w: %s %v", ErrInvalidKey, l.name, err)
+		}
+	}
 	return nil
 }
 
@@ -202,7 +218,22 @@ func (p Patch) Apply(k apikey.Key) apikey.Key {
 	if p.Metadata != nil {
 		k.Metadata = CloneMetadata(*p.Metadata)
 	}
+	if p.AllowedOrigins != nil {
+		k.AllowedOrigins = cloneList(*p.AllowedOrigins)
+	}
+	if p.AllowedIPs != nil {
+		k.AllowedIPs = cloneList(*p.AllowedIPs)
+	}
 	return k
+}
+
+// cloneList returns a copy of l, nil if l is empty: how stores give lists
+// back.
+func cloneList(l []string) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	return append([]string(nil), l...)
 }
 
 // CloneMetadata returns a copy of m, nil if m is empty: how stores give
