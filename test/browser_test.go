@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -394,7 +395,12 @@ func TestBrowserConsoleLayouts(t *testing.T) {
 	g := startConsoleGateway(t)
 	// Keys as a team would have them.
 	prod, _ := g.CreateKey("Production Backend", "full", "1y")
-	widget, _ := g.CreateKey("Marketing site widget", "widget", "1mo")
+	widget, widgetKey := g.CreateKey("Marketing site widget", "widget", "1mo")
+	// Locked to the site, as the console's create dialog suggests.
+	if resp, body := g.console(http.MethodPost, "/console/", url.Values{"op": {"update"}, "id": {widgetKey.ID}, "name": {widgetKey.Name}, "metadata": {""},
+		"allowed_origins": {"https://www.example.com\nhttps://*.example.com"}}, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("locking the widget key: status %d: %s", resp.StatusCode, body)
+	}
 	g.CreateKey("Nightly report scheduler", "routine", "never")
 	g.CreateKey("CI/CD Pipeline", "full", "1w")
 	g.CreateKey("Staging", "full", "1d")
@@ -445,6 +451,7 @@ func TestBrowserConsoleLayouts(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`tr:has(summary[aria-label="More actions for key Production Backend"]) a.menu-item[data-dialog="edit"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#edit-dialog[open]`)),
 		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-metadata").value = "plan=enterprise\nregion=eu-west-1"`),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-ips").value = "203.0.113.0/24\n2001:db8::/32"`),
 	)
 	noSideways(desktop, "edit dialog")
 	shot(desktop, "console-edit.png")
@@ -453,8 +460,12 @@ func TestBrowserConsoleLayouts(t *testing.T) {
 	browserDo(t, desktop,
 		chromedp.Click(chromedp.CSS(`a[data-dialog="create"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#create-dialog[open]`)),
-		chromedp.SendKeys(chromedp.CSS(`#create-name`), "Billing service"),
+		chromedp.SendKeys(chromedp.CSS(`#create-name`), "Docs site widget"),
+		chromedp.Click(chromedp.CSS(`#create-dialog input[name="scope"][value="widget"]`)),
 		chromedp.Click(chromedp.CSS(`label[for="expiry-1y"]`)),
+		// The top of the dialog: the scope, and the warning for a widget
+		// key without allowed origins.
+		chromedp.Evaluate[chromedp.Void](`document.querySelectorAll("#create-dialog, #create-dialog *").forEach(el => { el.scrollTop = 0; })`),
 	)
 	shot(desktop, "console-create.png")
 	browserDo(t, desktop,
