@@ -15,6 +15,7 @@ import (
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
 	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/policy"
 )
 
 // serveChange answers POST: op=create (name, scope, expires_in, metadata,
@@ -64,10 +65,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 	meta, err := parseMetadata(metaText)
 	var origins, ips []string
 	if err == nil {
-		origins, err = parseLines(originsText, "allowed_origins", checkOriginLine)
+		origins, err = parseLines(originsText, "allowed_origins", policy.NormalizeOrigin)
 	}
 	if err == nil {
-		ips, err = parseLines(ipsText, "allowed_ips", checkIPLine)
+		ips, err = parseLines(ipsText, "allowed_ips", policy.NormalizeIP)
 	}
 	var secret string
 	var k apikey.Key
@@ -144,7 +145,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, sess session) {
 		field string
 		check func(string) (string, error)
 		to    **[]string
-	}{{"allowed_origins", checkOriginLine, &u.AllowedOrigins}, {"allowed_ips", checkIPLine, &u.AllowedIPs}} {
+	}{{"allowed_origins", policy.NormalizeOrigin, &u.AllowedOrigins}, {"allowed_ips", policy.NormalizeIP, &u.AllowedIPs}} {
 		if err != nil || !r.PostForm.Has(l.field) {
 			continue
 		}

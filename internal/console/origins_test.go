@@ -10,6 +10,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/policy"
 )
 
 func TestCreateWithAllowedOriginsAndIPs(t *testing.T) {
@@ -299,16 +300,18 @@ func TestParseLines(t *testing.T) {
 		{"empty", "allowed_origins", "", []string{}, ""},
 		{"blank lines", "allowed_ips", "\n \r\n", []string{}, ""},
 		{"origins normalised, duplicates kept once", "allowed_origins", "HTTPS://Example.COM:443\r\nhttp://example.com:80\nhttps://example.com\nhttp://x.test:*", []string{"https://example.com", "http://example.com", "http://x.test:*"}, ""},
-		{"ips normalised", "allowed_ips", "10.1.2.3/8\n::ffff:192.0.2.1\n2001:DB8::1", []string{"10.0.0.0/8", "192.0.2.1", "2001:db8::1"}, ""},
+		{"ips normalised", "allowed_ips", "10.0.0.0/8\n192.0.2.1/32\n2001:DB8::1", []string{"10.0.0.0/8", "192.0.2.1", "2001:db8::1"}, ""},
+		{"prefix with host bits", "allowed_ips", "10.1.2.3/8", nil, "line 1: "},
+		{"ipv6 origin and punycode", "allowed_origins", "https://[2001:DB8::1]:8443\nhttps://bücher.example", []string{"https://[2001:db8::1]:8443", "https://xn--bcher-kva.example"}, ""},
 		{"origin with userinfo", "allowed_origins", "https://u@example.com", nil, "line 1: "},
 		{"ip with zone", "allowed_ips", "\nfe80::1%eth0", nil, "line 2: "},
 		{"long entry is cut", "allowed_ips", strings.Repeat("9", 40), nil, `"999999999999"…`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			check := checkOriginLine
+			check := policy.NormalizeOrigin
 			if tt.field == "allowed_ips" {
-				check = checkIPLine
+				check = policy.NormalizeIP
 			}
 			got, err := parseLines(tt.text, tt.field, check)
 			if tt.wantErr != "" {
