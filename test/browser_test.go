@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -395,7 +396,12 @@ func TestBrowserConsoleLayouts(t *testing.T) {
 	g := startConsoleGateway(t)
 	// Keys as a team would have them.
 	prod, _ := g.CreateKey("Production Backend", "full", "1y")
-	widget, _ := g.CreateKey("Marketing site widget", "widget", "1mo")
+	widget, widgetKey := g.CreateKey("Marketing site widget", "widget", "1mo")
+	// Locked to the site, as the console's create dialog suggests.
+	if resp, body := g.console(http.MethodPost, "/console/", url.Values{"op": {"update"}, "id": {widgetKey.ID}, "name": {widgetKey.Name}, "metadata": {""},
+		"allowed_origins": {"https://www.example.com\nhttps://*.example.com"}}, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("locking the widget key: status %d: %s", resp.StatusCode, body)
+	}
 	g.CreateKey("Nightly report scheduler", "routine", "never")
 	g.CreateKey("CI/CD Pipeline", "full", "1w")
 	g.CreateKey("Staging", "full", "1d")
@@ -446,6 +452,7 @@ func TestBrowserConsoleLayouts(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`tr:has(summary[aria-label="More actions for key Production Backend"]) a.menu-item[data-dialog="edit"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#edit-dialog[open]`)),
 		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-metadata").value = "plan=enterprise\nregion=eu-west-1"`),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-ips").value = "203.0.113.0/24\n2001:db8::/32"`),
 	)
 	noSideways(desktop, "edit dialog")
 	shot(desktop, "console-edit.png")
@@ -454,8 +461,12 @@ func TestBrowserConsoleLayouts(t *testing.T) {
 	browserDo(t, desktop,
 		chromedp.Click(chromedp.CSS(`a[data-dialog="create"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#create-dialog[open]`)),
-		chromedp.SendKeys(chromedp.CSS(`#create-name`), "Billing service"),
+		chromedp.SendKeys(chromedp.CSS(`#create-name`), "Docs site widget"),
+		chromedp.Click(chromedp.CSS(`#create-dialog input[name="scope"][value="widget"]`)),
 		chromedp.Click(chromedp.CSS(`label[for="expiry-1y"]`)),
+		// The top of the dialog: the scope, and the warning for a widget
+		// key without allowed origins.
+		chromedp.Evaluate[chromedp.Void](`document.querySelectorAll("#create-dialog, #create-dialog *").forEach(el => { el.scrollTop = 0; })`),
 	)
 	shot(desktop, "console-create.png")
 	browserDo(t, desktop,
@@ -658,3 +669,123 @@ http://127.0.0.1:{{.Site}} {
 	}
 }
 `
+
+// TestBrowserConsoleLocksWidgetKeysToOrigins creates widget keys through
+// the dialog, without allowed origins (warned about before and after) and
+// with one, then edits a key's origins.
+func TestBrowserConsoleLocksWidgetKeysToOrigins(t *testing.T) {
+	g := startConsoleGateway(t)
+	ctx := newBrowser(t, 1280, 900)
+	browserSignIn(t, ctx)
+	browserDo(t, ctx,
+		chromedp.Navigate(g.SiteURL+"/console/"),
+		chromedp.WaitVisible(chromedp.CSS(`.empty`)),
+	)
+	warningShown := `getComputedStyle(document.getElementById("create-widget-warning")).display !== "none"`
+	secretWarningShown := `!document.querySelector("#secret-dialog [data-origins-warning]").hidden`
+	const after = "This widget key works from any website. Add allowed origins so that only your site can use it."
+
+	// Without origins: the note next to the scope shows while widget is
+	// chosen, and the show-once dialog says what it means.
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`a[data-dialog="create"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#create-dialog[open]`)),
+	)
+	if browserJS[bool](t, ctx, warningShown) {
+		t.Error("the widget warning shows for a full key")
+	}
+	browserDo(t, ctx,
+		chromedp.SendKeys(chromedp.CSS(`#create-name`), "Open widget"),
+		chromedp.Click(chromedp.CSS(`#create-dialog input[name="scope"][value="widget"]`)),
+	)
+	if !browserJS[bool](t, ctx, warningShown) {
+		t.Error("no warning for a widget key without origins")
+	}
+	if text := browserJS[string](t, ctx, `document.getElementById("create-widget-warning").innerText`); !strings.Contains(text, "works from any website") {
+		t.Errorf("the warning says %q", text)
+	}
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`#create-dialog button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#secret-dialog[open]`)),
+	)
+	if !browserJS[bool](t, ctx, secretWarningShown) || !strings.Contains(browserJS[string](t, ctx, `document.getElementById("secret-dialog").innerText`), after) {
+		t.Error("the show-once dialog does not warn about a widget key without origins")
+	}
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`#secret-dialog button[value="done"]`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#secret-dialog`)),
+	)
+
+	// With an origin: typing it hides the note; no warning after.
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`a[data-dialog="create"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#create-dialog[open]`)),
+		chromedp.SendKeys(chromedp.CSS(`#create-name`), "Site widget"),
+		chromedp.Click(chromedp.CSS(`#create-dialog input[name="scope"][value="widget"]`)),
+	)
+	if !browserJS[bool](t, ctx, warningShown) {
+		t.Error("no warning before an origin is typed")
+	}
+	browserDo(t, ctx, chromedp.SendKeys(chromedp.CSS(`#create-origins`), "https://WWW.example.com"))
+	if browserJS[bool](t, ctx, warningShown) {
+		t.Error("the warning still shows with an origin typed")
+	}
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`#create-dialog button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#secret-dialog[open]`)),
+	)
+	if browserJS[bool](t, ctx, secretWarningShown) {
+		t.Error("the show-once dialog warns about a widget key with origins")
+	}
+	id := browserJS[string](t, ctx, `document.querySelector('#secret-dialog [data-field="id"]').textContent`)
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`#secret-dialog button[value="done"]`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#secret-dialog`)),
+	)
+	if k := g.GetKey(id); strings.Join(k.AllowedOrigins, " ") != "https://www.example.com" {
+		t.Errorf("admin API shows origins %q", k.AllowedOrigins)
+	}
+	row := `document.querySelector('tr[data-key-id="` + id + `"]')`
+	browserWait(t, ctx, row+` && `+row+`.innerText.includes("Locked to 1 origin")`)
+
+	// Edit: the dialog shows the origin; a bad line is refused under the
+	// field; two good ones replace it.
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`summary[aria-label="More actions for key Site widget"]`)),
+		chromedp.Click(chromedp.CSS(`a.menu-item[data-dialog="edit"][data-id="`+id+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#edit-dialog[open]`)),
+	)
+	if got := browserJS[string](t, ctx, `document.getElementById("edit-origins").value`); got != "https://www.example.com" {
+		t.Errorf("edit dialog shows origins %q", got)
+	}
+	browserDo(t, ctx,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-origins").value = "https://www.example.com\nexample.org"`),
+		chromedp.Click(chromedp.CSS(`#edit-dialog button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#edit-origins-error`)),
+	)
+	if got := browserJS[string](t, ctx, `document.getElementById("edit-origins-error").textContent`); !strings.HasPrefix(got, "Allowed origins: line 2: ") {
+		t.Errorf("error under the origins: %q", got)
+	}
+	if got := browserJS[string](t, ctx, `document.activeElement.id + " " + document.activeElement.getAttribute("aria-invalid")`); got != "edit-origins true" {
+		t.Errorf("after the error, focus and aria-invalid = %q", got)
+	}
+	browserDo(t, ctx,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-origins").value = "https://www.example.com\nhttps://*.example.org"`),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-ips").value = "203.0.113.0/24"`),
+		chromedp.Click(chromedp.CSS(`#edit-dialog button.primary`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#edit-dialog`)),
+	)
+	browserWait(t, ctx, row+`.innerText.includes("Locked to 2 origins") && `+row+`.innerText.includes("Locked to 1 IP range")`)
+	if k := g.GetKey(id); strings.Join(k.AllowedOrigins, " ") != "https://www.example.com https://*.example.org" || strings.Join(k.AllowedIPs, " ") != "203.0.113.0/24" {
+		t.Errorf("after the edit, admin API shows origins %q, IPs %q", k.AllowedOrigins, k.AllowedIPs)
+	}
+	// The edit link now carries the new lists, for the next edit.
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`summary[aria-label="More actions for key Site widget"]`)),
+		chromedp.Click(chromedp.CSS(`a.menu-item[data-dialog="edit"][data-id="`+id+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#edit-dialog[open]`)),
+	)
+	if got := browserJS[string](t, ctx, `document.getElementById("edit-origins").value + "|" + document.getElementById("edit-ips").value`); got != "https://www.example.com\nhttps://*.example.org|203.0.113.0/24" {
+		t.Errorf("edit dialog opened again shows %q", got)
+	}
+}

@@ -437,3 +437,77 @@ func TestConsoleNeverEchoesOrLogsAPastedKeyWhole(t *testing.T) {
 		t.Errorf("the gateway's output holds more than 12 bytes of the key")
 	}
 }
+
+// TestConsoleSetsAndClearsAllowedOriginsAndIPs goes through the console
+// of the real binary, with and without the page's script: the lists typed
+// in the dialogs are what the admin API then shows, and a widget key
+// created without origins is warned about.
+func TestConsoleSetsAndClearsAllowedOriginsAndIPs(t *testing.T) {
+	g := startConsoleGateway(t)
+	const warning = "This widget key works from any website. Add allowed origins so that only your site can use it."
+
+	// Created with the script, locked to a site and a network.
+	resp, body := g.console(http.MethodPost, "/console/", url.Values{"op": {"create"}, "name": {"Site widget"}, "scope": {"widget"}, "expires_in": {"1y"},
+		"allowed_origins": {"https://WWW.Example.com:443\nhttp://localhost:8080\n"}, "allowed_ips": {"127.0.0.1\n10.1.0.0/16"}}, nil)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: status %d, want 201: %s", resp.StatusCode, body)
+	}
+	var created struct {
+		consoleCreated
+		Display map[string]string `json:"display"`
+	}
+	if err := json.Unmarshal(body, &created); err != nil {
+		t.Fatal(err)
+	}
+	if created.Display["origins_warning"] != "" {
+		t.Errorf("a widget key with origins is warned about: %q", created.Display["origins_warning"])
+	}
+	k := g.GetKey(created.APIKey.ID)
+	if strings.Join(k.AllowedOrigins, " ") != "https://www.example.com http://localhost:8080" || strings.Join(k.AllowedIPs, " ") != "127.0.0.1 10.1.0.0/16" {
+		t.Errorf("admin API shows origins %q, IPs %q", k.AllowedOrigins, k.AllowedIPs)
+	}
+	_, page := g.console(http.MethodGet, "/console/", nil, nil)
+	if !strings.Contains(string(page), "Locked to 2 origins") || !strings.Contains(string(page), "Locked to 2 IP ranges") {
+		t.Error("the list does not show the key's restrictions")
+	}
+
+	// Edited without the script: origins replaced, IPs cleared.
+	form := http.Header{"Accept": {"text/html"}}
+	resp, page = g.console(http.MethodPost, "/console/", url.Values{"op": {"update"}, "id": {k.ID}, "name": {"Site widget"}, "metadata": {""},
+		"allowed_origins": {"https://*.example.org"}, "allowed_ips": {""}}, form)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "updated.") {
+		t.Fatalf("update: status %d, want 200 with a notice", resp.StatusCode)
+	}
+	if k := g.GetKey(k.ID); strings.Join(k.AllowedOrigins, " ") != "https://*.example.org" || len(k.AllowedIPs) != 0 {
+		t.Errorf("after the edit, admin API shows origins %q, IPs %q", k.AllowedOrigins, k.AllowedIPs)
+	}
+
+	// A bad line is refused under its field, and nothing changes.
+	resp, body = g.console(http.MethodPost, "/console/", url.Values{"op": {"update"}, "id": {k.ID}, "name": {"Site widget"}, "metadata": {""},
+		"allowed_origins": {"https://ok.example\nexample.com/path"}}, nil)
+	var e struct {
+		Error struct{ Field, Message string } `json:"error"`
+	}
+	_ = json.Unmarshal(body, &e)
+	if resp.StatusCode != http.StatusBadRequest || e.Error.Field != "allowed_origins" || !strings.HasPrefix(e.Error.Message, "Allowed origins: line 2: ") {
+		t.Errorf("bad origin: status %d, error %+v; want 400 naming line 2 of allowed_origins", resp.StatusCode, e.Error)
+	}
+	if k := g.GetKey(k.ID); strings.Join(k.AllowedOrigins, " ") != "https://*.example.org" {
+		t.Errorf("a refused edit changed the origins to %q", k.AllowedOrigins)
+	}
+
+	// A widget key without origins: warned about, with and without the
+	// script; a full key is not.
+	resp, body = g.console(http.MethodPost, "/console/", url.Values{"op": {"create"}, "name": {"Open widget"}, "scope": {"widget"}, "expires_in": {"1d"}}, nil)
+	if resp.StatusCode != http.StatusCreated || !strings.Contains(string(body), `"origins_warning":"`+warning+`"`) {
+		t.Errorf("widget key without origins: status %d, no warning in %s", resp.StatusCode, body)
+	}
+	resp, page = g.console(http.MethodPost, "/console/", url.Values{"op": {"create"}, "name": {"Open widget 2"}, "scope": {"widget"}, "expires_in": {"1d"}, "allowed_origins": {""}}, form)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), `data-origins-warning><svg`) || !strings.Contains(string(page), warning) {
+		t.Errorf("widget key without origins, no script: status %d, no warning in the show-once dialog", resp.StatusCode)
+	}
+	resp, page = g.console(http.MethodPost, "/console/", url.Values{"op": {"create"}, "name": {"Backend"}, "scope": {"full"}, "expires_in": {"1d"}}, form)
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(page), warning) {
+		t.Errorf("full key: status %d, or warned about origins", resp.StatusCode)
+	}
+}

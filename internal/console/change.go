@@ -15,10 +15,12 @@ import (
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
 	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/policy"
 )
 
-// serveChange answers POST: op=create (name, scope, expires_in, metadata),
-// op=update (id, name, metadata), op=revoke (id) or op=rotate (id, grace).
+// serveChange answers POST: op=create (name, scope, expires_in, metadata,
+// allowed_origins, allowed_ips), op=update (id, name, metadata,
+// allowed_origins, allowed_ips), op=revoke (id) or op=rotate (id, grace).
 // No operation reads an owner from the form: an owner's console takes it
 // from its configuration only (session.svc is bound to it), and the
 // operator's console creates keys without one. The page's script asks for JSON;
@@ -59,7 +61,15 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 	defer cancel()
 	name, scope, expiresIn := r.PostForm.Get("name"), r.PostForm.Get("scope"), r.PostForm.Get("expires_in")
 	metaText := r.PostForm.Get("metadata")
+	originsText, ipsText := r.PostForm.Get("allowed_origins"), r.PostForm.Get("allowed_ips")
 	meta, err := parseMetadata(metaText)
+	var origins, ips []string
+	if err == nil {
+		origins, err = parseLines(originsText, "allowed_origins", policy.NormalizeOrigin)
+	}
+	if err == nil {
+		ips, err = parseLines(ipsText, "allowed_ips", policy.NormalizeIP)
+	}
 	var secret string
 	var k apikey.Key
 	if err == nil {
@@ -69,6 +79,12 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 		}
 		if len(meta) > 0 {
 			nk.Metadata = meta
+		}
+		if len(origins) > 0 {
+			nk.AllowedOrigins = origins
+		}
+		if len(ips) > 0 {
+			nk.AllowedIPs = ips
 		}
 		// Owner stays "": an owner's service sets its own.
 		secret, k, err = sess.svc.Create(ctx, nk)
@@ -88,7 +104,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 			return
 		}
 		d.Create = h.newCreateDialog(sess.svc.Now(), name, scope, expiresIn)
-		d.Create.Metadata = metaText
+		d.Create.Metadata, d.Create.Origins, d.Create.IPs = metaText, originsText, ipsText
 		d.Create.Open = true
 		if field != "" {
 			d.Create.Errors = map[string]string{field: msg}
@@ -104,23 +120,43 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 	now := sess.svc.Now()
 	if wantsJSON(r) {
 		v := newRow(k, now, filter{})
-		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Display: display(v)})
+		disp := display(v)
+		disp["origins_warning"] = originsWarning(k)
+		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Display: disp})
 		return
 	}
 	h.renderSecret(w, r, sess, secret, k, nil, fmt.Sprintf("Key %q created.", k.Name))
 }
 
-// update changes a key's name and metadata. Both fields are always sent
-// by the edit dialog, which shows their current values: the metadata given
-// replaces the key's whole (an empty text clears it).
+// update changes a key's name, metadata, allowed origins and allowed IPs.
+// The edit dialog always sends every field, with their current values:
+// the metadata and lists given replace the key's whole (an empty text
+// clears one).
 func (h *Handler) update(w http.ResponseWriter, r *http.Request, sess session) {
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	id, name, metaText := r.PostForm.Get("id"), r.PostForm.Get("name"), r.PostForm.Get("metadata")
+	originsText, ipsText := r.PostForm.Get("allowed_origins"), r.PostForm.Get("allowed_ips")
 	meta, err := parseMetadata(metaText)
+	u := keyservice.KeyUpdate{Name: &name, Metadata: &meta}
+	// A form without the lists' fields (one older than them) leaves the
+	// lists as they are; the edit dialog always sends both.
+	for _, l := range []struct {
+		field string
+		check func(string) (string, error)
+		to    **[]string
+	}{{"allowed_origins", policy.NormalizeOrigin, &u.AllowedOrigins}, {"allowed_ips", policy.NormalizeIP, &u.AllowedIPs}} {
+		if err != nil || !r.PostForm.Has(l.field) {
+			continue
+		}
+		var list []string
+		if list, err = parseLines(r.PostForm.Get(l.field), l.field, l.check); err == nil {
+			*l.to = &list
+		}
+	}
 	var k apikey.Key
 	if err == nil {
-		k, err = sess.svc.Update(ctx, id, keyservice.KeyUpdate{Name: &name, Metadata: &meta})
+		k, err = sess.svc.Update(ctx, id, u)
 	}
 	if err != nil {
 		status, field, msg := serviceAnswer(err, id)
@@ -144,7 +180,13 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, sess session) {
 			// Show the dialog again with what was typed, for the key as
 			// the console may show it.
 			if cur, gerr := sess.svc.Get(ctx, id); gerr == nil {
-				d.Edit = editDialog{Open: true, Key: newRow(cur, sess.svc.Now(), d.Filter), Name: name, Metadata: metaText}
+				d.Edit = editDialog{Open: true, Key: newRow(cur, sess.svc.Now(), d.Filter), Name: name, Metadata: metaText, Origins: originsText, IPs: ipsText}
+				if !r.PostForm.Has("allowed_origins") {
+					d.Edit.Origins = d.Edit.Key.OriginsText
+				}
+				if !r.PostForm.Has("allowed_ips") {
+					d.Edit.IPs = d.Edit.Key.IPsText
+				}
 				if field != "" {
 					d.Edit.Errors = map[string]string{field: msg}
 				} else {
@@ -234,6 +276,9 @@ func (h *Handler) renderSecret(w http.ResponseWriter, r *http.Request, sess sess
 	}
 	now := sess.svc.Now()
 	d.Secret = secretDialog{Open: true, Secret: secret, Key: newRow(k, now, f)}
+	if prev == nil {
+		d.Secret.Warning = originsWarning(k)
+	}
 	if prev != nil {
 		p := newRow(*prev, now, f)
 		d.Secret.Previous = &p
@@ -282,7 +327,10 @@ func serviceAnswer(err error, id string) (status int, field, text string) {
 
 // fieldMessage is an input error as shown under its field.
 func fieldMessage(field, msg string) string {
-	label := map[string]string{"name": "Name", "scope": "Scope", "expires_in": "Expiration", "grace": "Grace period", "id": "Key ID", "metadata": "Metadata"}[field]
+	label := map[string]string{
+		"name": "Name", "scope": "Scope", "expires_in": "Expiration", "grace": "Grace period", "id": "Key ID", "metadata": "Metadata",
+		"allowed_origins": "Allowed origins", "allowed_ips": "Allowed IPs",
+	}[field]
 	if label == "" {
 		label = field
 	}
@@ -330,6 +378,19 @@ func (sess session) who(r *http.Request) zap.Field {
 		enc.AddString("owner", sess.owner)
 		return nil
 	}))
+}
+
+// widgetOriginsWarning is what the show-once dialog says of a widget key
+// created without allowed origins.
+const widgetOriginsWarning = "This widget key works from any website. Add allowed origins so that only your site can use it."
+
+// originsWarning returns widgetOriginsWarning for a widget key without
+// allowed origins, "" for any other key.
+func originsWarning(k apikey.Key) string {
+	if k.Scope == apikey.ScopeWidget && len(k.AllowedOrigins) == 0 {
+		return widgetOriginsWarning
+	}
+	return ""
 }
 
 // display holds a new key's details as the show-once dialog prints them.

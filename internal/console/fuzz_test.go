@@ -1,12 +1,16 @@
 package console
 
 import (
+	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/policy"
 )
 
 // FuzzParseFilter checks the console's reading of a query string: it never
@@ -86,6 +90,54 @@ func FuzzDecodeCursor(f *testing.F) {
 		}
 		if len(c) != keyservice.CursorLength || p.ID == "" || p.CreatedAt.Year() < 1 || p.CreatedAt.Year() > 9999 {
 			t.Fatalf("accepted %q as %+v", c, p)
+		}
+	})
+}
+
+// FuzzParseLines checks the console's reading of the allowed origins and
+// IPs textareas: it never panics, an error is an input error of the field
+// naming a line, and what it accepts is at most 32 distinct entries, each
+// in its normal form, that read back the same once written out.
+func FuzzParseLines(f *testing.F) {
+	for _, seed := range []string{
+		"",
+		"https://www.example.com\nhttps://*.example.org\r\nhttp://localhost:*",
+		"HTTPS://B\u00fccher.Example:443\n\n https://b\u00fccher.example ",
+		"example.com",
+		"203.0.113.7\n10.0.0.0/8\n2001:db8::/32",
+		"10.1.2.3/8\nfe80::1%eth0",
+		strings.Repeat("https://a.example\n", 40),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		for _, l := range []struct {
+			field string
+			norm  func(string) (string, error)
+		}{{"allowed_origins", policy.NormalizeOrigin}, {"allowed_ips", policy.NormalizeIP}} {
+			list, err := parseLines(text, l.field, l.norm)
+			if err != nil {
+				ie, ok := errors.AsType[*keyservice.InputError](err)
+				if !ok || ie.Field != l.field || !strings.HasPrefix(ie.Message, "line ") {
+					t.Fatalf("%s: error %#v is not an input error of the field naming a line", l.field, err)
+				}
+				continue
+			}
+			if list == nil || len(list) > apikey.MaxPolicyEntries {
+				t.Fatalf("%s: accepted %d entries (nil: %v)", l.field, len(list), list == nil)
+			}
+			for i, e := range list {
+				if n, err := l.norm(e); err != nil || n != e {
+					t.Fatalf("%s: entry %q is not in normal form (%q, %v)", l.field, e, n, err)
+				}
+				if slices.Contains(list[:i], e) {
+					t.Fatalf("%s: entry %q twice", l.field, e)
+				}
+			}
+			again, err := parseLines(formatLines(list), l.field, l.norm)
+			if err != nil || !slices.Equal(again, list) {
+				t.Fatalf("%s: %q written and read again: %q, %v", l.field, list, again, err)
+			}
 		}
 	})
 }

@@ -23,7 +23,10 @@ import (
 //go:embed templates
 var templateFS embed.FS
 
-var templates = template.Must(template.New("").ParseFS(templateFS, "templates/*.html"))
+var templates = template.Must(template.New("").Funcs(template.FuncMap{
+	// join lists a key's allowed origins or IPs in a line.
+	"join": func(list []string) string { return strings.Join(list, ", ") },
+}).ParseFS(templateFS, "templates/*.html"))
 
 // expiresSoon is how close to its expiry an active key is flagged.
 const expiresSoon = 7 * 24 * time.Hour
@@ -214,6 +217,9 @@ type row struct {
 	MetadataText string
 	// MetadataList is the metadata sorted by name, for the table.
 	MetadataList []metadataEntry
+	// OriginsText and IPsText are the allowed origins and IPs as the edit
+	// dialog shows them: one entry per line.
+	OriginsText, IPsText string
 }
 
 // metadataEntry is an entry of a key's metadata.
@@ -242,6 +248,7 @@ func newRow(k apikey.Key, now time.Time, f filter) row {
 	}
 	r.MetadataList = sortedMetadata(k.Metadata)
 	r.MetadataText = formatMetadata(r.MetadataList)
+	r.OriginsText, r.IPsText = formatLines(k.AllowedOrigins), formatLines(k.AllowedIPs)
 	r.ExpiresSoon = v.Status == "active" && v.ExpiresAt != nil && v.ExpiresAt.Sub(now) < expiresSoon
 	return r
 }
@@ -321,7 +328,9 @@ type createDialog struct {
 	Open      bool
 	Name      string
 	Metadata  string            // name=value lines
-	Errors    map[string]string // by field: name, scope, expires_in
+	Origins   string            // allowed origins, one per line
+	IPs       string            // allowed IPs, one per line
+	Errors    map[string]string // by field: name, scope, expires_in, metadata, allowed_origins, allowed_ips
 	FormError string            // an error of no field, such as the store failing
 	Scopes    []scopeChoice
 	Expiries  []expiryChoice
@@ -333,15 +342,21 @@ type secretDialog struct {
 	Secret   string
 	Key      row
 	Previous *row // set after a rotation
+	// Warning is widgetOriginsWarning after creating a widget key
+	// without allowed origins, else "".
+	Warning string
 }
 
-// editDialog is the edit dialog, for one key: its name and metadata.
+// editDialog is the edit dialog, for one key: its name, metadata, allowed
+// origins and allowed IPs.
 type editDialog struct {
 	Open      bool
 	Key       row
 	Name      string
 	Metadata  string            // name=value lines
-	Errors    map[string]string // by field: name, metadata
+	Origins   string            // allowed origins, one per line
+	IPs       string            // allowed IPs, one per line
+	Errors    map[string]string // by field: name, metadata, allowed_origins, allowed_ips
 	FormError string
 }
 
@@ -496,7 +511,7 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, sess session
 		case dialog == "rotate" && k.CanRotate:
 			d.Rotate.Open, d.Rotate.Key = true, k
 		case dialog == "edit" && k.CanEdit:
-			d.Edit = editDialog{Open: true, Key: k, Name: k.Name, Metadata: k.MetadataText}
+			d.Edit = editDialog{Open: true, Key: k, Name: k.Name, Metadata: k.MetadataText, Origins: k.OriginsText, IPs: k.IPsText}
 		case k.Status == "revoked":
 			d.Notice = fmt.Sprintf("Key %q is revoked: it cannot be changed any more.", k.Name)
 		case k.ReplacedBy != nil:

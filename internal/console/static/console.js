@@ -70,6 +70,8 @@
       if (name === "edit") {
         values.title = values.name;
         values.metadata = trigger.dataset.metadata || "";
+        values.allowed_origins = trigger.dataset.origins || "";
+        values.allowed_ips = trigger.dataset.ips || "";
       }
       setFields(dialog, values);
     }
@@ -90,7 +92,9 @@
       scope: display.scope || key.scope,
       expires: display.expires || "Never",
       previous_expires: display.previous_expires || "",
+      origins_warning: display.origins_warning || "",
     });
+    $("[data-origins-warning]", secretDialog).hidden = !display.origins_warning;
     $('[data-field="previous"]', secretDialog).hidden = !data.previous;
     $("#secret-title").textContent = data.previous ? "Your rotated API key" : "Your new API key";
     $("[data-copy-status]", secretDialog).textContent = "";
