@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -201,17 +202,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, sess session) {
 		return
 	}
 	h.logger.Info("api key updated", sess.who(r), zap.String("action", "update"), zap.String("key_id", k.ID))
-	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"api_key": keyservice.View(k, sess.svc.Now())})
-		return
-	}
-	d, err := h.buildPage(ctx, sess, sess.filter(r.URL.Query()))
-	if err != nil {
-		h.storeFailed(w, r, "list", err)
-		return
-	}
-	d.Notice = fmt.Sprintf("Key %q updated.", k.Name)
-	h.render(w, r, http.StatusOK, "page.html", d)
+	h.answerChanged(ctx, w, r, sess, k, fmt.Sprintf("Key %q updated.", k.Name))
 }
 
 func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, sess session) {
@@ -224,6 +215,12 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, sess session) {
 		return
 	}
 	h.logger.Info("api key revoked", sess.who(r), zap.String("action", "revoke"), zap.String("key_id", k.ID))
+	h.answerChanged(ctx, w, r, sess, k, fmt.Sprintf("Key %q revoked. Requests with it now fail.", k.Name))
+}
+
+// answerChanged answers a change that leaves no secret to show: the key as
+// JSON to the page's script, else the page with notice.
+func (h *Handler) answerChanged(ctx context.Context, w http.ResponseWriter, r *http.Request, sess session, k apikey.Key, notice string) {
 	if wantsJSON(r) {
 		writeJSON(w, http.StatusOK, map[string]any{"api_key": keyservice.View(k, sess.svc.Now())})
 		return
@@ -233,7 +230,7 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, sess session) {
 		h.storeFailed(w, r, "list", err)
 		return
 	}
-	d.Notice = fmt.Sprintf("Key %q revoked. Requests with it now fail.", k.Name)
+	d.Notice = notice
 	h.render(w, r, http.StatusOK, "page.html", d)
 }
 
