@@ -7,10 +7,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -289,4 +293,70 @@ func pemOf(t *testing.T, pub any) string {
 
 func quote(s string) string {
 	return `"` + strings.NewReplacer("\n", `\n`, `"`, `\"`).Replace(s) + `"`
+}
+
+// TestVerifyAcceptsSignaturesMadeWithOpenSSL follows docs/SECRET_SCANNING.md's
+// "Trying it without GitHub": a P-256 key made with openssl, its public half
+// in a keys document, a report signed with `openssl dgst -sha256 -sign`.
+func TestVerifyAcceptsSignaturesMadeWithOpenSSL(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl is not installed: the documented shell recipe cannot be checked here")
+	}
+	dir := t.TempDir()
+	run := func(args ...string) []byte {
+		t.Helper()
+		cmd := exec.Command("openssl", args...)
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("openssl %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+	run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "github-test.pem")
+	run("ec", "-in", "github-test.pem", "-pubout", "-out", "github-test.pub")
+	pub, err := os.ReadFile(filepath.Join(dir, "github-test.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := []byte(`[{"token":"dk_x","type":"keygate_api_key","url":"","source":"content"}]`)
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), report, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sig := base64.StdEncoding.EncodeToString(run("dgst", "-sha256", "-sign", "github-test.pem", "report.json"))
+
+	doc := `{"public_keys":[{"key_identifier":"test","key":` + quote(string(pub)) + `,"is_current":true}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(doc)) }))
+	defer srv.Close()
+	ks := newKeySet(t, srv.URL+"/keys.json", &clock{t: time.Now()})
+	if err := ks.Verify(context.Background(), report, "test", sig); err != nil {
+		t.Fatalf("Verify of an openssl signature: %v", err)
+	}
+	if err := ks.Verify(context.Background(), append(report, ' '), "test", sig); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("Verify of the openssl signature over another body = %v, want ErrBadSignature", err)
+	}
+}
+
+// TestVerifyAcceptsGitHubsPublishedExample verifies the example that
+// GitHub's partner program documentation gave (github/docs, the Python
+// validation sample): a payload, its signature and the public key of
+// identifier 90a42116…, a key GitHub signed reports with. It shows that
+// Verify reads GitHub's own signatures, not only the test's.
+func TestVerifyAcceptsGitHubsPublishedExample(t *testing.T) {
+	const (
+		id      = "90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a"
+		payload = `[{"token":"some_token","type":"some_type","url":"some_url"}]`
+		sig     = "MEUCIQDKZokqnCjrRtw0tni+2Ltvl/uiMJ1EGumEsp1BsNr32AIgQY1YXD2nlj+XNfGK4rBfkMJ1JDOQcYXxa2sY8FNkrKc="
+		pub     = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE9MJJHnMfn2+H4xL4YaPDA4RpJqUq\nkCmRCBnYERxZanmcpzQSXs1X/AljlKkbJ8qpVIW4clayyef9gWhFbNHWAA==\n-----END PUBLIC KEY-----\n"
+	)
+	doc := `{"public_keys":[{"key_identifier":"` + id + `","key":` + quote(pub) + `,"is_current":true}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(doc)) }))
+	defer srv.Close()
+	ks := newKeySet(t, srv.URL, &clock{t: time.Now()})
+	if err := ks.Verify(context.Background(), []byte(payload), id, sig); err != nil {
+		t.Fatalf("Verify of GitHub's example: %v", err)
+	}
+	if err := ks.Verify(context.Background(), []byte(payload+"\n"), id, sig); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("Verify of GitHub's example with a newline added = %v, want ErrBadSignature", err)
+	}
 }
