@@ -1,7 +1,9 @@
 package leakreport_test
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -170,4 +172,69 @@ func TestGitleaksAndTrufflehogSnippetsHoldTheDocumentedPattern(t *testing.T) {
 	if len(d.Keywords) != 1 || d.Keywords[0] != "dk_" {
 		t.Errorf("trufflehog keywords = %q, want [dk_]", d.Keywords)
 	}
+}
+
+// TestGitleaksFindsGeneratedKeysWithTheDocumentedRule runs the real
+// gitleaks, if installed, with the documented rule over a directory of
+// generated keys in the contexts they are pasted in, and near misses: it
+// must report every key, whole, and none of the near misses.
+func TestGitleaksFindsGeneratedKeysWithTheDocumentedRule(t *testing.T) {
+	bin, err := exec.LookPath("gitleaks")
+	if err != nil {
+		t.Skip("gitleaks is not installed (go install github.com/zricethezav/gitleaks/v8@v8.30.1): the rule is checked by TestGitleaksAndTrufflehogSnippetsHoldTheDocumentedPattern only")
+	}
+	doc, _ := documentedPattern(t)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "gitleaks.toml")
+	if err := os.WriteFile(config, []byte(fencedBlocks(t, doc, "toml")[0]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	format, _ := apikey.NewFormat("dk")
+	var text strings.Builder
+	want := map[string]bool{}
+	contexts := []string{"API_KEY=%s\n", "{\"api_key\": \"%s\"}\n", "curl -H 'Authorization: ApiKey %s' https://api.example.com\n", "const key = '%s';\n"}
+	for i := range 20 {
+		key, _ := format.Generate()
+		want[key] = true
+		text.WriteString(strings.Replace(contexts[i%len(contexts)], "%s", key, 1))
+	}
+	near, _ := format.Generate()
+	text.WriteString("too long: " + near + "X\nglued: x" + near + "\nshort: " + near[:len(near)-1] + "\n")
+	if err := os.WriteFile(filepath.Join(src, "keys.txt"), []byte(text.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(dir, "report.json")
+	cmd := exec.Command(bin, "dir", "--no-banner", "--config", config, "--report-format", "json", "--report-path", report, src)
+	out, err := cmd.CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); err != nil && !(ok && exit.ExitCode() == 1) { // 1: leaks found
+		t.Fatalf("gitleaks: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var findings []struct {
+		RuleID, Secret, Match string
+	}
+	if err := json.Unmarshal(data, &findings); err != nil {
+		t.Fatalf("gitleaks report: %v", err)
+	}
+	found := map[string]bool{}
+	for _, f := range findings {
+		if f.RuleID != "keygate-api-key" {
+			continue // a default rule of gitleaks
+		}
+		if !want[f.Secret] {
+			t.Errorf("gitleaks reported %q (match %q), which is not a key written", f.Secret, f.Match)
+		}
+		found[f.Secret] = true
+	}
+	if len(found) != len(want) {
+		t.Errorf("gitleaks found %d of the %d keys", len(found), len(want))
+	}
+	t.Logf("gitleaks found %d of %d keys and none of the 3 near misses (%d findings in all)", len(found), len(want), len(findings))
 }
