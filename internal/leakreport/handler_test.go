@@ -361,6 +361,9 @@ func TestKeysUnavailableAnswers503(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "public_keys_unavailable") {
 		t.Fatalf("status %d %s, want 503 public_keys_unavailable", w.Code, w.Body)
 	}
+	if strings.Contains(w.Body.String(), strings.TrimPrefix(srv.URL, "http://")) {
+		t.Errorf("the answer names public_keys_url, which is the operator's: %s", w.Body)
+	}
 	if got := f.status(t, "backend"); got != apikey.StatusActive {
 		t.Errorf("key is %s, want active", got)
 	}

@@ -241,13 +241,15 @@ func (ks *KeySet) Key(ctx context.Context, id string) (*ecdsa.PublicKey, error) 
 func (ks *KeySet) lookup(id string) (*ecdsa.PublicKey, error) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
+	// The errors are answered to whoever sent the report: they do not
+	// name public_keys_url (the log does).
 	if ks.keys == nil {
-		return nil, fmt.Errorf("%w: the document at %s could not be fetched", ErrKeysUnavailable, ks.url)
+		return nil, fmt.Errorf("%w: the public keys that verify reports could not be fetched; send the report again later", ErrKeysUnavailable)
 	}
 	if pub, ok := ks.keys[id]; ok {
 		return pub, nil
 	}
-	return nil, fmt.Errorf("%w %s: not in the document at %s", ErrUnknownKey, apikey.QuoteInput(id), ks.url)
+	return nil, fmt.Errorf("%w %s: not among the published public keys", ErrUnknownKey, apikey.QuoteInput(id))
 }
 
 // document is the JSON of a public keys document.
