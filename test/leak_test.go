@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docana/keygate/internal/keystore/postgres/pgtest"
 	"github.com/docana/keygate/internal/leakreport/leaktest"
 )
 
@@ -249,5 +250,81 @@ func TestLeakReportRefusesBadInputOnTheRealBinary(t *testing.T) {
 	}
 	if all, _ := keys.Fetches(); all != 1 {
 		t.Errorf("the public keys were fetched %d times, want once", all)
+	}
+}
+
+// leakSharedCaddyfile is one instance of several on a shared PostgreSQL
+// store, with the leak report endpoint. cache_ttl is long and the sync
+// poll slow, so that the other instance drops the key only by the
+// store's notification of the revocation.
+const leakSharedCaddyfile = `{
+	admin {{.Admin}}
+	persist_config off
+	apikeys {
+		store postgres {env.KEYGATE_DSN}
+		cache_ttl 10m
+		sync_interval 1m
+	}
+}
+
+http://127.0.0.1:{{.Site}} {
+	handle /leaks/github {
+		apikey_leak_report {
+			public_keys_url {{.Extra.keysURL}}
+		}
+	}
+	handle {
+		apikey
+		reverse_proxy {{.Upstream}}
+	}
+}
+`
+
+// TestLeakReportToOneInstanceRevokesTheKeyOnTheOthers sends a report to
+// instance A of two sharing a PostgreSQL store: the key, cached by B, is
+// refused by B moments later.
+func TestLeakReportToOneInstanceRevokesTheKeyOnTheOthers(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	signer := leaktest.NewSigner(t)
+	keys := leaktest.NewKeyServer(t, signer)
+	up := NewUpstream(t)
+	start := func(name string) *Gateway {
+		return StartGateway(t, Options{
+			Caddyfile: leakSharedCaddyfile, Upstream: up,
+			Extra: map[string]any{"keysURL": keys.URL()},
+			Env:   []string{"KEYGATE_DSN=" + instanceDSN(t, dsn, name)},
+		})
+	}
+	a, b := start("leak_a"), start("leak_b")
+	secret, k := a.CreateKey("Production Backend", "full", "1y")
+	if resp, body := b.Request(http.MethodGet, "/api/items", WithKey(secret)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("B before the report: %d %s", resp.StatusCode, body) // now cached by B
+	}
+
+	tokens := []leaktest.Report{{Token: secret, Type: "keygate_api_key", URL: "https://github.com/octo/app/blob/1/.env", Source: "content"}}
+	body := leaktest.Body(tokens...)
+	resp, answer := a.sendReport("/leaks/github", body, signer.Headers(body))
+	if got := strings.Join(labelsOf(t, resp, answer, tokens), ","); got != "true_positive" {
+		t.Fatalf("labels = %s, want true_positive", got)
+	}
+	answered := time.Now()
+	if resp, _ := a.Request(http.MethodGet, "/api/items", WithKey(secret)); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("A after its answer: %d, want 401", resp.StatusCode)
+	}
+	deadline := answered.Add(10 * time.Second) // far below the 1m poll: only the notification can do it
+	for {
+		resp, body := b.Request(http.MethodGet, "/api/items", WithKey(secret))
+		if resp.StatusCode == http.StatusUnauthorized && strings.Contains(string(body), "api_key_revoked") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B still answers %d %s 10s after the report, want 401 api_key_revoked", resp.StatusCode, body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("B refused the leaked key %v after A answered the report", time.Since(answered).Round(time.Millisecond))
+	if got := b.GetKey(k.ID).Status; got != "revoked" {
+		t.Errorf("B shows the key %s, want revoked", got)
 	}
 }
