@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +20,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/docana/keygate/internal/leakreport/leaktest"
 )
@@ -358,5 +363,40 @@ func TestVerifyAcceptsGitHubsPublishedExample(t *testing.T) {
 	}
 	if err := ks.Verify(context.Background(), []byte(payload+"\n"), id, sig); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("Verify of GitHub's example with a newline added = %v, want ErrBadSignature", err)
+	}
+}
+
+func TestKeySetFollowsRedirectsOnlyToURLsItWouldAccept(t *testing.T) {
+	a := leaktest.NewSigner(t)
+	keys := leaktest.NewKeyServer(t, a)
+	body := []byte(`[]`)
+	for _, tt := range []struct {
+		name, location string
+		want           error
+		wantLog        string
+	}{
+		{"to the loopback key server", keys.URL(), nil, ""},
+		// .invalid never resolves: were the check missing, nothing would
+		// leave the machine either.
+		{"to plain http elsewhere", "http://keys.invalid/secret_scanning", ErrKeysUnavailable, "http is allowed only to a loopback host"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.RedirectHandler(tt.location, http.StatusFound))
+			defer srv.Close()
+			core, logs := observer.New(zapcore.WarnLevel)
+			ks, err := NewKeySet(KeySetConfig{URL: srv.URL, Logger: zap.New(core)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ks.Verify(context.Background(), body, a.ID, a.Sign(body)); !errors.Is(err, tt.want) {
+				t.Fatalf("Verify = %v, want %v", err, tt.want)
+			}
+			if tt.wantLog != "" {
+				entries := logs.All()
+				if len(entries) != 1 || !strings.Contains(fmt.Sprint(entries[0].ContextMap()["error"]), tt.wantLog) {
+					t.Fatalf("logged %v, want the fetch's error saying %q", entries, tt.wantLog)
+				}
+			}
+		})
 	}
 }
