@@ -112,6 +112,13 @@ func TestCaddyfileExampleRuns(t *testing.T) {
 		resp.Header.Get("Access-Control-Allow-Headers") != "Authorization, Content-Type" {
 		t.Errorf("widget preflight: %d %v, want 204 allowing the origin", resp.StatusCode, resp.Header)
 	}
+	// The leak report endpoint is not behind apikey, and refuses what is
+	// not signed before fetching anything from GitHub.
+	req, _ := http.NewRequest(http.MethodPost, g.SiteURL+"/leaks/github", strings.NewReader(`[{"token":"`+full+`"}]`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, body := g.Do(req); resp.StatusCode != 400 || !strings.Contains(string(body), `"missing_signature"`) {
+		t.Errorf("unsigned leak report: %d %s, want 400 missing_signature", resp.StatusCode, body)
+	}
 	h := WithKey(widget)
 	h["Origin"] = []string{"https://shop.example"}
 	if resp, _ := g.Request(http.MethodGet, "/api/widget/chat", h); resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example" {

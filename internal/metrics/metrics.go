@@ -70,6 +70,9 @@ type Metrics struct {
 	// Invalidations counts cache invalidations by source: local, notify,
 	// poll.
 	Invalidations *prometheus.CounterVec
+	// LeakReports counts the tokens of answered leak reports by the label
+	// answered: true_positive (a key of this gateway), false_positive.
+	LeakReports *prometheus.CounterVec
 }
 
 // New returns a fresh set of collectors, registered nowhere.
@@ -111,6 +114,11 @@ func New() *Metrics {
 			Name:      "invalidations_total",
 			Help:      "Cache invalidations applied, one per changed key or whole-cache purge, by how the change was learned: local (this instance's admin API), notify (a store notification) or poll (the periodic check).",
 		}, []string{"source"}),
+		LeakReports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "leak_reports_total",
+			Help:      "Tokens of verified leak reports (GitHub secret scanning), by the label answered: true_positive (a key of this gateway) or false_positive (not a key, or no such key).",
+		}, []string{"label"}),
 	}
 }
 
@@ -119,6 +127,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.Requests, m.VerifyDuration, m.CacheLookups, m.StoreErrors,
 		m.LastUsedPending, m.LastUsedWrites, m.Invalidations,
+		m.LeakReports,
 	}
 }
 

@@ -27,6 +27,9 @@ func touch(m *Metrics) {
 	for _, s := range []string{SourceLocal, SourceNotify, SourcePoll} {
 		m.Invalidations.WithLabelValues(s).Inc()
 	}
+	for _, l := range []string{"true_positive", "false_positive"} {
+		m.LeakReports.WithLabelValues(l).Inc()
+	}
 }
 
 func TestMetricNamesAndLabelsMatchTheDesign(t *testing.T) {
@@ -49,6 +52,7 @@ func TestMetricNamesAndLabelsMatchTheDesign(t *testing.T) {
 		"caddy_apikey_last_used_pending":       "",
 		"caddy_apikey_last_used_writes_total":  "result",
 		"caddy_apikey_invalidations_total":     "source",
+		"caddy_apikey_leak_reports_total":      "label",
 	}
 	got := map[string]string{}
 	for _, f := range families {
