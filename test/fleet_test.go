@@ -14,15 +14,15 @@ import (
 )
 
 // fleetCaddyfile is one instance of a fleet on a shared PostgreSQL store.
-// cache_ttl is 1s, so that an instance paused for longer (by SIGSTOP, for
-// the 2s of confirm_timeout) reads the change log before it answers from
-// its cache again.
+// cache_ttl is long: an instance paused (SIGSTOP) for the 2s of
+// confirm_timeout must read the change log before it answers from its
+// cache again because it notices the pause, not because its cache aged.
 const fleetCaddyfile = `{
 	admin {{.Admin}}
 	persist_config off
 	apikeys {
 		store postgres {env.KEYGATE_DSN}
-		cache_ttl 1s
+		cache_ttl 10m
 		sync_interval 1s
 		confirm_timeout {{.Extra.ConfirmTimeout}}
 	}
@@ -316,7 +316,7 @@ func TestFleetReloadKeepsOneRegistrationAndStopDeregisters(t *testing.T) {
 	}
 	text := string(data)
 	a.Reload(text)                                                                 // unchanged
-	a.Reload(strings.Replace(text, "cache_ttl 1s", "cache_ttl 2s", 1))             // changed: new pooled resources
+	a.Reload(strings.Replace(text, "cache_ttl 10m", "cache_ttl 9m", 1))            // changed: new pooled resources
 	a.Reload(strings.Replace(text, "confirm_timeout 2s", "confirm_timeout 0s", 1)) // changed again
 	time.Sleep(1500 * time.Millisecond)                                            // a beat of every resource set
 	if got := sortedCopy(instanceIDs(instances(t, b))); !slices.Equal(got, sortedCopy(f.ids)) {

@@ -16,7 +16,14 @@
 // store is down or cut off, or the process was paused), no entry is
 // trusted: the next request reads the log first (one query shared by
 // concurrent requests) and, if the store cannot answer, gets
-// key_store_unavailable like an uncached key. So during an outage a cached
+// key_store_unavailable like an uncached key. The same holds after the
+// process was paused (SIGSTOP, a frozen VM) for longer than pauseLimit: a
+// goroutine notes every pauseTick that the process runs, and a gap
+// larger than pauseLimit means that changes may have been announced
+// while nobody listened, so the log is read before the cache answers
+// again (a change made meanwhile waited confirm_timeout for this
+// instance and named it pending: its first request after resuming must
+// not undo that). So during an outage a cached
 // key keeps working for CacheTTL after the last successful read of the
 // log, and a change the instance cannot hear of takes effect within
 // CacheTTL at the latest.
@@ -97,6 +104,16 @@ const maxQueries = 8
 
 // changesPage is how many changes one Changes query reads.
 const changesPage = 1000
+
+// pauseTick is how often the sync goroutine notes that the process runs;
+// pauseLimit is the gap after which the process counts as having been
+// paused, and reads the change log before it trusts its cache again. It
+// is well under the default confirm_timeout (2s), so that an instance a
+// change named pending reads the log before it answers again.
+const (
+	pauseTick  = 100 * time.Millisecond
+	pauseLimit = time.Second
+)
 
 // errLogInterval spaces out repeated warnings about a failing store.
 const errLogInterval = 10 * time.Second
@@ -180,6 +197,12 @@ type Verifier struct {
 	// trusted while it is within ttl (see the package doc).
 	epoch   time.Time
 	synced  atomic.Int64
+	// alive is when the process was last known to run (the pause tick, or
+	// a successful read of the log), as synced; checked only when
+	// detectPauses (the clock is time.Now: a test's clock does not move
+	// with the tick).
+	alive        atomic.Int64
+	detectPauses bool
 	applied atomic.Int64 // seq, readable without the log's lock
 	catchUp singleflight.Group
 
@@ -237,6 +260,7 @@ func New(store Store, cfg Config) (*Verifier, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
+	detectPauses := cfg.Now == nil
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -252,6 +276,7 @@ func New(store Store, cfg Config) (*Verifier, error) {
 		logger:        cfg.Logger,
 		attach:        cfg.Attach,
 		onApplied:     cfg.OnApplied,
+		detectPauses:  detectPauses,
 		shards:        make([]shard, n),
 		mask:          byte(n - 1),
 		hits:          cfg.Metrics.CacheLookups.WithLabelValues(metrics.LookupHit),
@@ -277,6 +302,7 @@ func New(store Store, cfg Config) (*Verifier, error) {
 	}
 	v.ctx, v.cancel = context.WithCancel(context.Background())
 	v.epoch = v.now()
+	v.markAlive(v.epoch)
 
 	// The sequence is read before anything is cached, so no change after it
 	// can be missed. Nothing is cached yet, so the purge is free.
@@ -294,6 +320,10 @@ func New(store Store, cfg Config) (*Verifier, error) {
 	interval := min(cfg.SyncInterval, cfg.CacheTTL/2)
 	v.done.Add(1)
 	go v.run(interval, notices)
+	if detectPauses {
+		v.done.Add(1)
+		go v.watchPauses()
+	}
 	return v, nil
 }
 
@@ -357,7 +387,11 @@ func (v *Verifier) VerifyAttached(ctx context.Context, authorization string, now
 // log was read successfully within CacheTTL.
 func (v *Verifier) trusted(clock time.Time) bool {
 	synced := v.synced.Load()
-	return synced != 0 && int64(clock.Sub(v.epoch))-(synced-1) < int64(v.ttl)
+	at := int64(clock.Sub(v.epoch))
+	if synced == 0 || at-(synced-1) >= int64(v.ttl) {
+		return false
+	}
+	return !v.detectPauses || at-(v.alive.Load()-1) < int64(pauseLimit)
 }
 
 // catchUpLog reads the change log for a request that found the cache
@@ -497,6 +531,43 @@ func (v *Verifier) Sync(ctx context.Context) error {
 	return nil
 }
 
+// markAlive records that the process ran at t, unless it was known to
+// run later.
+func (v *Verifier) markAlive(t time.Time) {
+	at := int64(t.Sub(v.epoch)) + 1
+	for {
+		old := v.alive.Load()
+		if old >= at || v.alive.CompareAndSwap(old, at) {
+			return
+		}
+	}
+}
+
+// watchPauses notes every pauseTick that the process runs. It is a
+// goroutine of its own, so that a poll stuck on a stalled store does not
+// look like a pause.
+func (v *Verifier) watchPauses() {
+	defer v.done.Done()
+	tick := time.NewTicker(pauseTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-v.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := v.now()
+		if int64(now.Sub(v.epoch))-(v.alive.Load()-1) >= int64(pauseLimit) {
+			// Back from a pause: read the log before the cache is
+			// trusted again (shared with requests doing the same). If
+			// it cannot be read, the outage rule holds instead: trusted
+			// within CacheTTL of the last read.
+			_ = v.catchUpLog()
+		}
+		v.markAlive(now)
+	}
+}
+
 // run is the sync goroutine.
 func (v *Verifier) run(interval time.Duration, notices <-chan struct{}) {
 	defer v.done.Done()
@@ -552,6 +623,7 @@ func (v *Verifier) apply(ctx context.Context, source prometheus.Counter) error {
 	}
 	// Stored plus one: 0 means never read.
 	v.synced.Store(int64(began.Sub(v.epoch)) + 1)
+	v.markAlive(began)
 	v.applied.Store(v.seq)
 	if v.onApplied != nil {
 		v.onApplied(v.seq)
