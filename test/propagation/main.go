@@ -450,6 +450,9 @@ func (e *env) pauseScenario(ctx context.Context) error {
 		if err := syscall.Kill(c.proc.Pid(), syscall.SIGSTOP); err != nil {
 			return err
 		}
+		if err := waitStopped(c.proc.Pid()); err != nil {
+			return err
+		}
 		took, p, err := e.revoke(a, id)
 		if err != nil {
 			syscall.Kill(c.proc.Pid(), syscall.SIGCONT)
@@ -722,4 +725,29 @@ func countCPUs() int {
 	return strings.Count(string(b), "processor\t:")
 }
 
-var _ = errors.New
+// waitStopped waits until every thread of process pid is stopped (state
+// T in /proc): SIGSTOP is delivered asynchronously.
+func waitStopped(pid int) error {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return err
+		}
+		stopped := true
+		for _, task := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			if err != nil {
+				continue
+			}
+			// The state follows the command name in parentheses.
+			if i := bytes.LastIndexByte(b, ')'); i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return nil
+		}
+	}
+	return errors.New("the paused instance did not stop within 5s")
+}
