@@ -105,7 +105,7 @@ const maxQueries = 8
 // changesPage is how many changes one Changes query reads.
 const changesPage = 1000
 
-// pauseTick is how often the sync goroutine notes that the process runs;
+// pauseTick is how often a goroutine of the verifier notes that the process runs;
 // pauseLimit is the gap after which the process counts as having been
 // paused, and reads the change log before it trusts its cache again. It
 // is well under the default confirm_timeout (2s), so that an instance a
@@ -195,16 +195,16 @@ type Verifier struct {
 	// change log was last read successfully, as a duration since epoch
 	// (monotonic with time.Now) plus one, or 0 if it never was: entries are
 	// trusted while it is within ttl (see the package doc).
-	epoch   time.Time
-	synced  atomic.Int64
+	epoch  time.Time
+	synced atomic.Int64
 	// alive is when the process was last known to run (the pause tick, or
 	// a successful read of the log), as synced; checked only when
 	// detectPauses (the clock is time.Now: a test's clock does not move
 	// with the tick).
 	alive        atomic.Int64
 	detectPauses bool
-	applied atomic.Int64 // seq, readable without the log's lock
-	catchUp singleflight.Group
+	applied      atomic.Int64 // seq, readable without the log's lock
+	catchUp      singleflight.Group
 
 	shards []shard
 	mask   byte
