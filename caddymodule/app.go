@@ -39,8 +39,8 @@ func init() {
 const (
 	// DefaultCacheSize is how many verified keys are held in memory.
 	DefaultCacheSize = verifier.DefaultCacheSize
-	// DefaultCacheTTL is how long a cached verification is trusted without
-	// hearing of a change.
+	// DefaultCacheTTL is how long the cache is trusted without reading the
+	// change log.
 	DefaultCacheTTL = verifier.DefaultCacheTTL
 	// DefaultNegativeCacheTTL is how long "no such key" is remembered.
 	DefaultNegativeCacheTTL = verifier.DefaultNegativeTTL
@@ -93,11 +93,12 @@ type App struct {
 	// 100000.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	// CacheTTL is how long a cached verification is trusted without
-	// hearing of a change. Revocations reach the cache sooner (the admin
-	// API, notifications, the sync poll); this bounds how long a key keeps
-	// working when they cannot, and how long a known key keeps working
-	// while the store is down. Default: 1m.
+	// CacheTTL is how long the cache is trusted without a successful
+	// read of the store's change log. While the log is followed, cached
+	// keys are never refetched (changes drop them); this bounds how long a
+	// key keeps working when changes cannot be heard of, and how long a
+	// cached key keeps working while the store is down (then every key
+	// gets 503). Default: 1m.
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
 	// NegativeCacheTTL is how long "no such key" is remembered, so a

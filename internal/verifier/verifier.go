@@ -134,8 +134,8 @@ type Config struct {
 	Format *apikey.Format
 	// CacheSize is how many verified keys the cache holds. Default 100000.
 	CacheSize int
-	// CacheTTL is how long a verified entry is trusted without hearing of a
-	// change. Default 1m.
+	// CacheTTL is how long the cache is trusted without a successful read
+	// of the change log (see the package doc). Default 1m.
 	CacheTTL time.Duration
 	// NegativeTTL is how long "no such key" is remembered. Default 10s.
 	NegativeTTL time.Duration
