@@ -92,7 +92,7 @@ func startFleet(t *testing.T, n int, confirmTimeout string) *fleet {
 	dsn := pgtest.NewDatabase(t)
 	up := NewUpstream(t)
 	f := &fleet{p: newProber(t)}
-	for i := range n {
+	for range n {
 		g := StartGateway(t, Options{
 			Caddyfile: fleetCaddyfile,
 			Upstream:  up,
@@ -110,7 +110,6 @@ func startFleet(t *testing.T, n int, confirmTimeout string) *fleet {
 			return false
 		})
 		f.gws, f.ids = append(f.gws, g), append(f.ids, id)
-		_ = i
 	}
 	return f
 }
