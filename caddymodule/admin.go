@@ -36,6 +36,12 @@ func init() {
 //	PATCH  /apikeys/{id}            {"name"?, "metadata"?, "allowed_origins"?, "allowed_ips"?} → 200 the key, changed
 //	DELETE /apikeys/{id}            → 200 the key, revoked (revoking again changes nothing)
 //	POST   /apikeys/{id}/rotate     {"grace"} (optional) → 201 {"secret", "api_key", "previous"}
+//	GET    /apikeys/instances       → 200 {"instances": [...], "seq": N}: the gateway instances on the store
+//
+// A change (create, update, revoke, rotate) answers once every live
+// instance applied it, or after confirm_timeout; the key in the answer
+// ("api_key" for create and rotate) then holds "propagation":
+// {"confirmed": [instance IDs], "pending": [instance IDs]}.
 //
 // It looks up the apikeys app of the running config on every request
 // rather than at provision time: admin routers are provisioned once per
@@ -94,6 +100,8 @@ type keyManager interface {
 	Rotate(ctx context.Context, id, grace string) (string, apikey.Key, apikey.Key, error)
 	Update(ctx context.Context, id string, u keyservice.KeyUpdate) (apikey.Key, error)
 	Now() time.Time
+	Confirm(ctx context.Context) (keyservice.Propagation, error)
+	Instances(ctx context.Context) (keyservice.InstancesJSON, error)
 }
 
 // createRequest is the body of POST /apikeys.
@@ -212,6 +220,13 @@ func routeAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyMana
 		}
 		return methodNotAllowed(w, r, http.MethodGet, http.MethodPost)
 	}
+	// Instances (issue 14): not a key ID, so routed before IDs.
+	if rest == instancesPath {
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(w, r, http.MethodGet)
+		}
+		return withService(w, r, lookup, listInstances)
+	}
 
 	id, action, hasAction := strings.Cut(rest[1:], "/")
 	var serve func(http.ResponseWriter, *http.Request, keyManager, string) error
@@ -246,6 +261,32 @@ func routeAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyMana
 	return withService(w, r, lookup, func(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 		return serve(w, r, svc, id)
 	})
+}
+
+// instancesPath is the instance list, under /apikeys.
+const instancesPath = "/instances"
+
+// listInstances serves GET /apikeys/instances.
+func listInstances(w http.ResponseWriter, r *http.Request, svc keyManager) error {
+	if len(r.URL.Query()) > 0 {
+		return badRequest(errors.New("GET /apikeys/instances takes no query parameters"))
+	}
+	list, err := svc.Instances(r.Context())
+	if err != nil {
+		return serviceError(w, err, "")
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+// confirmed returns view with the propagation of the change just made
+// (keyservice.Service.Confirm). If the registry cannot be read, the change
+// is answered without it: it is stored, and saying so matters more.
+func confirmed(ctx context.Context, svc keyManager, view keyservice.KeyJSON) keyservice.KeyJSON {
+	p, err := svc.Confirm(ctx)
+	if err == nil {
+		view.Propagation = &p
+	}
+	return view
 }
 
 // errNoSuchResource answers a path under /apikeys that is none of the
@@ -364,7 +405,7 @@ func createKey(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 	w.Header().Set("Location", adminAPIKeysPath+"/"+k.ID)
 	return writeJSON(w, http.StatusCreated, secretResponse{
 		Secret: secret,
-		APIKey: keyservice.View(k, svc.Now()),
+		APIKey: confirmed(r.Context(), svc, keyservice.View(k, svc.Now())),
 	})
 }
 
@@ -435,7 +476,7 @@ func updateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 	if err != nil {
 		return serviceError(w, err, id)
 	}
-	return writeJSON(w, http.StatusOK, keyservice.View(k, svc.Now()))
+	return writeJSON(w, http.StatusOK, confirmed(r.Context(), svc, keyservice.View(k, svc.Now())))
 }
 
 // getKey serves GET /apikeys/{id}.
@@ -454,7 +495,7 @@ func revokeKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 	if err != nil {
 		return serviceError(w, err, id)
 	}
-	return writeJSON(w, http.StatusOK, keyservice.View(k, svc.Now()))
+	return writeJSON(w, http.StatusOK, confirmed(r.Context(), svc, keyservice.View(k, svc.Now())))
 }
 
 // rotateKey serves POST /apikeys/{id}/rotate. The body is optional: the
@@ -473,7 +514,7 @@ func rotateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 	w.Header().Set("Location", adminAPIKeysPath+"/"+next.ID)
 	return writeJSON(w, http.StatusCreated, secretResponse{
 		Secret:   secret,
-		APIKey:   keyservice.View(next, now),
+		APIKey:   confirmed(r.Context(), svc, keyservice.View(next, now)),
 		Previous: &prev,
 	})
 }

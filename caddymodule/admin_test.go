@@ -61,6 +61,12 @@ func (u untouchable) Update(context.Context, string, keyservice.KeyUpdate) (apik
 	return apikey.Key{}, u.fail()
 }
 func (u untouchable) Now() time.Time { return time.Time{} }
+func (u untouchable) Confirm(context.Context) (keyservice.Propagation, error) {
+	return keyservice.Propagation{}, u.fail()
+}
+func (u untouchable) Instances(context.Context) (keyservice.InstancesJSON, error) {
+	return keyservice.InstancesJSON{}, u.fail()
+}
 
 func TestServeAPIKeysRejectsBadRequestsBeforeTheService(t *testing.T) {
 	tests := []struct {
@@ -377,6 +383,12 @@ func (f failing) Rotate(context.Context, string, string) (string, apikey.Key, ap
 	return "", apikey.Key{}, apikey.Key{}, f.err
 }
 func (f failing) Now() time.Time { return time.Time{} }
+func (f failing) Confirm(context.Context) (keyservice.Propagation, error) {
+	return keyservice.Propagation{}, f.err
+}
+func (f failing) Instances(context.Context) (keyservice.InstancesJSON, error) {
+	return keyservice.InstancesJSON{}, f.err
+}
 
 func TestServiceErrorStatuses(t *testing.T) {
 	tests := []struct {

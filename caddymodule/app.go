@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -18,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/instance"
 	"github.com/docana/keygate/internal/keyservice"
 	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/keystore/postgres"
@@ -35,8 +39,8 @@ func init() {
 const (
 	// DefaultCacheSize is how many verified keys are held in memory.
 	DefaultCacheSize = verifier.DefaultCacheSize
-	// DefaultCacheTTL is how long a cached verification is trusted without
-	// hearing of a change.
+	// DefaultCacheTTL is how long the cache is trusted without reading the
+	// change log.
 	DefaultCacheTTL = verifier.DefaultCacheTTL
 	// DefaultNegativeCacheTTL is how long "no such key" is remembered.
 	DefaultNegativeCacheTTL = verifier.DefaultNegativeTTL
@@ -46,6 +50,9 @@ const (
 	// DefaultSyncInterval is how often the store is polled for changes
 	// made by other instances.
 	DefaultSyncInterval = verifier.DefaultSyncInterval
+	// DefaultConfirmTimeout is how long a change waits for every live
+	// instance.
+	DefaultConfirmTimeout = keyservice.DefaultConfirmTimeout
 )
 
 // Store backends.
@@ -86,11 +93,12 @@ type App struct {
 	// 100000.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	// CacheTTL is how long a cached verification is trusted without
-	// hearing of a change. Revocations reach the cache sooner (the admin
-	// API, notifications, the sync poll); this bounds how long a key keeps
-	// working when they cannot, and how long a known key keeps working
-	// while the store is down. Default: 1m.
+	// CacheTTL is how long the cache is trusted without a successful
+	// read of the store's change log. While the log is followed, cached
+	// keys are never refetched (changes drop them); this bounds how long a
+	// key keeps working when changes cannot be heard of, and how long a
+	// cached key keeps working while the store is down (then every key
+	// gets 503). Default: 1m.
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
 	// NegativeCacheTTL is how long "no such key" is remembered, so a
@@ -107,7 +115,15 @@ type App struct {
 	// other instances, a safety net for lost notifications. Default: 5s.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
 
-	res     *resources // nil until Provision succeeds
+	// ConfirmTimeout is how long a change made through the admin API or
+	// the console waits for every live instance to apply it before it
+	// answers, naming those that have not. 0s answers at once (with what
+	// has been confirmed by then). Default: 2s. It is not part of the
+	// pooled resources: changing it keeps the store and the cache.
+	ConfirmTimeout *caddy.Duration `json:"confirm_timeout,omitempty"`
+
+	res     *resources          // nil until Provision succeeds
+	svc     *keyservice.Service // res.service with this config's confirm_timeout
 	poolKey string
 	logger  *zap.Logger
 }
@@ -153,7 +169,53 @@ type resources struct {
 	verifier *verifier.Verifier
 	recorder *lastused.Recorder
 	service  *keyservice.Service
+	reporter *instance.Reporter
+	location string // the store's identity in instanceUsers
 	logger   *zap.Logger
+}
+
+// thisInstance is this process in the instance registry: one identity per
+// process, whatever configs are loaded, so that a reload that opens new
+// resources (a changed apikeys configuration) goes on reporting the same
+// instance instead of registering a second one.
+var thisInstance = sync.OnceValue(func() keystore.Instance {
+	return keystore.Instance{
+		ID:        instance.NewID(),
+		Hostname:  instance.Hostname(),
+		Version:   keygateVersion(),
+		StartedAt: time.Now().UTC().Truncate(time.Microsecond),
+	}
+})
+
+// instanceUsers counts, per store location, the resources of this process
+// reporting the instance there. During a reload with a changed
+// configuration the new resources open before the old ones close; only
+// the last to close deregisters the instance, so a reload never
+// deregisters the instance that goes on running.
+var instanceUsers = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
+
+// keygateVersion returns the version of the keygate module built into
+// this binary, or "(devel)".
+func keygateVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(devel)"
+	}
+	if bi.Main.Path == "github.com/docana/keygate" && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	for _, m := range bi.Deps {
+		if m.Path == "github.com/docana/keygate" {
+			if m.Replace != nil && m.Replace.Version != "" {
+				return m.Replace.Version
+			}
+			return m.Version
+		}
+	}
+	return "(devel)"
 }
 
 // Provision applies the defaults and placeholders, then takes the
@@ -168,6 +230,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	confirmTimeout := DefaultConfirmTimeout
+	if a.ConfirmTimeout != nil {
+		if *a.ConfirmTimeout < 0 {
+			return fmt.Errorf("apikeys: confirm_timeout %v is negative", time.Duration(*a.ConfirmTimeout))
+		}
+		confirmTimeout = time.Duration(*a.ConfirmTimeout)
+	}
 	key, err := json.Marshal(cfg)
 	if err != nil {
 		return fmt.Errorf("encoding apikeys configuration: %w", err)
@@ -179,6 +248,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.res, a.poolKey = val.(*resources), string(key)
+	a.svc = a.res.service.WithConfirmTimeout(confirmTimeout)
 	return nil
 }
 
@@ -196,7 +266,7 @@ func (a *App) Cleanup() error {
 	if a.res == nil {
 		return nil
 	}
-	a.res = nil
+	a.res, a.svc = nil, nil
 	_, err := resourcePool.Delete(a.poolKey)
 	return err
 }
@@ -204,10 +274,7 @@ func (a *App) Cleanup() error {
 // service returns the key management service; nil if the app was not
 // provisioned.
 func (a *App) service() *keyservice.Service {
-	if a.res == nil {
-		return nil
-	}
-	return a.res.service
+	return a.svc
 }
 
 // effective returns a copy of a with the defaults applied and placeholders
@@ -353,6 +420,23 @@ func newResources(ctx context.Context, cfg App, logger *zap.Logger) (*resources,
 	if err != nil {
 		return nil, err
 	}
+	var (
+		reg      keystore.Registry
+		location string
+	)
+	switch s := store.(type) {
+	case keystore.Registry:
+		reg, location = s, cfg.Store.Backend+" "+cfg.Store.DSN
+	default:
+		// One host uses the store alone: the registry holds this process.
+		reg = keystore.NewMemoryRegistry(func(ctx context.Context) (int64, error) {
+			_, seq, err := store.Changes(ctx, math.MaxInt64, 1)
+			return seq, err
+		}, nil)
+		location = cfg.Store.Backend + " " + cfg.Store.Path
+	}
+	self := thisInstance()
+	rep := instance.New(reg, self, time.Duration(cfg.SyncInterval), logger.Named("instance"))
 	v, err := verifier.New(store, verifier.Config{
 		Format:       format,
 		CacheSize:    cfg.CacheSize,
@@ -362,6 +446,7 @@ func newResources(ctx context.Context, cfg App, logger *zap.Logger) (*resources,
 		Logger:       logger.Named("verifier"),
 		Metrics:      processMetrics,
 		Attach:       attachValues,
+		OnApplied:    rep.Notify,
 	})
 	if err != nil {
 		_ = store.Close()
@@ -374,11 +459,24 @@ func newResources(ctx context.Context, cfg App, logger *zap.Logger) (*resources,
 	})
 	svc := keyservice.New(store, format, v, rec, nil)
 	svc.CountStoreErrors(processMetrics.StoreErrors)
+	svc.SetFleet(keyservice.Fleet{
+		Registry: reg,
+		Self:     self.ID,
+		Applied:  v.Applied,
+		Timeout:  DefaultConfirmTimeout,
+		Live:     3 * time.Duration(cfg.SyncInterval),
+	})
+	instanceUsers.Lock()
+	instanceUsers.n[location]++
+	instanceUsers.Unlock()
+	rep.Start(v)
 	return &resources{
 		store:    store,
 		verifier: v,
 		recorder: rec,
 		service:  svc,
+		reporter: rep,
+		location: location,
 		logger:   logger,
 	}, nil
 }
@@ -413,6 +511,16 @@ func (r *resources) Destruct() error {
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
 	var errs []error
+	instanceUsers.Lock()
+	instanceUsers.n[r.location]--
+	last := instanceUsers.n[r.location] == 0
+	if last {
+		delete(instanceUsers.n, r.location)
+	}
+	instanceUsers.Unlock()
+	if err := r.reporter.Close(ctx, last); err != nil {
+		errs = append(errs, fmt.Errorf("apikeys: deregistering this instance: %w", err))
+	}
 	if err := r.recorder.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("apikeys: writing pending last-used times: %w", err))
 	}

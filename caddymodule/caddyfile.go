@@ -50,6 +50,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    negative_cache_ttl <duration>
 //	    last_used_interval <duration>
 //	    sync_interval <duration>
+//	    confirm_timeout <duration>
 //	}
 //
 // Every subdirective is optional and may be given once.
@@ -123,6 +124,21 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseDuration(d, &a.SyncInterval); err != nil {
 				return err
 			}
+		case "confirm_timeout":
+			// 0s is a value of its own here (answer at once), not "unset".
+			var arg string
+			if !d.AllArgs(&arg) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(arg)
+			if err != nil {
+				return d.Errf("confirm_timeout %q: %v", arg, err)
+			}
+			if dur < 0 {
+				return d.Errf("confirm_timeout %q: must not be negative", arg)
+			}
+			cd := caddy.Duration(dur)
+			a.ConfirmTimeout = &cd
 		default:
 			return d.Errf("unrecognized subdirective %q", sub)
 		}

@@ -65,6 +65,10 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 		{name: "bad duration", input: "apikeys {\ncache_ttl soon\n}", wantErr: `cache_ttl "soon"`},
 		{name: "negative duration", input: "apikeys {\nsync_interval -5s\n}", wantErr: "must be positive"},
 		{name: "duration with two args", input: "apikeys {\nlast_used_interval 1s 2s\n}", wantErr: "wrong argument count"},
+		{name: "confirm_timeout", input: "apikeys {\nconfirm_timeout 500ms\n}", want: App{ConfirmTimeout: durationPtr(500 * time.Millisecond)}},
+		{name: "confirm_timeout 0s answers at once", input: "apikeys {\nconfirm_timeout 0s\n}", want: App{ConfirmTimeout: durationPtr(0)}},
+		{name: "negative confirm_timeout", input: "apikeys {\nconfirm_timeout -1s\n}", wantErr: "must not be negative"},
+		{name: "bad confirm_timeout", input: "apikeys {\nconfirm_timeout soon\n}", wantErr: `confirm_timeout "soon"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,6 +91,11 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 			}
 		})
 	}
+}
+
+func durationPtr(d time.Duration) *caddy.Duration {
+	cd := caddy.Duration(d)
+	return &cd
 }
 
 func TestHandlerUnmarshalCaddyfile(t *testing.T) {

@@ -34,8 +34,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "apikey",
-		Usage: "create|list|show|update|revoke|rotate [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
-		Short: "Creates, lists, shows, updates, revokes and rotates API keys",
+		Usage: "create|list|show|update|revoke|rotate|instances [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
+		Short: "Creates, lists, shows, updates, revokes and rotates API keys; lists the gateway instances",
 		Long: `
 Manages keygate's API keys through the admin API of a running instance:
 
@@ -47,10 +47,17 @@ Manages keygate's API keys through the admin API of a running instance:
                 [--origin ORIGIN... | --no-origins] [--ip CIDR... | --no-ips]
   apikey revoke ID [--yes]
   apikey rotate ID [--grace DURATION]
+  apikey instances
 
 create and rotate print the new key's secret once: it cannot be shown
 again. revoke asks for confirmation when stdin is a terminal and needs
---yes otherwise. With --json, every command prints the admin API's JSON
+--yes otherwise. create, update, revoke and rotate say on how many gateway
+instances the change is in force ("Revoked on 3 of 3 instances"), or which
+have not confirmed it within the gateway's confirm_timeout.
+
+instances lists the gateway instances sharing the key store: which are
+live (reported within three sync intervals) and how many changes each is
+behind. With --json, every command prints the admin API's JSON
 answer as it is.
 
 list prints one page: the newest 100 keys, or --limit N of them (1 to
@@ -185,7 +192,97 @@ rotated.`,
 	}
 	rotate.Flags().String("grace", "24h", "How long the old key keeps working, a Go duration from 0s to 168h")
 
-	cmd.AddCommand(create, list, show, update, revoke, rotate)
+	instances := &cobra.Command{
+		Use:   "instances",
+		Short: "Lists the gateway instances sharing the key store",
+		Long: `Lists the gateway instances sharing the key store, as the store's registry
+knows them: each instance's ID, host, version, whether it is live (it
+reported within three sync intervals), how many changes it is behind the
+store, how many keys it has cached, and when it last reported. A change
+made through the admin API or the console waits for every live instance.`,
+		Args: cobra.NoArgs,
+		RunE: c.runInstances,
+	}
+
+	cmd.AddCommand(create, list, show, update, revoke, rotate, instances)
+}
+
+// runInstances runs apikey instances.
+func (c cli) runInstances(cmd *cobra.Command, _ []string) error {
+	body, err := callAdmin(cmd, http.MethodGet, adminAPIKeysPath+instancesPath, nil)
+	if err != nil || printedJSON(cmd, body) {
+		return err
+	}
+	var list keyservice.InstancesJSON
+	if err := decodeAnswer(body, &list); err != nil {
+		return err
+	}
+	printInstances(cmd.OutOrStdout(), list, c.now())
+	return nil
+}
+
+// printInstances prints the instance table, live ones first.
+func printInstances(w io.Writer, list keyservice.InstancesJSON, now time.Time) {
+	live := 0
+	for _, in := range list.Instances {
+		if in.Live {
+			live++
+		}
+	}
+	fmt.Fprintf(w, "%d live of %d instances; the store is at change %d.\n\n", live, len(list.Instances), list.Seq)
+	ins := slices.Clone(list.Instances)
+	slices.SortStableFunc(ins, func(a, b keyservice.InstanceJSON) int {
+		switch {
+		case a.Live == b.Live:
+			return 0
+		case a.Live:
+			return -1
+		}
+		return 1
+	})
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "ID\tHOST\tVERSION\tLIVE\tBEHIND\tCACHED\tSEEN\tSTARTED\n")
+	for _, in := range ins {
+		liveness := "no"
+		if in.Live {
+			liveness = "yes"
+		}
+		behind := "up to date"
+		if d := list.Seq - in.AppliedSeq; d > 0 {
+			behind = fmt.Sprintf("%d changes", d)
+			if d == 1 {
+				behind = "1 change"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s ago\t%s\n", in.ID, displayName(in.Hostname), displayName(in.Version),
+			liveness, behind, in.CacheEntries, humanAge(now.Sub(in.SeenAt)), shortTime(&in.StartedAt))
+	}
+	_ = tw.Flush()
+}
+
+// humanAge is a short age: "3s", "4m", "2h", "5d".
+func humanAge(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(int(d/time.Second), 0))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
+
+// printPropagation says on how many instances a change is in force, done
+// being its verb ("Revoked"), if the answer says.
+func printPropagation(w io.Writer, k keyservice.KeyJSON, done string) {
+	if k.Propagation == nil {
+		return
+	}
+	if s := k.Propagation.Describe(done); s != "" {
+		fmt.Fprintln(w, s)
+		fmt.Fprintln(w)
+	}
 }
 
 // runCreate runs apikey create.
@@ -241,6 +338,7 @@ func (c cli) runCreate(cmd *cobra.Command, _ []string) error {
 	}
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "Created API key %s (%s).\n\n", created.APIKey.ID, displayName(created.APIKey.Name))
+	printPropagation(out, created.APIKey, "Created")
 	printSecret(out, created.Secret)
 	fmt.Fprintln(out)
 	printKey(out, created.APIKey, c.now())
@@ -440,6 +538,7 @@ func (c cli) runUpdate(cmd *cobra.Command, args []string) error {
 	}
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "Updated API key %s (%s).\n\n", k.ID, displayName(k.Name))
+	printPropagation(out, k, "Updated")
 	printKey(out, k, c.now())
 	return nil
 }
@@ -535,6 +634,7 @@ func (c cli) runRevoke(cmd *cobra.Command, args []string) error {
 	}
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "Revoked API key %s (%s): every request with it is refused.\n\n", k.ID, displayName(k.Name))
+	printPropagation(out, k, "Revoked")
 	printKey(out, k, c.now())
 	return nil
 }
@@ -563,6 +663,7 @@ func (c cli) runRotate(cmd *cobra.Command, args []string) error {
 	now := c.now()
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "Rotated API key %s (%s): its replacement is %s.\n\n", rotated.Previous.ID, displayName(rotated.Previous.Name), rotated.APIKey.ID)
+	printPropagation(out, rotated.APIKey, "Rotated")
 	printSecret(out, rotated.Secret)
 	if rotated.Previous.Status == "active" && rotated.Previous.ExpiresAt != nil {
 		fmt.Fprintf(out, "The previous key keeps working until %s.\n", longTime(*rotated.Previous.ExpiresAt, now))

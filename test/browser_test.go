@@ -307,6 +307,8 @@ func TestBrowserConsoleManagesKeysEndToEnd(t *testing.T) {
 		chromedp.WaitNotPresent(chromedp.CSS(`tr[data-key-id="`+keys["widget"].id+`"]`)),
 	)
 	browserWait(t, ctx, `document.getElementById("announcer").textContent.includes("revoked")`)
+	// The one instance confirmed it, and the page says so (issue 14).
+	browserWait(t, ctx, `document.getElementById("announcer").textContent.includes("Revoked on 1 of 1 instance.")`)
 	if status, code := g.apiCode(keys["widget"].path, keys["widget"].secret); status != http.StatusUnauthorized || code != "api_key_revoked" {
 		t.Errorf("revoked key: %d %s, want 401 api_key_revoked", status, code)
 	}

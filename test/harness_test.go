@@ -407,6 +407,13 @@ type APIKey struct {
 	AllowedOrigins []string          `json:"allowed_origins"`
 	AllowedIPs     []string          `json:"allowed_ips"`
 	RateLimits     []string          `json:"rate_limits"`
+
+	// Propagation is in the answer to a change: the instances that
+	// applied it, and those that had not within confirm_timeout.
+	Propagation *struct {
+		Confirmed []string `json:"confirmed"`
+		Pending   []string `json:"pending"`
+	} `json:"propagation"`
 }
 
 // Actor is who created a key, as the admin API shows it.

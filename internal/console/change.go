@@ -55,6 +55,31 @@ type createdJSON struct {
 	APIKey   keyservice.KeyJSON  `json:"api_key"`
 	Previous *keyservice.KeyJSON `json:"previous,omitempty"`
 	Display  map[string]string   `json:"display"`
+	// Propagation says in words where the change is in force
+	// (keyservice.Propagation.Describe); "" when unknown.
+	Propagation string `json:"propagation_text"`
+}
+
+// confirm waits for the instances to apply the change just made and
+// returns the key's view with its propagation, and the words for it. If
+// the registry cannot be read, the change is answered without them.
+func (h *Handler) confirm(ctx context.Context, sess session, k apikey.Key, done string) (keyservice.KeyJSON, string) {
+	v := keyservice.View(k, sess.svc.Now())
+	p, err := sess.svc.Confirm(ctx)
+	if err != nil {
+		h.logger.Warn("console could not confirm a change on every instance", zap.String("key_id", k.ID), zap.Error(err))
+		return v, ""
+	}
+	v.Propagation = &p
+	return v, p.Describe(done)
+}
+
+// withSentence appends sentence to notice, if any.
+func withSentence(notice, sentence string) string {
+	if sentence == "" {
+		return notice
+	}
+	return notice + " " + sentence
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
@@ -119,14 +144,16 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 		sess.who(r), zap.String("action", "create"), zap.String("key_id", k.ID),
 		zap.String("scope", k.Scope.String()), zap.String("expires_in", string(k.Expiry)))
 	now := sess.svc.Now()
+	kj, words := h.confirm(ctx, sess, k, "Created")
 	if wantsJSON(r) {
 		v := newRow(k, now, filter{})
+		v.KeyJSON.Propagation = kj.Propagation
 		disp := display(v)
 		disp["origins_warning"] = originsWarning(k)
-		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Display: disp})
+		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Display: disp, Propagation: words})
 		return
 	}
-	h.renderSecret(w, r, sess, secret, k, nil, fmt.Sprintf("Key %q created.", k.Name))
+	h.renderSecret(w, r, sess, secret, k, nil, withSentence(fmt.Sprintf("Key %q created.", k.Name), words))
 }
 
 // update changes a key's name, metadata, allowed origins and allowed IPs.
@@ -202,7 +229,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, sess session) {
 		return
 	}
 	h.logger.Info("api key updated", sess.who(r), zap.String("action", "update"), zap.String("key_id", k.ID))
-	h.answerChanged(ctx, w, r, sess, k, fmt.Sprintf("Key %q updated.", k.Name))
+	h.answerChanged(ctx, w, r, sess, k, fmt.Sprintf("Key %q updated.", k.Name), "Updated")
 }
 
 func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, sess session) {
@@ -215,14 +242,17 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, sess session) {
 		return
 	}
 	h.logger.Info("api key revoked", sess.who(r), zap.String("action", "revoke"), zap.String("key_id", k.ID))
-	h.answerChanged(ctx, w, r, sess, k, fmt.Sprintf("Key %q revoked. Requests with it now fail.", k.Name))
+	h.answerChanged(ctx, w, r, sess, k, fmt.Sprintf("Key %q revoked. Requests with it now fail.", k.Name), "Revoked")
 }
 
 // answerChanged answers a change that leaves no secret to show: the key as
-// JSON to the page's script, else the page with notice.
-func (h *Handler) answerChanged(ctx context.Context, w http.ResponseWriter, r *http.Request, sess session, k apikey.Key, notice string) {
+// JSON to the page's script, else the page with notice; both say where
+// the change is in force, done being its verb ("Revoked").
+func (h *Handler) answerChanged(ctx context.Context, w http.ResponseWriter, r *http.Request, sess session, k apikey.Key, notice, done string) {
+	kj, words := h.confirm(ctx, sess, k, done)
+	notice = withSentence(notice, words)
 	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"api_key": keyservice.View(k, sess.svc.Now())})
+		writeJSON(w, http.StatusOK, map[string]any{"api_key": kj, "propagation_text": words})
 		return
 	}
 	d, err := h.buildPage(ctx, sess, sess.filter(r.URL.Query()))
@@ -247,14 +277,16 @@ func (h *Handler) rotate(w http.ResponseWriter, r *http.Request, sess session) {
 		sess.who(r), zap.String("action", "rotate"), zap.String("key_id", next.ID),
 		zap.String("previous_key_id", prev.ID), zap.String("grace", grace))
 	now := sess.svc.Now()
+	kj, words := h.confirm(ctx, sess, next, "Rotated")
 	if wantsJSON(r) {
 		v, pv := newRow(next, now, filter{}), newRow(prev, now, filter{})
+		v.KeyJSON.Propagation = kj.Propagation
 		disp := display(v)
 		disp["previous_expires"] = pv.Expires.Absolute
-		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Previous: &pv.KeyJSON, Display: disp})
+		writeJSON(w, http.StatusCreated, createdJSON{Secret: secret, APIKey: v.KeyJSON, Previous: &pv.KeyJSON, Display: disp, Propagation: words})
 		return
 	}
-	h.renderSecret(w, r, sess, secret, next, &prev, fmt.Sprintf("Key %q rotated.", next.Name))
+	h.renderSecret(w, r, sess, secret, next, &prev, withSentence(fmt.Sprintf("Key %q rotated.", next.Name), words))
 }
 
 // renderSecret renders the page with the show-once dialog open.

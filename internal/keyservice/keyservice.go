@@ -63,6 +63,7 @@ type Service struct {
 	pending PendingUses
 	now     func() time.Time
 	errs    storeErrors
+	fleet   *Fleet // nil: no confirmation (SetFleet)
 	// owned says the service is a view bound to owner (ForOwner).
 	owned bool
 	owner string

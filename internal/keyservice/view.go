@@ -28,6 +28,10 @@ type KeyJSON struct {
 	AllowedOrigins []string          `json:"allowed_origins"`
 	AllowedIPs     []string          `json:"allowed_ips"`
 	RateLimits     []string          `json:"rate_limits"`
+
+	// Propagation is set in the answer to a change: which live instances
+	// applied it (Service.Confirm).
+	Propagation *Propagation `json:"propagation,omitempty"`
 }
 
 // ActorJSON is an apikey.Actor as shown: {"type": "admin", "id": "ops@host"}.

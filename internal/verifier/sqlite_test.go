@@ -184,9 +184,9 @@ func TestNegativeEntriesExpireAfterNegativeTTL(t *testing.T) {
 	}
 }
 
-// Without hearing of a change, a cached key is trusted for CacheTTL and
-// refetched after: a revocation the verifier was not told of takes effect
-// then. With the store down, a key verified within CacheTTL keeps working
+// Without reading the change log, a cached key is trusted for CacheTTL;
+// then the log is read first: a revocation the verifier was not told of
+// takes effect then. With the store down, a key verified within CacheTTL keeps working
 // and any other gets key_store_unavailable.
 func TestCacheTTLBoundsTrustWithoutNewsAndDuringOutages(t *testing.T) {
 	ctx := context.Background()

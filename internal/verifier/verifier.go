@@ -5,15 +5,28 @@
 //
 // # Cache rules
 //
-// An entry holds the key's record as the store returned it and the time it
-// was fetched. For CacheTTL after that it is trusted without asking the
-// store; the sync loop drops it earlier if the store reports a change to
-// the key (a local admin change, a notification from the store, or the
-// periodic poll). After CacheTTL the next request refetches it; if the
-// store cannot answer then, that request gets key_store_unavailable. So
-// during an outage a key verified within CacheTTL keeps working, and a
-// change the instance cannot hear of takes effect within CacheTTL at the
-// latest.
+// An entry holds the key's record as the store returned it. It stays
+// correct for as long as the verifier follows the store's change log: the
+// sync loop drops it when the log names the key (a local admin change, a
+// notification from the store, or the periodic poll). So an entry does not
+// age: it is trusted while the change log was read successfully within
+// CacheTTL (the poll runs at least every CacheTTL/2, so while the store
+// answers that is always so), and no request waits for a refetch of a key
+// it has in its cache. Once the log has not been read for CacheTTL (the
+// store is down or cut off, or the process was paused), no entry is
+// trusted: the next request reads the log first (one query shared by
+// concurrent requests) and, if the store cannot answer, gets
+// key_store_unavailable like an uncached key. The same holds after the
+// process was paused (SIGSTOP, a frozen VM) for longer than pauseLimit: a
+// goroutine notes every pauseTick that the process runs, and a gap
+// larger than pauseLimit means that changes may have been announced
+// while nobody listened, so the log is read before the cache answers
+// again (a change made meanwhile waited confirm_timeout for this
+// instance and named it pending: its first request after resuming must
+// not undo that). So during an outage a cached
+// key keeps working for CacheTTL after the last successful read of the
+// log, and a change the instance cannot hear of takes effect within
+// CacheTTL at the latest.
 //
 // Revocation and expiry are judged against the request time on every call,
 // from the cached record: a revoked or expired key is cached like any other
@@ -92,6 +105,16 @@ const maxQueries = 8
 // changesPage is how many changes one Changes query reads.
 const changesPage = 1000
 
+// pauseTick is how often a goroutine of the verifier notes that the process runs;
+// pauseLimit is the gap after which the process counts as having been
+// paused, and reads the change log before it trusts its cache again. It
+// is well under the default confirm_timeout (2s), so that an instance a
+// change named pending reads the log before it answers again.
+const (
+	pauseTick  = 100 * time.Millisecond
+	pauseLimit = time.Second
+)
+
 // errLogInterval spaces out repeated warnings about a failing store.
 const errLogInterval = 10 * time.Second
 
@@ -111,8 +134,8 @@ type Config struct {
 	Format *apikey.Format
 	// CacheSize is how many verified keys the cache holds. Default 100000.
 	CacheSize int
-	// CacheTTL is how long a verified entry is trusted without hearing of a
-	// change. Default 1m.
+	// CacheTTL is how long the cache is trusted without a successful read
+	// of the change log (see the package doc). Default 1m.
 	CacheTTL time.Duration
 	// NegativeTTL is how long "no such key" is remembered. Default 10s.
 	NegativeTTL time.Duration
@@ -128,6 +151,12 @@ type Config struct {
 	// Now is the clock the cache ages by (not the request time); nil is
 	// time.Now.
 	Now func() time.Time
+	// OnApplied, if set, is called after every successful read of the
+	// change log, with the sequence applied (Applied): the instance
+	// registry reports it. It runs on the goroutine that applied the
+	// changes, with the log's lock held, so it must not block or call
+	// back into the verifier's Sync.
+	OnApplied func(seq int64)
 	// Attach, if set, is called once for every key record fetched from the
 	// store, and what it returns is kept with the record and returned with
 	// it by VerifyAttached: values a caller derives from a key (boxed
@@ -139,9 +168,8 @@ type Config struct {
 // entry is a cached key record. It is never modified once cached: a
 // refetch replaces it.
 type entry struct {
-	key       apikey.Key
-	attached  any // Config.Attach's result, nil without it
-	fetchedAt time.Time
+	key      apikey.Key
+	attached any // Config.Attach's result, nil without it
 }
 
 // shard is one part of the cache, chosen by a digest's first byte.
@@ -161,6 +189,22 @@ type Verifier struct {
 	storeTimeout time.Duration
 	logger       *zap.Logger
 	attach       func(*apikey.Key) any
+	onApplied    func(int64)
+
+	// epoch is the verifier's start by its clock; synced is when the
+	// change log was last read successfully, as a duration since epoch
+	// (monotonic with time.Now) plus one, or 0 if it never was: entries are
+	// trusted while it is within ttl (see the package doc).
+	epoch  time.Time
+	synced atomic.Int64
+	// alive is when the process was last known to run (the pause tick, or
+	// a successful read of the log), as synced; checked only when
+	// detectPauses (the clock is time.Now: a test's clock does not move
+	// with the tick).
+	alive        atomic.Int64
+	detectPauses bool
+	applied      atomic.Int64 // seq, readable without the log's lock
+	catchUp      singleflight.Group
 
 	shards []shard
 	mask   byte
@@ -216,6 +260,7 @@ func New(store Store, cfg Config) (*Verifier, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
+	detectPauses := cfg.Now == nil
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -230,6 +275,8 @@ func New(store Store, cfg Config) (*Verifier, error) {
 		storeTimeout:  cfg.StoreTimeout,
 		logger:        cfg.Logger,
 		attach:        cfg.Attach,
+		onApplied:     cfg.OnApplied,
+		detectPauses:  detectPauses,
 		shards:        make([]shard, n),
 		mask:          byte(n - 1),
 		hits:          cfg.Metrics.CacheLookups.WithLabelValues(metrics.LookupHit),
@@ -254,6 +301,8 @@ func New(store Store, cfg Config) (*Verifier, error) {
 		}
 	}
 	v.ctx, v.cancel = context.WithCancel(context.Background())
+	v.epoch = v.now()
+	v.markAlive(v.epoch)
 
 	// The sequence is read before anything is cached, so no change after it
 	// can be missed. Nothing is cached yet, so the purge is free.
@@ -266,8 +315,15 @@ func New(store Store, cfg Config) (*Verifier, error) {
 	if n, ok := store.(keystore.Notifier); ok {
 		notices = n.Notices()
 	}
+	// The poll keeps the log read within CacheTTL while the store answers,
+	// so that entries stay trusted without a request waiting for it.
+	interval := min(cfg.SyncInterval, cfg.CacheTTL/2)
 	v.done.Add(1)
-	go v.run(cfg.SyncInterval, notices)
+	go v.run(interval, notices)
+	if detectPauses {
+		v.done.Add(1)
+		go v.watchPauses()
+	}
 	return v, nil
 }
 
@@ -300,9 +356,20 @@ func (v *Verifier) VerifyAttached(ctx context.Context, authorization string, now
 	d := apikey.DigestOf(secret)
 	sh := &v.shards[d[0]&v.mask]
 	clock := v.now()
-	if e, ok := sh.keys.Get(d); ok && clock.Sub(e.fetchedAt) < v.ttl {
-		v.hits.Inc()
-		return judge(e, now)
+	if e, ok := sh.keys.Get(d); ok {
+		if v.trusted(clock) {
+			v.hits.Inc()
+			return judge(e, now)
+		}
+		// The log has not been read for CacheTTL: read it now, then
+		// trust what is left of the cache.
+		if err := v.catchUpLog(); err != nil {
+			return nil, nil, ErrUnavailable
+		}
+		if e, ok := sh.keys.Get(d); ok {
+			v.hits.Inc()
+			return judge(e, now)
+		}
 	}
 	if until, ok := sh.unknown.Get(d); ok && clock.Before(until) {
 		v.negativeHits.Inc()
@@ -314,6 +381,50 @@ func (v *Verifier) VerifyAttached(ctx context.Context, authorization string, now
 		return nil, nil, err
 	}
 	return judge(e, now)
+}
+
+// trusted reports whether the cache may be trusted at clock: the change
+// log was read successfully within CacheTTL.
+func (v *Verifier) trusted(clock time.Time) bool {
+	synced := v.synced.Load()
+	at := int64(clock.Sub(v.epoch))
+	if synced == 0 || at-(synced-1) >= int64(v.ttl) {
+		return false
+	}
+	return !v.detectPauses || at-(v.alive.Load()-1) < int64(pauseLimit)
+}
+
+// catchUpLog reads the change log for a request that found the cache
+// untrusted, sharing the read with concurrent such requests. It fails if
+// the log could not be read, or was read but the cache is still not
+// trusted (the clock moved on meanwhile: not expected).
+func (v *Verifier) catchUpLog() error {
+	_, err, _ := v.catchUp.Do("", func() (any, error) {
+		ctx, cancel := context.WithTimeout(v.ctx, v.storeTimeout)
+		defer cancel()
+		return nil, v.apply(ctx, v.poll)
+	})
+	if err != nil {
+		v.logGetError(err)
+		return err
+	}
+	if !v.trusted(v.now()) {
+		return errors.New("the change log was read but the cache is still not trusted")
+	}
+	return nil
+}
+
+// Applied returns the change sequence the cache has applied: every change
+// up to it is in force here.
+func (v *Verifier) Applied() int64 { return v.applied.Load() }
+
+// Len returns how many key records the cache holds.
+func (v *Verifier) Len() int {
+	n := 0
+	for i := range v.shards {
+		n += v.shards[i].keys.Len()
+	}
+	return n
 }
 
 // judge answers for a key record at request time now.
@@ -359,7 +470,7 @@ func (v *Verifier) load(d apikey.Digest, gen uint64) (*entry, error) {
 		v.logGetError(fmt.Errorf("waiting for one of %d key lookups in flight: %w", maxQueries, ctx.Err()))
 		return nil, ErrUnavailable
 	}
-	fetchedAt := v.now() // before the query: the entry is no fresher than that
+	fetchedAt := v.now()
 	k, err := v.store.GetByDigest(ctx, d)
 	sh := &v.shards[d[0]&v.mask]
 	switch {
@@ -377,7 +488,7 @@ func (v *Verifier) load(d apikey.Digest, gen uint64) (*entry, error) {
 		v.logGetError(err)
 		return nil, ErrUnavailable
 	}
-	e := &entry{key: k, fetchedAt: fetchedAt}
+	e := &entry{key: k}
 	if v.attach != nil {
 		e.attached = v.attach(&e.key)
 	}
@@ -420,6 +531,43 @@ func (v *Verifier) Sync(ctx context.Context) error {
 	return nil
 }
 
+// markAlive records that the process ran at t, unless it was known to
+// run later.
+func (v *Verifier) markAlive(t time.Time) {
+	at := int64(t.Sub(v.epoch)) + 1
+	for {
+		old := v.alive.Load()
+		if old >= at || v.alive.CompareAndSwap(old, at) {
+			return
+		}
+	}
+}
+
+// watchPauses notes every pauseTick that the process runs. It is a
+// goroutine of its own, so that a poll stuck on a stalled store does not
+// look like a pause.
+func (v *Verifier) watchPauses() {
+	defer v.done.Done()
+	tick := time.NewTicker(pauseTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-v.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := v.now()
+		if int64(now.Sub(v.epoch))-(v.alive.Load()-1) >= int64(pauseLimit) {
+			// Back from a pause: read the log before the cache is
+			// trusted again (shared with requests doing the same). If
+			// it cannot be read, the outage rule holds instead: trusted
+			// within CacheTTL of the last read.
+			_ = v.catchUpLog()
+		}
+		v.markAlive(now)
+	}
+}
+
 // run is the sync goroutine.
 func (v *Verifier) run(interval time.Duration, notices <-chan struct{}) {
 	defer v.done.Done()
@@ -459,7 +607,9 @@ func (v *Verifier) syncLogged(source prometheus.Counter) {
 }
 
 // apply reads the changes after the last one applied and invalidates what
-// they name, counting them on source (nil: not counted).
+// they name, counting them on source (nil: not counted). On success it
+// records when the read began (the cache is trusted from then on) and
+// reports the sequence applied.
 func (v *Verifier) apply(ctx context.Context, source prometheus.Counter) error {
 	select {
 	case v.syncing <- struct{}{}:
@@ -467,7 +617,22 @@ func (v *Verifier) apply(ctx context.Context, source prometheus.Counter) error {
 		return ctx.Err()
 	}
 	defer func() { <-v.syncing }()
+	began := v.now()
+	if err := v.applyLocked(ctx, source); err != nil {
+		return err
+	}
+	// Stored plus one: 0 means never read.
+	v.synced.Store(int64(began.Sub(v.epoch)) + 1)
+	v.markAlive(began)
+	v.applied.Store(v.seq)
+	if v.onApplied != nil {
+		v.onApplied(v.seq)
+	}
+	return nil
+}
 
+// applyLocked is apply with the log's lock held.
+func (v *Verifier) applyLocked(ctx context.Context, source prometheus.Counter) error {
 	if !v.seqKnown {
 		// Whatever was cached before the sequence was known may predate
 		// changes that will never be reported: drop it.

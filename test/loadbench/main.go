@@ -21,7 +21,7 @@
 //
 //	-duration d     length of each measured run (default 10s)
 //	-rounds n       interleaved rounds; the table shows medians (default 3)
-//	-scenarios s    comma-separated: upstream, cached, cached10k, miss,
+//	-scenarios s    comma-separated: upstream, cached, cached10k, cached100k, miss,
 //	                flood, postgres, or all (default all)
 //	-out dir        where report.md, results.json, logs and profiles go
 //	                (default test/.cache/loadbench/<time>)
@@ -377,6 +377,9 @@ type variant struct {
 	// profile: -profile takes a CPU and an allocation profile of the
 	// first instance under this load, after the rounds.
 	profile bool
+	// cover: the warm-up sends every key of a set larger than coverKeys
+	// too (within three minutes), for a cached scenario over many keys.
+	cover bool
 }
 
 // scenario is one table: configurations measured under one workload.
@@ -489,7 +492,11 @@ const coverKeys = 10_000
 // warmUp loads v, unmeasured, for d and, for a set of at most coverKeys
 // keys, until every key was sent at least once (within a minute).
 func (b *bench) warmUp(ctx context.Context, v variant, d time.Duration) error {
-	deadline := time.Now().Add(time.Minute)
+	limit := time.Minute
+	if v.cover {
+		limit = 3 * time.Minute
+	}
+	deadline := time.Now().Add(limit)
 	var sent int64
 	for {
 		r, err := b.measure(ctx, v, d)
@@ -497,11 +504,11 @@ func (b *bench) warmUp(ctx context.Context, v variant, d time.Duration) error {
 			return err
 		}
 		sent += r.Requests
-		if v.keys.n > coverKeys || sent >= int64(v.keys.n)*11/10 {
+		if (v.keys.n > coverKeys && !v.cover) || sent >= int64(v.keys.n)*11/10 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			logf("  %s: warm-up sent %d requests for %d keys in a minute: measuring anyway", v.name, sent, v.keys.n)
+			logf("  %s: warm-up sent %d requests for %d keys in %v: measuring anyway", v.name, sent, v.keys.n, limit)
 			return nil
 		}
 	}

@@ -35,6 +35,15 @@ var scenarios = []scenario{
 		setup:    setupCached10k,
 	},
 	{
+		name:  "cached100k",
+		title: "100,000 keys round-robin, all cached",
+		about: "Requests rotate over 100,000 valid keys of the million-key SQLite store with cache_size 120000: keygate's cache holds them all after the warm-up, which sends every key at least once. " +
+			"(At cache_size 100000 the shards a digest's first byte picks hold 6,250 keys each and the fuller ones would evict in a round-robin over exactly 100,000.)",
+		runs:     3,
+		profiles: 1,
+		setup:    setupCached100k,
+	},
+	{
 		name:  "miss",
 		title: "100,000 keys round-robin over a cache of 10,000: every request misses",
 		about: "Requests rotate over 100,000 valid keys of the million-key SQLite store with cache_size 10000: " +
@@ -260,6 +269,24 @@ func setupCached10k(ctx context.Context, b *bench) ([]variant, func(), error) {
 		{name: "bare", about: aboutBare, target: instances(bare), keys: keys},
 		rows(kg)[0],
 		{name: "forward_auth", about: aboutMap, target: fa, keys: keys, base: "bare"},
+	}, compared...), s.stop, nil
+}
+
+func setupCached100k(ctx context.Context, b *bench) ([]variant, func(), error) {
+	s := &starter{b: b, ctx: ctx}
+	bare := s.bare("bare")
+	kg := s.keygate("keygate", 120_000)
+	keys := b.keys["100k"]
+	rows := func(kg *instance) []variant {
+		return []variant{{name: "keygate", about: aboutKeygate, target: instances(kg), keys: keys, base: "bare", profile: true, cover: true}}
+	}
+	compared := s.compared("keygate", 120_000, rows)
+	if s.err != nil {
+		return nil, s.stop, s.err
+	}
+	return append([]variant{
+		{name: "bare", about: aboutBare, target: instances(bare), keys: keys, cover: true},
+		rows(kg)[0],
 	}, compared...), s.stop, nil
 }
 

@@ -236,14 +236,16 @@
       dialog.close();
       const op = form.dataset.op;
       await refreshList();
+      // Where the change is in force: "Revoked on 3 of 3 instances."
+      const spread = data.propagation_text ? " " + data.propagation_text : "";
       if (op === "revoke" || op === "update") {
-        announce(op === "revoke"
+        announce((op === "revoke"
           ? "Key “" + data.api_key.name + "” revoked. Requests with it now fail."
-          : "Key “" + data.api_key.name + "” updated.");
+          : "Key “" + data.api_key.name + "” updated.") + spread);
         const keys = $("#keys");
         if (keys) keys.focus();
       } else {
-        announce(op === "rotate" ? "Key “" + data.api_key.name + "” rotated." : "Key “" + data.api_key.name + "” created.");
+        announce((op === "rotate" ? "Key “" + data.api_key.name + "” rotated." : "Key “" + data.api_key.name + "” created.") + spread);
         showSecret(data);
       }
     });

@@ -30,18 +30,25 @@ const (
 type listener struct {
 	dial   func(ctx context.Context) (*pgx.Conn, error)
 	notify func()
-	logger *zap.Logger
+	// applied is called for every notification on appliedChannel (an
+	// instance applied changes), and after every connection, as such
+	// notifications may have been missed too.
+	applied func()
+	logger  *zap.Logger
 }
 
-// listen connects with dial and subscribes to the change channel.
+// listen connects with dial and subscribes to the change channel and to
+// the instances' applied channel.
 func listen(ctx context.Context, dial func(ctx context.Context) (*pgx.Conn, error)) (*pgx.Conn, error) {
 	conn, err := dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
-		closeConn(conn)
-		return nil, err
+	for _, ch := range []string{channel, appliedChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			closeConn(conn)
+			return nil, err
+		}
 	}
 	return conn, nil
 }
@@ -54,6 +61,9 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 	backoff := minBackoff
 	for {
 		l.notify()
+		if l.applied != nil {
+			l.applied()
+		}
 		err := l.wait(ctx, conn)
 		closeConn(conn)
 		if ctx.Err() != nil {
@@ -92,9 +102,13 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 func (l *listener) wait(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, pingInterval)
-		_, err := conn.WaitForNotification(wctx)
+		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
+		case err == nil && n.Channel == appliedChannel:
+			if l.applied != nil {
+				l.applied()
+			}
 		case err == nil:
 			l.notify()
 		case ctx.Err() != nil:

@@ -44,6 +44,7 @@ type Store struct {
 	closeOnce sync.Once
 
 	notices chan struct{}
+	applied keystore.Broadcast // AppliedNotices
 	cancel  context.CancelFunc // stops the listener
 	done    chan struct{}      // closed when the listener has stopped
 }
@@ -109,7 +110,7 @@ func open(ctx context.Context, dsn string, logger *zap.Logger, opts options) (*S
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
-	l := &listener{dial: opts.dial, notify: s.notify, logger: logger}
+	l := &listener{dial: opts.dial, notify: s.notify, applied: s.applied.Notify, logger: logger}
 	go func() {
 		defer close(s.done)
 		l.run(lctx, conn)
@@ -668,4 +669,5 @@ func connectionLost(ctx context.Context, err error) bool {
 var (
 	_ keystore.Store    = (*Store)(nil)
 	_ keystore.Notifier = (*Store)(nil)
+	_ keystore.Registry = (*Store)(nil)
 )

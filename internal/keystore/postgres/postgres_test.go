@@ -663,3 +663,10 @@ func TestSessionsAreNamedUnlessTheDSNNamesThem(t *testing.T) {
 		})
 	}
 }
+
+func TestRegistryConformance(t *testing.T) {
+	storetest.RunRegistry(t, func(t *testing.T) (keystore.Store, keystore.Registry) {
+		s := openStore(t, pgtest.NewDatabase(t), options{})
+		return s, s
+	})
+}

@@ -76,6 +76,22 @@ ALTER TABLE keygate_keys
 	ADD COLUMN rate_limits text NOT NULL DEFAULT '[]';
 CREATE INDEX keygate_keys_owner ON keygate_keys (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
 `,
+	// next (issue 14; numbered at merge): the gateway instances sharing
+	// the database (keystore.Registry). A row is written by its instance
+	// every sync_interval and whenever it applies changes; seen_at is the
+	// server's clock, so instances on hosts whose clocks differ are
+	// judged alike.
+	`
+CREATE TABLE keygate_instances (
+	id            text PRIMARY KEY,
+	hostname      text NOT NULL,
+	version       text NOT NULL,
+	started_at    timestamptz NOT NULL,
+	seen_at       timestamptz NOT NULL,
+	applied_seq   bigint NOT NULL,
+	cache_entries bigint NOT NULL
+);
+`,
 }
 
 // migrate brings the schema up to the newest version. The advisory lock,
