@@ -36,6 +36,7 @@ func init() {
 //	PATCH  /apikeys/{id}            {"name"?, "metadata"?, "allowed_origins"?, "allowed_ips"?} → 200 the key, changed
 //	DELETE /apikeys/{id}            → 200 the key, revoked (revoking again changes nothing)
 //	POST   /apikeys/{id}/rotate     {"grace"} (optional) → 201 {"secret", "api_key", "previous"}
+//	GET    /apikeys/backup          → 200 a copy of the sqlite store (backup.go)
 //
 // It looks up the apikeys app of the running config on every request
 // rather than at provision time: admin routers are provisioned once per
@@ -67,6 +68,8 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: adminAPIKeysPath, Handler: handler},
 		{Pattern: adminAPIKeysPath + "/", Handler: handler},
+		// The backup of the sqlite store (backup.go).
+		{Pattern: adminBackupPath, Handler: caddy.AdminHandlerFunc(a.handleBackup)},
 	}
 }
 

@@ -34,7 +34,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "apikey",
-		Usage: "create|list|show|update|revoke|rotate [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
+		Usage: "create|list|show|update|revoke|rotate|backup [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
 		Short: "Creates, lists, shows, updates, revokes and rotates API keys",
 		Long: `
 Manages keygate's API keys through the admin API of a running instance:
@@ -47,6 +47,7 @@ Manages keygate's API keys through the admin API of a running instance:
                 [--origin ORIGIN... | --no-origins] [--ip CIDR... | --no-ips]
   apikey revoke ID [--yes]
   apikey rotate ID [--grace DURATION]
+  apikey backup FILE [--force]
 
 create and rotate print the new key's secret once: it cannot be shown
 again. revoke asks for confirmation when stdin is a terminal and needs
@@ -186,6 +187,7 @@ rotated.`,
 	rotate.Flags().String("grace", "24h", "How long the old key keeps working, a Go duration from 0s to 168h")
 
 	cmd.AddCommand(create, list, show, update, revoke, rotate)
+	cmd.AddCommand(c.backupCommand())
 }
 
 // runCreate runs apikey create.
