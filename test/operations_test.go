@@ -432,3 +432,126 @@ func listeningTCPPorts(t *testing.T, pid int) []int {
 	}
 	return ports
 }
+
+// TestSystemdUnit checks docs/systemd/keygate.service: systemd-analyze
+// verify accepts it (with the binary under test in place of
+// /usr/bin/keygate) without a warning, and its ExecStart and ExecReload
+// name subcommands and flags the binary has.
+func TestSystemdUnit(t *testing.T) {
+	t.Parallel()
+	unit, err := os.ReadFile(filepath.Join("..", "docs", "systemd", "keygate.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(unit), "/usr/bin/keygate", keygateBin)
+
+	var execs int
+	for line := range strings.Lines(text) {
+		key, value, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok || (key != "ExecStart" && key != "ExecReload") {
+			continue
+		}
+		execs++
+		args := strings.Fields(value)
+		if len(args) < 2 || args[0] != keygateBin {
+			t.Errorf("%s runs %q, not keygate", key, value)
+			continue
+		}
+		help, err := exec.Command(keygateBin, args[1], "--help").CombinedOutput()
+		if err != nil {
+			t.Errorf("%s: keygate %s --help: %v: %s", key, args[1], err, help)
+			continue
+		}
+		for _, a := range args[2:] {
+			if strings.HasPrefix(a, "--") && !strings.Contains(string(help), a+" ") {
+				t.Errorf("%s: keygate %s has no flag %s", key, args[1], a)
+			}
+		}
+	}
+	if execs != 2 {
+		t.Errorf("found %d ExecStart/ExecReload lines, want 2", execs)
+	}
+	for _, want := range []string{"User=keygate", "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE", "LimitNOFILE=1048576", "RuntimeDirectory=keygate"} {
+		if !strings.Contains(text, "\n"+want+"\n") {
+			t.Errorf("the unit lacks the line %s", want)
+		}
+	}
+
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		msg := "systemd-analyze not found (Debian package systemd): the unit was not verified"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	path := filepath.Join(t.TempDir(), "keygate.service")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("systemd-analyze verify: %v:\n%s", err, out)
+	}
+}
+
+// validateCaddyfile is a config with the default sqlite store.
+const validateCaddyfile = `{
+	admin off
+	apikeys {
+		store sqlite
+	}
+}
+
+http://127.0.0.1:8080 {
+	apikey
+	respond "ok"
+}
+`
+
+// TestValidateCreatesTheSQLiteStore shows, for docs/OPERATIONS.md, that
+// keygate validate opens (so creates, or migrates) the sqlite store: in
+// $XDG_DATA_HOME/caddy/keygate/keys.db, else in
+// $HOME/.local/share/caddy/keygate/keys.db, as the service would.
+func TestValidateCreatesTheSQLiteStore(t *testing.T) {
+	t.Parallel()
+	config := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(config, []byte(validateCaddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var base []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "XDG_DATA_HOME=") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
+			base = append(base, kv)
+		}
+	}
+	home, xdg := t.TempDir(), t.TempDir()
+	for _, c := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"HOME only", []string{"HOME=" + home}, filepath.Join(home, ".local", "share", "caddy", "keygate", "keys.db")},
+		{"XDG_DATA_HOME", []string{"HOME=" + home, "XDG_DATA_HOME=" + xdg}, filepath.Join(xdg, "caddy", "keygate", "keys.db")},
+	} {
+		if _, err := os.Stat(c.want); err == nil {
+			t.Fatalf("%s: %s exists before validate", c.name, c.want)
+		}
+		cmd := exec.Command(keygateBin, "validate", "--config", config)
+		cmd.Dir = home
+		cmd.Env = append(append([]string(nil), base...), c.env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Valid configuration") {
+			t.Fatalf("%s: keygate validate: %v:\n%s", c.name, err, out)
+		}
+		info, err := os.Stat(c.want)
+		if err != nil {
+			t.Errorf("%s: after validate: %v", c.name, err)
+			continue
+		}
+		t.Logf("%s: validate created %s (mode %v, %d bytes)", c.name, c.want, info.Mode(), info.Size())
+		if info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %s has mode %v, want 0600", c.name, c.want, info.Mode().Perm())
+		}
+	}
+}
