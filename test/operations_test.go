@@ -327,8 +327,19 @@ type unixGateway struct {
 func startUnixGateway(t *testing.T, dir, text string, ports Ports, sock string) *unixGateway {
 	t.Helper()
 	g := &Gateway{t: t, Ports: ports}
-	p := &unixGateway{dir: dir, config: filepath.Join(dir, "Caddyfile"), ports: ports, out: new(syncBuffer)}
-	if err := os.WriteFile(p.config, []byte(g.Render(text)), 0o600); err != nil {
+	return startProcess(t, dir, "Caddyfile", g.Render(text), ports, func() bool {
+		_, err := os.Stat(sock)
+		return err == nil
+	})
+}
+
+// startProcess starts keygate in dir with config (written to dir/name;
+// a name ending in .json is a JSON config) and waits until ready reports
+// true and the site port answers.
+func startProcess(t *testing.T, dir, name, config string, ports Ports, ready func() bool) *unixGateway {
+	t.Helper()
+	p := &unixGateway{dir: dir, config: filepath.Join(dir, name), ports: ports, out: new(syncBuffer)}
+	if err := os.WriteFile(p.config, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p.env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
@@ -360,7 +371,7 @@ func startUnixGateway(t *testing.T, dir, text string, ports Ports, sock string) 
 			t.Fatalf("keygate exited before it was ready:\n%s", p.out.String())
 		default:
 		}
-		if _, err := os.Stat(sock); err == nil {
+		if ready() {
 			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ports.Site), time.Second); err == nil {
 				c.Close()
 				return p
