@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite"
 
 	"github.com/docana/keygate/internal/keystore/postgres/pgtest"
 )
@@ -564,5 +567,53 @@ func TestValidateCreatesTheSQLiteStore(t *testing.T) {
 		if info.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %s has mode %v, want 0600", c.name, c.want, info.Mode().Perm())
 		}
+	}
+}
+
+// TestNewerSchemaIsRefused is the downgrade guard of docs/OPERATIONS.md:
+// an older keygate (here: a store file marked one schema version ahead of
+// this binary) refuses the file with a message, and leaves it as it was.
+func TestNewerSchemaIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	store := filepath.Join(dir, "keys.db")
+	config := filepath.Join(dir, "Caddyfile")
+	text := strings.Replace(validateCaddyfile, "store sqlite\n", "store sqlite "+store+"\n", 1)
+	if err := os.WriteFile(config, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	validate := func() (string, error) {
+		cmd := exec.Command(keygateBin, "validate", "--config", config)
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := validate(); err != nil {
+		t.Fatalf("validate on a new file: %v\n%s", err, out)
+	}
+	db, err := sql.Open("sqlite", store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var version int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version < 1 {
+		t.Fatalf("user_version %d, %v", version, err)
+	}
+	newer := version + 1
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", newer)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := validate()
+	if err == nil {
+		t.Fatalf("validate on a file of a newer schema succeeded:\n%s", out)
+	}
+	want := fmt.Sprintf("the file has schema version %d, newer than this keygate knows (%d): it was written by a newer keygate; upgrade keygate or use another file", newer, version)
+	if !strings.Contains(out, want) {
+		t.Errorf("validate's output lacks %q:\n%s", want, out)
+	}
+	t.Logf("%s", out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != newer {
+		t.Errorf("user_version after the refusal: %d, %v; want %d", version, err, newer)
 	}
 }
