@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -28,10 +29,14 @@ type backupper interface {
 	Backup(ctx context.Context) (*sqlite.BackupFile, error)
 }
 
+// backupTimeout bounds copying the store and sending the copy, rather
+// than adminTimeout: a large store takes longer to copy and send than a
+// key change, and a client reading slowly must not hold the copy open
+// for ever.
+const backupTimeout = 10 * time.Minute
+
 // handleBackup serves GET /apikeys/backup: the body is the copy, a
-// complete SQLite database holding digests and never a secret. The copy
-// is bounded by the request's context rather than adminTimeout: a large
-// store may take longer to copy and send than a key change.
+// complete SQLite database holding digests and never a secret.
 func (adminAPI) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodGet {
@@ -59,7 +64,13 @@ func serveBackup(w http.ResponseWriter, r *http.Request, store keystore.Store) e
 			Err:        errors.New("this key store is PostgreSQL: back up its database with pg_dump (docs/OPERATIONS.md); GET /apikeys/backup copies the sqlite store only"),
 		}
 	}
-	f, err := b.Backup(r.Context())
+	ctx, cancel := context.WithTimeout(r.Context(), backupTimeout)
+	defer cancel()
+	// The admin server sets no write timeout; this one covers the copy and
+	// the transfer. An error means the connection cannot have one, which
+	// leaves the transfer bounded by the client only.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(backupTimeout))
+	f, err := b.Backup(ctx)
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		return caddy.APIError{
