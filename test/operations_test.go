@@ -299,6 +299,11 @@ func TestAdminOnUnixSocket(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "through the socket") {
 		t.Errorf("apikey list through the socket: exit %d: %s%s", code, stdout, stderr)
 	}
+	// Or with the address read from the Caddyfile.
+	stdout, stderr, code = p.run("apikey", "list", "--config", p.config)
+	if code != 0 || !strings.Contains(stdout, "through the socket") {
+		t.Errorf("apikey list --config: exit %d: %s%s", code, stdout, stderr)
+	}
 	// The unit's ExecReload: reload finds the socket in the Caddyfile.
 	stdout, stderr, code = p.run("reload", "--config", p.config, "--force")
 	if code != 0 {
