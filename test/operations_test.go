@@ -219,12 +219,27 @@ func TestBackupRouteAnswers(t *testing.T) {
 	}
 }
 
+// postgresCaddyfile is a gateway on the PostgreSQL store of $KEYGATE_DSN.
+const postgresCaddyfile = `{
+	admin {{.Admin}}
+	persist_config off
+	apikeys {
+		store postgres {env.KEYGATE_DSN}
+	}
+}
+
+http://127.0.0.1:{{.Site}} {
+	apikey
+	reverse_proxy {{.Upstream}}
+}
+`
+
 // TestBackupOfPostgresStoreSaysUsePgDump: a gateway on PostgreSQL answers
 // 501 with what to use instead, and the CLI prints it and writes nothing.
 func TestBackupOfPostgresStoreSaysUsePgDump(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.NewDatabase(t)
-	g := StartGateway(t, Options{Caddyfile: multiInstanceCaddyfile, Extra: map[string]any{"SyncInterval": "5s"}, Env: []string{"KEYGATE_DSN=" + dsn}})
+	g := StartGateway(t, Options{Caddyfile: postgresCaddyfile, Env: []string{"KEYGATE_DSN=" + dsn}})
 	resp, body := g.Admin(http.MethodGet, "/apikeys/backup", nil)
 	if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(string(body), "pg_dump") {
 		t.Errorf("GET /apikeys/backup on postgres: %d %s", resp.StatusCode, body)

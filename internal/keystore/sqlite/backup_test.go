@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/docana/keygate/internal/keystore"
 )
@@ -63,10 +64,8 @@ func TestBackupWhileWriting(t *testing.T) {
 		}
 	})
 	// Let the writer get going, so the copy is taken among writes.
-	for created.Load() < 5 {
-		if t.Failed() {
-			break
-		}
+	for created.Load() < 5 && !t.Failed() {
+		time.Sleep(time.Millisecond)
 	}
 	b, err := s.Backup(t.Context())
 	close(stop)
