@@ -37,6 +37,7 @@ func init() {
 //	DELETE /apikeys/{id}            → 200 the key, revoked (revoking again changes nothing)
 //	POST   /apikeys/{id}/rotate     {"grace"} (optional) → 201 {"secret", "api_key", "previous"}
 //	GET    /apikeys/instances       → 200 {"instances": [...], "seq": N}: the gateway instances on the store
+//	GET    /apikeys/backup          → 200 a copy of the sqlite store (backup.go)
 //
 // A change (create, update, revoke, rotate) answers once every live
 // instance applied it, or after confirm_timeout; the key in the answer
@@ -73,6 +74,8 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: adminAPIKeysPath, Handler: handler},
 		{Pattern: adminAPIKeysPath + "/", Handler: handler},
+		// The backup of the sqlite store (backup.go).
+		{Pattern: adminBackupPath, Handler: caddy.AdminHandlerFunc(a.handleBackup)},
 	}
 }
 

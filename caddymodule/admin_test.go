@@ -450,7 +450,7 @@ func TestAdminAPIRoutes(t *testing.T) {
 	for _, r := range (adminAPI{}).Routes() {
 		got = append(got, r.Pattern)
 	}
-	if want := []string{"/apikeys", "/apikeys/"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{"/apikeys", "/apikeys/", "/apikeys/backup"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got routes %v, want %v", got, want)
 	}
 	if id := (adminAPI{}).CaddyModule().ID; id != "admin.api.apikeys" {

@@ -34,8 +34,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "apikey",
-		Usage: "create|list|show|update|revoke|rotate|instances [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
-		Short: "Creates, lists, shows, updates, revokes and rotates API keys; lists the gateway instances",
+		Usage: "create|list|show|update|revoke|rotate|instances|backup [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
+		Short: "Creates, lists, shows, updates, revokes and rotates API keys; lists the gateway instances; backs up the key store",
 		Long: `
 Manages keygate's API keys through the admin API of a running instance:
 
@@ -48,6 +48,7 @@ Manages keygate's API keys through the admin API of a running instance:
   apikey revoke ID [--yes]
   apikey rotate ID [--grace DURATION]
   apikey instances
+  apikey backup FILE [--force]
 
 create and rotate print the new key's secret once: it cannot be shown
 again. revoke asks for confirmation when stdin is a terminal and needs
@@ -205,6 +206,7 @@ made through the admin API or the console waits for every live instance.`,
 	}
 
 	cmd.AddCommand(create, list, show, update, revoke, rotate, instances)
+	cmd.AddCommand(c.backupCommand())
 }
 
 // runInstances runs apikey instances.

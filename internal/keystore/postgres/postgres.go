@@ -86,7 +86,7 @@ func open(ctx context.Context, dsn string, logger *zap.Logger, opts options) (*S
 	}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("opening postgres key store: %w", err)
+		return nil, fmt.Errorf("opening postgres key store: %w", explainMissingDatabase(err, &cfg.ConnConfig.Config))
 	}
 	if opts.dial == nil {
 		connCfg := cfg.ConnConfig
