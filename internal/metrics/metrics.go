@@ -70,6 +70,9 @@ type Metrics struct {
 	// Invalidations counts cache invalidations by source: local, notify,
 	// poll.
 	Invalidations *prometheus.CounterVec
+	// RateLimitStoreErrors counts failed calls to the shared rate-limit
+	// store (Redis).
+	RateLimitStoreErrors prometheus.Counter
 }
 
 // New returns a fresh set of collectors, registered nowhere.
@@ -111,6 +114,11 @@ func New() *Metrics {
 			Name:      "invalidations_total",
 			Help:      "Cache invalidations applied, one per changed key or whole-cache purge, by how the change was learned: local (this instance's admin API), notify (a store notification) or poll (the periodic check).",
 		}, []string{"source"}),
+		RateLimitStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "rate_limit_store_errors_total",
+			Help:      "Calls to the shared rate-limit store (Redis) that failed; while it fails, keys with rate limits are admitted or refused as rate_limit_on_error says.",
+		}),
 	}
 }
 
@@ -119,6 +127,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.Requests, m.VerifyDuration, m.CacheLookups, m.StoreErrors,
 		m.LastUsedPending, m.LastUsedWrites, m.Invalidations,
+		m.RateLimitStoreErrors,
 	}
 }
 

@@ -170,29 +170,41 @@ func (p *Policy) has(l time.Duration) bool {
 // it in every window of e if admitted.
 func (e *entry) decide(p *Policy, t int64) Decision {
 	var ws [MaxLimits]*window
-	var sums [MaxLimits]int64
+	allowed := e.windowsOf(p, t, &ws)
+	if allowed {
+		for i := range p.limits {
+			ws[i].add(1)
+		}
+	}
+	return report(p, t, &ws, allowed)
+}
+
+// windowsOf sets ws to e's windows of p's limits, advanced to t, and
+// reports whether every limit admits one more request.
+func (e *entry) windowsOf(p *Policy, t int64, ws *[MaxLimits]*window) bool {
 	allowed := true
 	for i, l := range p.limits {
 		w := e.slot(l.Window, p, t)
 		w.advance(t)
 		ws[i] = w
-		sums[i] = w.sum()
-		if sums[i] >= l.N {
+		if w.sum() >= l.N {
 			allowed = false
 		}
 	}
+	return allowed
+}
+
+// report returns the decision for a request at t under p whose windows
+// ws count it already if it was allowed.
+func report(p *Policy, t int64, ws *[MaxLimits]*window, allowed bool) Decision {
 	d := Decision{Allowed: allowed}
 	if allowed {
-		for i := range p.limits {
-			ws[i].add(1)
-			sums[i]++
-		}
 		// The limit closest to exhaustion: least remaining as a share
 		// of N (r1/n1 < r2/n2 without division).
 		best := -1
 		var br, bn int64
 		for i, l := range p.limits {
-			r := l.N - sums[i]
+			r := max(l.N-ws[i].sum(), 0)
 			if best < 0 || r*bn < br*l.N {
 				best, br, bn = i, r, l.N
 			}
@@ -202,7 +214,7 @@ func (e *entry) decide(p *Policy, t int64) Decision {
 		return d
 	}
 	for i, l := range p.limits {
-		if sums[i] < l.N {
+		if ws[i].sum() < l.N {
 			continue
 		}
 		if r := ws[i].untilBelow(l.N, t); r >= d.RetryAfter {
