@@ -211,6 +211,9 @@ return out
 
 var ringString = strconv.Itoa(ring)
 
+// syncCalls counts the calls made for a request, for tests.
+var syncCalls atomic.Int64
+
 // Allow judges a request of the key id at now against p. Far from the
 // key's limits it decides locally; near them it asks Redis. It returns
 // ErrUnavailable (and no decision) while Redis cannot be reached.
@@ -412,6 +415,7 @@ func (c *call) args() ([]string, []any) {
 
 // run1 makes one call.
 func (r *Redis) run1(c *call) (*result, error) {
+	syncCalls.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
 	keys, args := c.args()

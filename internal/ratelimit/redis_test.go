@@ -252,7 +252,11 @@ func contains(s, sub string) bool {
 
 func BenchmarkRedisAllowFarFromTheLimit(b *testing.B) {
 	url := redisURL(b)
-	r := newRedis(b, url)
+	r, err := NewRedis(RedisConfig{URL: url})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
 	p := mustCompile(b, "1000000000/1m")
 	ids := make([]string, 1024)
 	for i := range ids {
@@ -262,6 +266,7 @@ func BenchmarkRedisAllowFarFromTheLimit(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
+	calls := syncCalls.Load()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
@@ -272,4 +277,5 @@ func BenchmarkRedisAllowFarFromTheLimit(b *testing.B) {
 			}
 		}
 	})
+	b.ReportMetric(float64(syncCalls.Load()-calls)/float64(b.N), "calls/op")
 }
