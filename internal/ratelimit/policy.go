@@ -3,7 +3,9 @@ package ratelimit
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 )
 
 // Policy is a key's limits compiled for the request path: parsed once per
@@ -110,4 +112,46 @@ func (p *Policy) AppendRateLimit(b []byte, d Decision) []byte {
 func Seconds(d time.Duration) int64 {
 	s := int64((d + time.Second - 1) / time.Second)
 	return max(s, 1)
+}
+
+// slab is a run of memory that RateLimitValue carves header values from:
+// an admitted answer's RateLimit field then costs no allocation of its
+// own, only a share of the slab's (one allocation per slabStrings
+// values). A slab is kept alive by the answers whose headers use it.
+type slab struct {
+	buf  []byte
+	strs []string
+}
+
+// Slab sizes: a value is at most ~40 bytes ("30d" names, 10-digit r,
+// 7-digit t).
+const (
+	slabBytes   = 8 << 10
+	slabStrings = 256
+	maxValueLen = 64
+)
+
+var slabs = sync.Pool{New: func() any { return new(slab) }}
+
+// RateLimitValue returns the RateLimit field value of d under p as a
+// one-element header value list, without allocating per call (see slab).
+// The caller must not modify the slice or append to it.
+func (p *Policy) RateLimitValue(d Decision) []string {
+	s := slabs.Get().(*slab)
+	if cap(s.buf)-len(s.buf) < maxValueLen {
+		s.buf = make([]byte, 0, slabBytes)
+	}
+	if len(s.strs) == cap(s.strs) {
+		s.strs = make([]string, 0, slabStrings)
+	}
+	start := len(s.buf)
+	s.buf = p.AppendRateLimit(s.buf, d)
+	// The bytes from start on are never written again: later values are
+	// appended after them, and a full slab is replaced, not reused.
+	v := unsafe.String(&s.buf[start], len(s.buf)-start)
+	s.strs = append(s.strs, v)
+	n := len(s.strs)
+	out := s.strs[n-1 : n : n]
+	slabs.Put(s)
+	return out
 }
