@@ -22,6 +22,9 @@ const caddyfile = `{
 	apikeys {
 		{{.Store}}
 		cache_size {{.CacheSize}}
+{{- range .RateLimit}}
+		{{.}}
+{{- end}}
 	}
 {{- end}}
 }
@@ -71,6 +74,7 @@ type caddyConfig struct {
 	CacheSize int    // for keygate
 	Secret    string // the one key the header matcher accepts
 	Auth      string // host:port of the auth service, for forward_auth
+	RateLimit []string // more apikeys lines, for keygate: rate_limit ...
 	Admin     int    // set by startCaddy
 	Port      int    // set by startCaddy
 
