@@ -116,6 +116,10 @@ type rentry struct {
 	// policy is the key's policy of its last request, for the budget the
 	// flusher's reads give.
 	policy *Policy
+	// judged is the policy of the last request Redis judged: local
+	// decisions are made only under it, so that a window the key did not
+	// have then (its limits changed) is read from Redis before it counts.
+	judged *Policy
 }
 
 // NewRedis returns a limiter over the Redis at cfg.URL. It does not
@@ -230,7 +234,7 @@ func (r *Redis) Allow(id string, p *Policy, now time.Time) (Decision, error) {
 		sh.entries[id] = e
 	}
 	e.policy = p
-	if e.synced != 0 && t-e.synced < r.stale && e.budget > 0 {
+	if e.judged == p && t-e.synced < r.stale && e.budget > 0 {
 		var ws [MaxLimits]*window
 		allowed := e.windowsOf(p, t, &ws)
 		if allowed {
@@ -264,6 +268,7 @@ func (r *Redis) Allow(id string, p *Policy, now time.Time) (Decision, error) {
 		return Decision{}, err
 	}
 	e.apply(call, res, t)
+	e.judged = p
 	var ws [MaxLimits]*window
 	e.windowsOf(p, t, &ws)
 	return report(p, t, &ws, res.admitted), nil

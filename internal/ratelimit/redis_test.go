@@ -282,3 +282,23 @@ func BenchmarkRedisAllowFarFromTheLimit(b *testing.B) {
 	})
 	b.ReportMetric(float64(syncCalls.Load()-calls)/float64(b.N), "calls/op")
 }
+
+// A window a key did not have when Redis last judged it is read from Redis
+// before the instance decides alone: the other instance may have used it.
+func TestRedisANewWindowIsReadBeforeLocalDecisions(t *testing.T) {
+	url := redisURL(t)
+	a, b := newRedis(t, url), newRedis(t, url)
+	before := mustCompile(t, "1000/1m")
+	after := mustCompile(t, "1000/1m", "5/1h")
+	if d, err := a.Allow("key_new", before, time.Now()); err != nil || !d.Allowed {
+		t.Fatalf("first request: %+v, %v", d, err)
+	}
+	for range 5 {
+		if _, err := b.Allow("key_new", after, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, err := a.Allow("key_new", after, time.Now()); err != nil || d.Allowed {
+		t.Fatalf("a request under the new 5/1h, which the other instance spent: %+v, %v; want refused", d, err)
+	}
+}
