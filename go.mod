@@ -11,12 +11,15 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
+	github.com/redis/go-redis/v9 v9.23.0
 	github.com/spf13/cobra v1.10.2
 	go.uber.org/zap v1.28.0
 	golang.org/x/sync v0.25.0
 	golang.org/x/term v0.46.0
 	modernc.org/sqlite v1.62.0
 )
+
+require go.uber.org/atomic v1.12.0 // indirect
 
 require (
 	cel.dev/cel-go v0.32.0 // indirect

@@ -27,13 +27,13 @@ func init() {
 // adminAPI manages API keys on Caddy's admin endpoint:
 //
 //	POST   /apikeys                 {"name", "scope", "expires_in", "owner"?, "metadata"?,
-//	                                 "allowed_origins"?, "allowed_ips"?} → 201 {"secret", "api_key"}
+//	                                 "allowed_origins"?, "allowed_ips"?, "rate_limits"?} → 201 {"secret", "api_key"}
 //	                                  created_by is {"type": "admin", "id": the Keygate-Actor header or ""}
 //	GET    /apikeys[?status=active|revoked|expired][&owner=O][&q=TEXT][&limit=N][&cursor=C]
 //	                                → 200 {"api_keys": [...], "next_cursor": "..." | null}, newest first;
 //	                                  q is a key ID or part of a name; limit 1-1000, default 100
 //	GET    /apikeys/{id}            → 200 the key
-//	PATCH  /apikeys/{id}            {"name"?, "metadata"?, "allowed_origins"?, "allowed_ips"?} → 200 the key, changed
+//	PATCH  /apikeys/{id}            {"name"?, "metadata"?, "allowed_origins"?, "allowed_ips"?, "rate_limits"?} → 200 the key, changed
 //	DELETE /apikeys/{id}            → 200 the key, revoked (revoking again changes nothing)
 //	POST   /apikeys/{id}/rotate     {"grace"} (optional) → 201 {"secret", "api_key", "previous"}
 //	GET    /apikeys/instances       → 200 {"instances": [...], "seq": N}: the gateway instances on the store
@@ -116,6 +116,7 @@ type createRequest struct {
 	Metadata       map[string]string `json:"metadata,omitempty"`
 	AllowedOrigins []string          `json:"allowed_origins,omitempty"`
 	AllowedIPs     []string          `json:"allowed_ips,omitempty"`
+	RateLimits     []string          `json:"rate_limits,omitempty"`
 }
 
 // updateRequest is the body of PATCH /apikeys/{id}: the fields to change.
@@ -126,6 +127,8 @@ type updateRequest struct {
 	// an empty list sends [] and clears one.
 	AllowedOrigins *[]string `json:"allowed_origins,omitempty"`
 	AllowedIPs     *[]string `json:"allowed_ips,omitempty"`
+	// RateLimits replaces the key's rate limits; [] clears them.
+	RateLimits *[]string `json:"rate_limits,omitempty"`
 }
 
 // actorHeader names who makes an admin request: the admin API records it
@@ -386,6 +389,7 @@ func createKey(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 		{name: "metadata", dst: &req.Metadata},
 		{name: "allowed_origins", dst: &req.AllowedOrigins},
 		{name: "allowed_ips", dst: &req.AllowedIPs},
+		{name: "rate_limits", dst: &req.RateLimits},
 	})
 	if err != nil {
 		return err
@@ -401,6 +405,7 @@ func createKey(w http.ResponseWriter, r *http.Request, svc keyManager) error {
 		Name: req.Name, Scope: req.Scope, ExpiresIn: req.ExpiresIn,
 		Owner: req.Owner, Metadata: req.Metadata, CreatedBy: actor,
 		AllowedOrigins: req.AllowedOrigins, AllowedIPs: req.AllowedIPs,
+		RateLimits: req.RateLimits,
 	})
 	if err != nil {
 		return serviceError(w, err, "")
@@ -436,7 +441,7 @@ func requestActor(r *http.Request) (apikey.Actor, error) {
 }
 
 // updateKey serves PATCH /apikeys/{id}: it changes the key's name,
-// metadata, allowed origins or allowed IPs, each given replacing the old
+// metadata, allowed origins, allowed IPs or rate limits, each given replacing the old
 // value whole ("metadata": {} or "allowed_ips": [] clears it), and answers the key as it is afterwards. The change is in
 // force on this instance when the answer is sent. Scope, owner and expiry
 // never change: the answer says to rotate or create instead.
@@ -445,8 +450,10 @@ func updateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 		name               string
 		metadata           map[string]string
 		origins, ips       []string
+		limits             []string
 		nameSet, metaSet   bool
 		originsSet, ipsSet bool
+		limitsSet          bool
 	)
 	const newKey = "cannot be changed: create a new key with the one you want, then revoke this one"
 	err := decodeObject(w, r, false, []bodyField{
@@ -454,6 +461,7 @@ func updateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 		{name: "metadata", dst: &metadata, set: &metaSet},
 		{name: "allowed_origins", dst: &origins, set: &originsSet},
 		{name: "allowed_ips", dst: &ips, set: &ipsSet},
+		{name: "rate_limits", dst: &limits, set: &limitsSet},
 		{name: "scope", refused: newKey},
 		{name: "owner", refused: newKey},
 		{name: "expires_in", refused: "cannot be changed: rotate the key for a new one with the same lifetime counted from now, or create a new key"},
@@ -474,6 +482,9 @@ func updateKey(w http.ResponseWriter, r *http.Request, svc keyManager, id string
 	}
 	if ipsSet {
 		u.AllowedIPs = &ips
+	}
+	if limitsSet {
+		u.RateLimits = &limits
 	}
 	k, err := svc.Update(r.Context(), id, u)
 	if err != nil {

@@ -122,10 +122,56 @@ type App struct {
 	// pooled resources: changing it keeps the store and the cache.
 	ConfirmTimeout *caddy.Duration `json:"confirm_timeout,omitempty"`
 
+	// RateLimits are the default rate limits by scope ("full", "widget",
+	// "routine"): the limits of the keys of that scope that have none of
+	// their own, each "N/WINDOW" as a key's rate_limits (at most 4, each
+	// window once). A scope without defaults leaves such keys unlimited.
+	// Changing them keeps what keys have used.
+	RateLimits map[string][]string `json:"rate_limits,omitempty"`
+
+	// RateLimitStore is where requests are counted against rate limits.
+	// Default: local (each instance counts in its own memory, so behind a
+	// load balancer over N instances a key may make N times its limit).
+	RateLimitStore *RateLimitStoreConfig `json:"rate_limit_store,omitempty"`
+
+	// RateLimitOnError is what happens to requests of keys with rate
+	// limits while the shared rate-limit store (Redis) fails: "allow"
+	// admits them uncounted (the default: an outage of the counter does
+	// not become an outage of the API), "deny" refuses them with 503
+	// rate_limit_unavailable and Retry-After.
+	RateLimitOnError string `json:"rate_limit_on_error,omitempty"`
+
 	res     *resources          // nil until Provision succeeds
 	svc     *keyservice.Service // res.service with this config's confirm_timeout
 	poolKey string
-	logger  *zap.Logger
+	// limits is what handlers need to enforce rate limits; limitKey its
+	// entry in limiterPool ("" if none was taken).
+	limits   *rateLimits
+	limitKey string
+	logger   *zap.Logger
+}
+
+// Rate-limit stores.
+const (
+	RateLimitLocal = "local"
+	RateLimitRedis = "redis"
+)
+
+// Values of RateLimitOnError.
+const (
+	RateLimitAllow = "allow"
+	RateLimitDeny  = "deny"
+)
+
+// RateLimitStoreConfig selects where requests are counted.
+type RateLimitStoreConfig struct {
+	// Backend is "local" (the default) or "redis".
+	Backend string `json:"backend,omitempty"`
+	// URL locates Redis, redis://[user:password@]host:port/db or
+	// rediss:// for TLS; placeholders such as {env.KEYGATE_REDIS} are
+	// replaced when the app is provisioned. It may hold a password and is
+	// never logged. Required for redis.
+	URL string `json:"url,omitempty"`
 }
 
 // StoreConfig selects and locates the key store. Placeholders such as
@@ -249,7 +295,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.res, a.poolKey = val.(*resources), string(key)
 	a.svc = a.res.service.WithConfirmTimeout(confirmTimeout)
-	return nil
+	return a.provisionRateLimits()
 }
 
 // Start does nothing: the resources are ready after Provision, as handlers
@@ -263,12 +309,20 @@ func (a *App) Stop() error { return nil }
 // Cleanup gives back the resources taken by Provision. It does nothing if
 // Provision failed before taking them.
 func (a *App) Cleanup() error {
-	if a.res == nil {
-		return nil
+	var errs []error
+	if a.limitKey != "" {
+		if _, err := limiterPool.Delete(a.limitKey); err != nil {
+			errs = append(errs, err)
+		}
+		a.limitKey, a.limits = "", nil
 	}
-	a.res, a.svc = nil, nil
-	_, err := resourcePool.Delete(a.poolKey)
-	return err
+	if a.res != nil {
+		a.res, a.svc = nil, nil
+		if _, err := resourcePool.Delete(a.poolKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // service returns the key management service; nil if the app was not

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func TestAppEffectiveAppliesDefaults(t *testing.T) {
 		t.Errorf("store = %+v, want %+v", *got.Store, *want.Store)
 	}
 	got.Store, want.Store = nil, nil
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("effective = %+v, want %+v", got, want)
 	}
 }
@@ -67,7 +68,7 @@ func TestAppEffectiveKeepsWhatIsSet(t *testing.T) {
 		t.Errorf("store = %+v, want %+v", *got.Store, *in.Store)
 	}
 	got.Store, in.Store = nil, nil
-	if got != in {
+	if !reflect.DeepEqual(got, in) {
 		t.Errorf("effective = %+v, want %+v", got, in)
 	}
 }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -10,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/policy"
+	"github.com/docana/keygate/internal/ratelimit"
 )
 
 func init() {
@@ -51,9 +54,13 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    last_used_interval <duration>
 //	    sync_interval <duration>
 //	    confirm_timeout <duration>
+//	    rate_limit <scope> <N/WINDOW>...
+//	    rate_limit_store local|redis <url>
+//	    rate_limit_on_error allow|deny
 //	}
 //
-// Every subdirective is optional and may be given once.
+// Every subdirective is optional and may be given once, but rate_limit,
+// given once per scope.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume option name
 	if d.NextArg() {
@@ -62,11 +69,42 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := make(map[string]bool)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
-		if seen[sub] {
+		if seen[sub] && sub != "rate_limit" {
 			return d.Errf("%s is given more than once", sub)
 		}
 		seen[sub] = true
 		switch sub {
+		case "rate_limit":
+			if err := a.parseRateLimit(d); err != nil {
+				return err
+			}
+		case "rate_limit_store":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch backend := d.Val(); backend {
+			case RateLimitLocal:
+				a.RateLimitStore = &RateLimitStoreConfig{Backend: RateLimitLocal}
+			case RateLimitRedis:
+				if !d.NextArg() {
+					return d.Err("rate_limit_store redis needs a URL, such as redis://127.0.0.1:6379/0 or {env.KEYGATE_REDIS}")
+				}
+				a.RateLimitStore = &RateLimitStoreConfig{Backend: RateLimitRedis, URL: d.Val()}
+			default:
+				return d.Errf("unknown rate_limit_store %q: want local or redis <url>", backend)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "rate_limit_on_error":
+			var val string
+			if !d.AllArgs(&val) {
+				return d.ArgErr()
+			}
+			if val != RateLimitAllow && val != RateLimitDeny {
+				return d.Errf("rate_limit_on_error %q: want allow or deny", val)
+			}
+			a.RateLimitOnError = val
 		case "store":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -146,6 +184,37 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// parseRateLimit reads `rate_limit <scope> <N/WINDOW>...`: the default
+// limits of the keys of one scope.
+func (a *App) parseRateLimit(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("rate_limit needs a scope and its limits, such as rate_limit widget 10/1s 1000/1d")
+	}
+	scope := d.Val()
+	if _, err := apikey.ParseScope(scope); err != nil {
+		return d.Errf("rate_limit: %v", err)
+	}
+	if _, ok := a.RateLimits[scope]; ok {
+		return d.Errf("rate_limit %s is given more than once: give all its limits on one line", scope)
+	}
+	list := d.RemainingArgs()
+	if len(list) == 0 {
+		return d.Errf("rate_limit %s needs at least one limit N/WINDOW, such as 100/1m", scope)
+	}
+	norm, err := ratelimit.CheckLimits(list)
+	if err != nil {
+		if ee, ok := errors.AsType[*policy.EntryError](err); ok {
+			return d.Errf("rate_limit %s: %v", scope, ee.Err)
+		}
+		return d.Errf("rate_limit %s: %v", scope, err)
+	}
+	if a.RateLimits == nil {
+		a.RateLimits = make(map[string][]string)
+	}
+	a.RateLimits[scope] = norm
+	return nil
+}
+
 // parseDuration reads the one argument of the current subdirective, a
 // positive duration such as 30s, 5m or 1d.
 func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
@@ -184,6 +253,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    strict_paths
 //	    owner <value>
 //	    cors
+//	    rate_limit_headers off
 //	}
 //
 // The scopes are those the route accepts besides full: widget, routine.
@@ -254,6 +324,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("preflight %q: want %s", val, PreflightAuthenticate)
 			}
 			h.Preflight = val
+		case "rate_limit_headers":
+			var val string
+			if !d.AllArgs(&val) {
+				return d.ArgErr()
+			}
+			switch val {
+			case "off":
+				off := false
+				h.RateLimitHeaders = &off
+			case "on":
+				h.RateLimitHeaders = nil // the default
+			default:
+				return d.Errf("rate_limit_headers %q: want off (or on, the default)", val)
+			}
 		case "owner":
 			var val string
 			if !d.AllArgs(&val) {

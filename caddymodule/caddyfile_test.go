@@ -69,6 +69,33 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 		{name: "confirm_timeout 0s answers at once", input: "apikeys {\nconfirm_timeout 0s\n}", want: App{ConfirmTimeout: durationPtr(0)}},
 		{name: "negative confirm_timeout", input: "apikeys {\nconfirm_timeout -1s\n}", wantErr: "must not be negative"},
 		{name: "bad confirm_timeout", input: "apikeys {\nconfirm_timeout soon\n}", wantErr: `confirm_timeout "soon"`},
+		{
+			name: "rate limits",
+			input: `apikeys {
+				rate_limit widget 10/1s 1000/24h
+				rate_limit routine 100/1m
+				rate_limit_store redis {env.KEYGATE_REDIS}
+				rate_limit_on_error deny
+			}`,
+			want: App{
+				RateLimits:       map[string][]string{"widget": {"10/1s", "1000/1d"}, "routine": {"100/1m"}},
+				RateLimitStore:   &RateLimitStoreConfig{Backend: "redis", URL: "{env.KEYGATE_REDIS}"},
+				RateLimitOnError: "deny",
+			},
+		},
+		{name: "rate_limit_store local", input: "apikeys {\nrate_limit_store local\n}", want: App{RateLimitStore: &RateLimitStoreConfig{Backend: "local"}}},
+		{name: "rate_limit without a scope", input: "apikeys {\nrate_limit\n}", wantErr: "rate_limit needs a scope and its limits"},
+		{name: "rate_limit without limits", input: "apikeys {\nrate_limit widget\n}", wantErr: "rate_limit widget needs at least one limit"},
+		{name: "rate_limit of an unknown scope", input: "apikeys {\nrate_limit admin 10/1s\n}", wantErr: `rate_limit: unknown scope "admin"`},
+		{name: "rate_limit bad syntax", input: "apikeys {\nrate_limit widget 10/s\n}", wantErr: `rate_limit widget: "10/s" must be N/WINDOW`},
+		{name: "rate_limit of 0", input: "apikeys {\nrate_limit widget 0/1m\n}", wantErr: "N must be from 1 to 1000000000"},
+		{name: "rate_limit window too long", input: "apikeys {\nrate_limit widget 5/31d\n}", wantErr: "WINDOW must be from 1s to 30d"},
+		{name: "rate_limit window twice", input: "apikeys {\nrate_limit widget 5/1m 10/60s\n}", wantErr: "give each window once"},
+		{name: "rate_limit five limits", input: "apikeys {\nrate_limit widget 1/1s 1/2s 1/3s 1/4s 1/5s\n}", wantErr: "at most 4 limits"},
+		{name: "rate_limit scope twice", input: "apikeys {\nrate_limit widget 1/1s\nrate_limit widget 2/1m\n}", wantErr: "rate_limit widget is given more than once"},
+		{name: "rate_limit_store redis without a URL", input: "apikeys {\nrate_limit_store redis\n}", wantErr: "rate_limit_store redis needs a URL"},
+		{name: "rate_limit_store unknown", input: "apikeys {\nrate_limit_store memcached x\n}", wantErr: `unknown rate_limit_store "memcached"`},
+		{name: "rate_limit_on_error bad", input: "apikeys {\nrate_limit_on_error maybe\n}", wantErr: `rate_limit_on_error "maybe": want allow or deny`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,6 +147,9 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 			want: Handler{Scopes: []string{"routine"}, Realm: "internal-api", KeepCredentials: true, ForwardIdentity: &off, Preflight: "authenticate"},
 		},
 		{name: "forward_identity on is the default", input: "apikey {\nforward_identity on\n}", want: Handler{}},
+		{name: "rate_limit_headers off", input: "apikey {\nrate_limit_headers off\n}", want: Handler{RateLimitHeaders: &off}},
+		{name: "rate_limit_headers on is the default", input: "apikey {\nrate_limit_headers on\n}", want: Handler{}},
+		{name: "rate_limit_headers maybe", input: "apikey {\nrate_limit_headers maybe\n}", wantErr: `rate_limit_headers "maybe"`},
 		{name: "unknown scope", input: `apikey admin`, wantErr: `unknown scope "admin"`},
 		{name: "unknown subdirective", input: "apikey {\nscopes widget\n}", wantErr: `unrecognized subdirective "scopes"`},
 		{name: "repeated subdirective", input: "apikey {\nrealm a\nrealm b\n}", wantErr: "realm is given more than once"},

@@ -29,6 +29,7 @@ import (
 	"github.com/docana/keygate/internal/humantime"
 	"github.com/docana/keygate/internal/keyservice"
 	"github.com/docana/keygate/internal/policy"
+	"github.com/docana/keygate/internal/ratelimit"
 )
 
 func init() {
@@ -41,10 +42,12 @@ Manages keygate's API keys through the admin API of a running instance:
 
   apikey create --name NAME --scope full|widget|routine --expires 1h|1d|1w|1mo|1y|never
                 [--owner OWNER] [--meta NAME=VALUE]... [--origin ORIGIN]... [--ip CIDR]...
+                [--rate-limit N/WINDOW]...
   apikey list [--status active|revoked|expired] [--owner OWNER] [--limit N | --all]
   apikey show ID
   apikey update ID [--name NAME] [--meta NAME=VALUE]... [--meta NAME=]...
                 [--origin ORIGIN... | --no-origins] [--ip CIDR... | --no-ips]
+                [--rate-limit N/WINDOW... | --no-rate-limits]
   apikey revoke ID [--yes]
   apikey rotate ID [--grace DURATION]
   apikey instances
@@ -66,16 +69,22 @@ list prints one page: the newest 100 keys, or --limit N of them (1 to
 to the last key; with --json it prints one {"api_keys": [...],
 "next_cursor": null} holding every key.
 
-update renames a key or changes its metadata, allowed origins or allowed
-IPs: --meta NAME=VALUE sets an entry, --meta NAME= removes one, and the
-others stay; --origin and --ip replace the whole list, --no-origins and
---no-ips clear it. Scope, owner and expiry never change: rotate the key or
+update renames a key or changes its metadata, allowed origins, allowed
+IPs or rate limits: --meta NAME=VALUE sets an entry, --meta NAME= removes
+one, and the others stay; --origin, --ip and --rate-limit replace the
+whole list, --no-origins, --no-ips and --no-rate-limits clear it. Scope, owner and expiry never change: rotate the key or
 create a new one.
 
 --origin (scheme://host[:port], port * for any, host *.example.com for its
 subdomains) and --ip (an address or CIDR prefix) restrict where a key may
 be used from; without them it may be used from anywhere. create warns on
 stderr when it makes a widget key without --origin.
+
+--rate-limit N/WINDOW (up to 4, each window once; N from 1 to 10^9, WINDOW
+a whole number of s, m, h or d from 1s to 30d, such as 100/1m) limits
+the key's requests in sliding windows; a key without limits of its own has
+its scope's defaults (the app's rate_limit option). Changing the limits
+keeps what the key has used.
 
 Every request names who makes it in the Keygate-Actor header, as
 <os user>@<hostname>: the keys it creates record it in created_by.
@@ -128,6 +137,7 @@ func (c cli) setUp(cmd *cobra.Command) {
 	create.Flags().StringArray("meta", nil, "Metadata entry NAME=VALUE sent upstream with the key's requests (repeatable)")
 	create.Flags().StringArray("origin", nil, "Web origin the key may be used from, scheme://host[:port], such as https://shop.example.com or https://*.example.com (repeatable, at most 32; default: any)")
 	create.Flags().StringArray("ip", nil, "Client address or CIDR prefix the key may be used from, such as 203.0.113.7 or 10.0.0.0/8 (repeatable, at most 32; default: any)")
+	create.Flags().StringArray("rate-limit", nil, "Rate limit N/WINDOW, such as 100/1m or 10000/1d (repeatable, at most 4; default: the scope's)")
 
 	list := &cobra.Command{
 		Use:   "list [--status active|revoked|expired] [--owner OWNER] [--limit N | --all]",
@@ -151,14 +161,16 @@ newest N (1 to 1000); --all reads every page and prints every key.`,
 	}
 
 	update := &cobra.Command{
-		Use:   "update ID [--name NAME] [--meta NAME=VALUE]... [--meta NAME=]... [--origin ORIGIN... | --no-origins] [--ip CIDR... | --no-ips]",
-		Short: "Renames a key or changes its metadata, allowed origins or allowed IPs",
-		Long: `Renames a key or changes its metadata, allowed origins or allowed IPs, on
-every gateway instance as fast as a revocation. --meta NAME=VALUE sets an
+		Use:   "update ID [--name NAME] [--meta NAME=VALUE]... [--meta NAME=]... [--origin ORIGIN... | --no-origins] [--ip CIDR... | --no-ips] [--rate-limit N/WINDOW... | --no-rate-limits]",
+		Short: "Renames a key or changes its metadata, allowed origins, allowed IPs or rate limits",
+		Long: `Renames a key or changes its metadata, allowed origins, allowed IPs or rate
+limits, on every gateway instance as fast as a revocation. --meta NAME=VALUE sets an
 entry and --meta NAME= removes one; the other entries stay (update reads
 the key's metadata first). --origin and --ip replace the key's whole list
 with the ones given; --no-origins and --no-ips clear it, so that the key
-accepts any origin or IP again. Scope, owner and expiry never change:
+accepts any origin or IP again. --rate-limit replaces the key's limits
+and --no-rate-limits clears them (its scope's defaults apply); what the
+key has used still counts. Scope, owner and expiry never change:
 rotate the key or create a new one. A revoked key cannot be changed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: c.runUpdate,
@@ -169,6 +181,8 @@ rotate the key or create a new one. A revoked key cannot be changed.`,
 	update.Flags().StringArray("ip", nil, "Replace the allowed IPs with these addresses or CIDR prefixes (repeatable)")
 	update.Flags().Bool("no-origins", false, "Clear the allowed origins: the key accepts any origin")
 	update.Flags().Bool("no-ips", false, "Clear the allowed IPs: the key accepts any client address")
+	update.Flags().StringArray("rate-limit", nil, "Replace the rate limits with these, N/WINDOW (repeatable)")
+	update.Flags().Bool("no-rate-limits", false, "Clear the key's rate limits: its scope's defaults apply")
 
 	revoke := &cobra.Command{
 		Use:   "revoke ID [--yes]",
@@ -317,6 +331,9 @@ func (c cli) runCreate(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	if req.AllowedIPs, err = policyFlags(cmd, "ip", policy.CheckIPs); err != nil {
+		return err
+	}
+	if req.RateLimits, err = policyFlags(cmd, "rate-limit", ratelimit.CheckLimits); err != nil {
 		return err
 	}
 	body, err := callAdmin(cmd, http.MethodPost, adminAPIKeysPath, req)
@@ -489,6 +506,7 @@ func (c cli) runUpdate(cmd *cobra.Command, args []string) error {
 	}{
 		{"origin", "no-origins", policy.CheckOrigins, &req.AllowedOrigins},
 		{"ip", "no-ips", policy.CheckIPs, &req.AllowedIPs},
+		{"rate-limit", "no-rate-limits", ratelimit.CheckLimits, &req.RateLimits},
 	} {
 		none, _ := cmd.Flags().GetBool(l.none)
 		given := cmd.Flags().Changed(l.flag)
@@ -505,8 +523,8 @@ func (c cli) runUpdate(cmd *cobra.Command, args []string) error {
 			*l.dst = &list
 		}
 	}
-	if req.Name == nil && len(entries) == 0 && req.AllowedOrigins == nil && req.AllowedIPs == nil {
-		return errors.New("nothing to change: give --name NAME, --meta NAME=VALUE, --origin ORIGIN, --ip CIDR, --no-origins or --no-ips (scope, owner and expiry never change: rotate the key or create a new one)")
+	if req.Name == nil && len(entries) == 0 && req.AllowedOrigins == nil && req.AllowedIPs == nil && req.RateLimits == nil {
+		return errors.New("nothing to change: give --name NAME, --meta NAME=VALUE, --origin ORIGIN, --ip CIDR, --rate-limit N/WINDOW, --no-origins, --no-ips or --no-rate-limits (scope, owner and expiry never change: rotate the key or create a new one)")
 	}
 	if len(entries) > 0 {
 		body, err := callAdmin(cmd, http.MethodGet, adminAPIKeysPath+"/"+id, nil)
@@ -906,6 +924,16 @@ func printKey(w io.Writer, k keyservice.KeyJSON, now time.Time) {
 	}
 	printList(tw, "Origins:", k.AllowedOrigins)
 	printList(tw, "IPs:", k.AllowedIPs)
+	if len(k.RateLimits) == 0 {
+		fmt.Fprintf(tw, "Limits:\tthe scope's default\n")
+	}
+	for i, e := range k.RateLimits {
+		label := ""
+		if i == 0 {
+			label = "Limits:"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", label, displayName(e))
+	}
 	// "Creator", not "Created by", keeps the labels' column as it was.
 	creator := displayName(k.CreatedBy.Type)
 	if creator == "" {

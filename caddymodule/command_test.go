@@ -132,6 +132,7 @@ func TestPrintKey(t *testing.T) {
 		"Metadata:   none\n" +
 		"Origins:    any\n" +
 		"IPs:        any\n" +
+		"Limits:     the scope's default\n" +
 		"Creator:    unknown\n"
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
@@ -156,6 +157,7 @@ func TestPrintKey(t *testing.T) {
 		"Metadata:     none\n" +
 		"Origins:      any\n" +
 		"IPs:          any\n" +
+		"Limits:       the scope's default\n" +
 		"Creator:      unknown\n"
 	if got := b.String(); got != want {
 		t.Errorf("replaced key: got\n%s\nwant\n%s", got, want)
@@ -184,6 +186,7 @@ func TestPrintKey(t *testing.T) {
 		"            region=eu west\n" +
 		"Origins:    any\n" +
 		"IPs:        any\n" +
+		"Limits:     the scope's default\n" +
 		"Creator:    admin alice@laptop\n"
 	if got := b.String(); got != want {
 		t.Errorf("owned key: got\n%s\nwant\n%s", got, want)
@@ -200,6 +203,7 @@ func TestPrintKey(t *testing.T) {
 		"Origins:    https://shop.example.com\n" +
 		"            https://*.example.org:*\n" +
 		"IPs:        10.0.0.0/8\n" +
+		"Limits:     the scope's default\n" +
 		"Creator:    admin alice@laptop\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("restricted key: got\n%s\nwant it to end\n%s", b.String(), want)
 	}
@@ -764,7 +768,7 @@ func TestCLIRefusesBadFlagsWithoutARequest(t *testing.T) {
 		{"create with a --meta name twice", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--meta", "a=1", "--meta", "a=2"}, "--meta a: given twice"},
 		{"create with a long --meta pasted key is cut", []string{"create", "--name", "x", "--scope", "full", "--expires", "1d", "--meta", "dk_0123456789abcdefghijABCDEFGHIJ"}, `--meta "dk_012345678"…`},
 		{"list with a bad owner", []string{"list", "--owner", "a/b"}, "--owner: must hold only"},
-		{"update with nothing to change", []string{"update", validID}, "nothing to change: give --name NAME, --meta NAME=VALUE, --origin ORIGIN, --ip CIDR, --no-origins or --no-ips"},
+		{"update with nothing to change", []string{"update", validID}, "nothing to change: give --name NAME, --meta NAME=VALUE, --origin ORIGIN, --ip CIDR, --rate-limit N/WINDOW, --no-origins, --no-ips or --no-rate-limits"},
 		{"update with an empty name", []string{"update", validID, "--name", ""}, "--name must not be empty"},
 		{"update with a bad --meta", []string{"update", validID, "--meta", "1a=x"}, `--meta "1a": names must match`},
 		{"update a malformed ID", []string{"update", "key_1", "--name", "x"}, "not a key ID"},

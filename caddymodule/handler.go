@@ -124,6 +124,12 @@ type Handler struct {
 	// It cannot be combined with preflight authenticate.
 	CORS bool `json:"cors,omitempty"`
 
+	// RateLimitHeaders adds the RateLimit field (the key's limit closest
+	// to exhaustion: what remains and when more comes back) to the
+	// answers of admitted requests of keys with rate limits. A 429 always
+	// carries it, with RateLimit-Policy and Retry-After. Default: true.
+	RateLimitHeaders *bool `json:"rate_limit_headers,omitempty"`
+
 	verifier      keyVerifier
 	recorder      useRecorder
 	logger        *zap.Logger
@@ -150,6 +156,13 @@ type Handler struct {
 	// outage every request for an uncached key fails, and a line per
 	// request would flood the log (the access log has them all anyway).
 	unavailableLog *logLimiter
+	// limits enforces rate limits; nil enforces none (handler tests).
+	limits *rateLimits
+	// limitHeaders: RateLimitHeaders is not off.
+	limitHeaders bool
+	// limitedBody and limitUnavailableBody are the rate_limited and
+	// rate_limit_unavailable answers.
+	limitedBody, limitUnavailableBody []byte
 }
 
 // keyVerifier is what the handler needs of verifier.Verifier. The
@@ -186,7 +199,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if app.res == nil {
 		return errors.New("the apikeys app is not provisioned")
 	}
-	return h.provision(app.res.verifier, app.res.recorder, ctx.Logger())
+	if err := h.provision(app.res.verifier, app.res.recorder, ctx.Logger()); err != nil {
+		return err
+	}
+	h.limits = app.limits
+	return nil
 }
 
 // provision checks the configuration and prepares the handler to serve
@@ -218,6 +235,7 @@ func (h *Handler) provision(v keyVerifier, rec useRecorder, logger *zap.Logger) 
 	h.challenge = apikey.Scheme + ` realm="` + realm + `"`
 
 	h.forward = h.ForwardIdentity == nil || *h.ForwardIdentity
+	h.limitHeaders = h.RateLimitHeaders == nil || *h.RateLimitHeaders
 	switch h.Preflight {
 	case "":
 	case PreflightAuthenticate:
@@ -248,6 +266,10 @@ func (h *Handler) provision(v keyVerifier, rec useRecorder, logger *zap.Logger) 
 		"this API key is accepted only from the web pages of its allowed origins, and the request has no Origin or Referer header")
 	h.ambiguousBody = errorBody(apikey.CodeAmbiguous,
 		"the request holds more than one Authorization header: send exactly one, Authorization: ApiKey <key>")
+	h.limitedBody = errorBody(apikey.CodeRateLimited,
+		"this API key has made all the requests its rate limit allows for now: retry after the seconds that Retry-After gives")
+	h.limitUnavailableBody = errorBody(apikey.CodeRateLimitUnavailable,
+		"the rate-limit store cannot be reached to count this API key's request: retry later")
 	for _, p := range pathcheck.Problems {
 		h.pathBodies[p] = errorBody(apikey.CodeAmbiguousPath,
 			"the request path holds "+p.String()+": send the path in its plain form")
@@ -352,6 +374,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.reject(w, apikey.CodeOrigin, k, h.originBody, nil)
 		}
 	}
+	// Rate limits last: a request refused by any step above never counts.
+	if h.limits != nil {
+		pol := kv.limits
+		if pol == nil {
+			pol = h.limits.defaults[scopeIndex(k.Scope)]
+		}
+		if kv.badLimits {
+			return h.reject(w, apikey.CodeRateLimitUnavailable, k, h.limitUnavailableBody, nil)
+		}
+		if pol != nil {
+			d, err := h.limits.limiter.Allow(k.ID, pol, now)
+			switch {
+			case err != nil:
+				if h.limits.deny {
+					return h.reject(w, apikey.CodeRateLimitUnavailable, k, h.limitUnavailableBody, nil)
+				}
+				// rate_limit_on_error allow: admitted, uncounted, and
+				// without a RateLimit field that would be a guess.
+			case !d.Allowed:
+				setRateLimited(w.Header(), pol, d)
+				return h.reject(w, apikey.CodeRateLimited, k, h.limitedBody, nil)
+			case h.limitHeaders:
+				w.Header()["Ratelimit"] = pol.RateLimitValue(d)
+			}
+		}
+	}
 
 	if repl != nil {
 		repl.Set("http.auth.user.id", k.ID)
@@ -430,12 +478,18 @@ func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key,
 		delete(w.Header(), headerExposeHeaders)
 	case apikey.CodeAmbiguous, apikey.CodeAmbiguousPath:
 		status = http.StatusBadRequest
-	case apikey.CodeUnavailable:
+	case apikey.CodeUnavailable, apikey.CodeRateLimitUnavailable:
 		status = http.StatusServiceUnavailable
+	case apikey.CodeRateLimited:
+		status = http.StatusTooManyRequests
 	}
 	if status == http.StatusServiceUnavailable {
 		if n, ok := h.unavailableLog.allow(time.Now()); ok {
-			if c := h.logger.Check(zapcore.ErrorLevel, "api key not verified: key store unavailable"); c != nil {
+			msg := "api key not verified: key store unavailable"
+			if code == apikey.CodeRateLimitUnavailable {
+				msg = "api key request refused: rate-limit store unavailable (rate_limit_on_error deny)"
+			}
+			if c := h.logger.Check(zapcore.ErrorLevel, msg); c != nil {
 				c.Write(zap.String("code", string(code)), zap.Int64("also_refused_since_last_log", n))
 			}
 		}
@@ -457,7 +511,11 @@ func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key,
 	case http.StatusUnauthorized:
 		hdr["Www-Authenticate"] = []string{h.challenge}
 	case http.StatusServiceUnavailable:
-		hdr["Retry-After"] = []string{retryAfter}
+		if code == apikey.CodeRateLimitUnavailable {
+			hdr["Retry-After"] = []string{rateLimitRetryAfter}
+		} else {
+			hdr["Retry-After"] = []string{retryAfter}
+		}
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

@@ -51,6 +51,8 @@ var results = [...]string{
 	string(apikey.CodeAmbiguous),
 	string(apikey.CodeUnavailable),
 	string(apikey.CodeAmbiguousPath),
+	string(apikey.CodeRateLimited),
+	string(apikey.CodeRateLimitUnavailable),
 }
 
 // resultIndex returns the index of code in results, and 0 (ok) for "".
@@ -74,7 +76,8 @@ var processRequests = newRequestCounters(processMetrics.Requests)
 
 // newRequestCounters resolves the children of vec that requests produce:
 // failures before any key is identified carry no scope; ok, revoked,
-// expired, owner_mismatch, ip_not_allowed and origin_not_allowed carry
+// expired, owner_mismatch, ip_not_allowed, origin_not_allowed,
+// rate_limited and rate_limit_unavailable carry
 // the key's scope, and
 // insufficient_scope the scope of a key that is not full. Resolving only these keeps impossible series,
 // always zero, out of the exposition.
@@ -82,7 +85,8 @@ func newRequestCounters(vec *prometheus.CounterVec) *requestCounters {
 	c := new(requestCounters)
 	for i, result := range results {
 		switch apikey.Code(result) {
-		case resultOK, apikey.CodeRevoked, apikey.CodeExpired, apikey.CodeOwner, apikey.CodeIP, apikey.CodeOrigin:
+		case resultOK, apikey.CodeRevoked, apikey.CodeExpired, apikey.CodeOwner, apikey.CodeIP, apikey.CodeOrigin,
+			apikey.CodeRateLimited, apikey.CodeRateLimitUnavailable:
 			for _, s := range apikey.Scopes {
 				c[i][s] = vec.WithLabelValues(result, s.String())
 			}

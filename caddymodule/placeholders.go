@@ -7,6 +7,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/policy"
+	"github.com/docana/keygate/internal/ratelimit"
 )
 
 // Placeholders the handler sets on success, besides id, name and scope.
@@ -21,8 +22,9 @@ const (
 // keyValues are what the handler derives from a key, made once per key
 // record (see verifier.Config.Attach) so that a request allocates nothing
 // for them: the owner boxed into an interface and the function that
-// resolves the metadata placeholders, for Caddy's replacer, and the key's
-// allowed origins and IPs compiled into matchers.
+// resolves the metadata placeholders, for Caddy's replacer, the key's
+// allowed origins and IPs compiled into matchers, and its rate limits
+// compiled into a policy.
 type keyValues struct {
 	// owner is the key's Owner as an any.
 	owner any
@@ -38,6 +40,11 @@ type keyValues struct {
 	// (a store edited by hand, or a rule that changed): such a key is
 	// refused at that step, never let through unrestricted.
 	badOrigins, badIPs bool
+	// limits are the key's own rate limits; nil when it has none (its
+	// scope's defaults apply). badLimits, like badIPs, marks stored limits
+	// that do not parse: the key is refused rather than unlimited.
+	limits    *ratelimit.Policy
+	badLimits bool
 }
 
 // plainValues are the values of every key with no owner and no metadata,
@@ -45,9 +52,10 @@ type keyValues struct {
 var plainValues = &keyValues{owner: "", metadata: noMetadata}
 
 // valuesOf returns the values of k. It allocates only if k has an owner,
-// metadata, allowed origins or allowed IPs.
+// metadata, allowed origins, allowed IPs or rate limits.
 func valuesOf(k *apikey.Key) *keyValues {
-	if k.Owner == "" && len(k.Metadata) == 0 && len(k.AllowedOrigins) == 0 && len(k.AllowedIPs) == 0 {
+	if k.Owner == "" && len(k.Metadata) == 0 && len(k.AllowedOrigins) == 0 && len(k.AllowedIPs) == 0 &&
+		len(k.RateLimits) == 0 {
 		return plainValues
 	}
 	kv := &keyValues{owner: k.Owner, metadata: noMetadata}
@@ -61,6 +69,12 @@ func valuesOf(k *apikey.Key) *keyValues {
 		var err error
 		if kv.ips, err = policy.CompileIPs(k.AllowedIPs); err != nil || kv.ips == nil {
 			kv.ips, kv.badIPs = nil, true
+		}
+	}
+	if len(k.RateLimits) > 0 {
+		var err error
+		if kv.limits, err = ratelimit.Compile(k.RateLimits); err != nil || kv.limits == nil {
+			kv.limits, kv.badLimits = nil, true
 		}
 	}
 	if len(k.Metadata) > 0 {

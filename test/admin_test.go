@@ -192,7 +192,9 @@ func TestAdminRejectsBadInput(t *testing.T) {
 		wantAllow  string
 		wantErr    string // a part of the error message
 	}{
-		{"unknown field", "POST", "/apikeys", `{"name":"a","scope":"full","expires_in":"1d","rate_limits":["10/1s"]}`, 400, "", `unknown field "rate_limits"`},
+		{"unknown field", "POST", "/apikeys", `{"name":"a","scope":"full","expires_in":"1d","rate_limit":["10/1s"]}`, 400, "", `unknown field "rate_limit"`},
+		{"bad rate limit", "POST", "/apikeys", `{"name":"a","scope":"full","expires_in":"1d","rate_limits":["10/1s","0/1m"]}`, 400, "",
+			`rate_limits[1]: "0/1m": N must be from 1 to 1000000000`},
 		{"bad allowed origin", "POST", "/apikeys", `{"name":"a","scope":"widget","expires_in":"1d","allowed_origins":["https://a.example","a.example"]}`, 400, "",
 			`allowed_origins[1]: origin "a.example": want scheme://host[:port]`},
 		{"allowed origin not a string", "POST", "/apikeys", `{"name":"a","scope":"widget","expires_in":"1d","allowed_origins":[1]}`, 400, "", `allowed_origins[0]: must be a string`},

@@ -792,3 +792,63 @@ func TestBrowserConsoleLocksWidgetKeysToOrigins(t *testing.T) {
 		t.Errorf("edit dialog opened again shows %q", got)
 	}
 }
+
+// TestBrowserConsoleSetsRateLimits creates a key with rate limits in the
+// create dialog, sees a bad one refused under the field of the edit
+// dialog, replaces them there, and checks each step through the admin API.
+func TestBrowserConsoleSetsRateLimits(t *testing.T) {
+	g := startConsoleGateway(t)
+	ctx := newBrowser(t, 1280, 900)
+	browserSignIn(t, ctx)
+	browserDo(t, ctx,
+		chromedp.Navigate(g.SiteURL+"/console/"),
+		chromedp.WaitVisible(chromedp.CSS(`.empty`)),
+		chromedp.Click(chromedp.CSS(`a[data-dialog="create"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#create-dialog[open]`)),
+		chromedp.SendKeys(chromedp.CSS(`#create-name`), "Partner"),
+		chromedp.Click(chromedp.CSS(`#create-dialog input[name="scope"][value="full"]`)),
+		chromedp.Click(chromedp.CSS(`label[for="expiry-1y"]`)),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("create-rate-limits").value = "10/1s\n600/60m"`),
+		chromedp.Click(chromedp.CSS(`#create-dialog button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#secret-dialog[open]`)),
+	)
+	id := browserJS[string](t, ctx, `document.querySelector('#secret-dialog [data-field="id"]').textContent`)
+	browserDo(t, ctx,
+		chromedp.Click(chromedp.CSS(`#secret-dialog button[value="done"]`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#secret-dialog`)),
+	)
+	if k := g.GetKey(id); strings.Join(k.RateLimits, " ") != "10/1s 600/1h" {
+		t.Fatalf("admin API shows rate limits %q, want the normalised 10/1s 600/1h", k.RateLimits)
+	}
+	openEdit := func() {
+		browserDo(t, ctx,
+			chromedp.Click(chromedp.CSS(`summary[aria-label="More actions for key Partner"]`)),
+			chromedp.Click(chromedp.CSS(`a.menu-item[data-dialog="edit"][data-id="`+id+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#edit-dialog[open]`)),
+		)
+	}
+	openEdit()
+	if got := browserJS[string](t, ctx, `document.getElementById("edit-rate-limits").value`); got != "10/1s\n600/1h" {
+		t.Errorf("edit dialog shows rate limits %q", got)
+	}
+	browserDo(t, ctx,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-rate-limits").value = "100/1m\n5/1w"`),
+		chromedp.Click(chromedp.CSS(`#edit-dialog button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#edit-rate-limits-error`)),
+	)
+	if got := browserJS[string](t, ctx, `document.getElementById("edit-rate-limits-error").textContent`); !strings.HasPrefix(got, "Rate limits: line 2: ") {
+		t.Errorf("error under the rate limits: %q", got)
+	}
+	browserDo(t, ctx,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("edit-rate-limits").value = "100/1m"`),
+		chromedp.Click(chromedp.CSS(`#edit-dialog button.primary`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#edit-dialog`)),
+	)
+	if k := g.GetKey(id); strings.Join(k.RateLimits, " ") != "100/1m" {
+		t.Errorf("after the edit, admin API shows rate limits %q", k.RateLimits)
+	}
+	openEdit()
+	if got := browserJS[string](t, ctx, `document.getElementById("edit-rate-limits").value`); got != "100/1m" {
+		t.Errorf("edit dialog opened again shows %q", got)
+	}
+}

@@ -96,7 +96,7 @@ func TestAdminPatchIsInForceWhenItAnswers(t *testing.T) {
 		{`{"scope":"widget"}`, "scope: cannot be changed: create a new key"},
 		{`{"owner":"org_b"}`, "owner: cannot be changed: create a new key"},
 		{`{"expires_in":"1y"}`, "expires_in: cannot be changed: rotate the key"},
-		{`{"rate_limits":["10/1s"]}`, `unknown field "rate_limits"`},
+		{`{"rate_limits":["10/1w"]}`, `rate_limits[0]: "10/1w": the window's unit must be s, m, h or d`},
 	} {
 		resp, body := g.Admin(http.MethodPatch, "/apikeys/"+k.ID, tc.body)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(adminErr(t, body), tc.want) {

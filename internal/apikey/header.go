@@ -21,6 +21,11 @@ const (
 	CodeAmbiguous     Code = "ambiguous_credentials"
 	CodeUnavailable   Code = "key_store_unavailable"
 	CodeAmbiguousPath Code = "ambiguous_path"
+	// CodeRateLimited: one of the key's rate limits is exhausted (429).
+	CodeRateLimited Code = "rate_limited"
+	// CodeRateLimitUnavailable: the shared rate-limit store fails and
+	// rate_limit_on_error is deny (503).
+	CodeRateLimitUnavailable Code = "rate_limit_unavailable"
 )
 
 // Error is a failure to read a key from a request, with a message a client

@@ -88,13 +88,17 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 	name, scope, expiresIn := r.PostForm.Get("name"), r.PostForm.Get("scope"), r.PostForm.Get("expires_in")
 	metaText := r.PostForm.Get("metadata")
 	originsText, ipsText := r.PostForm.Get("allowed_origins"), r.PostForm.Get("allowed_ips")
+	limitsText := r.PostForm.Get("rate_limits")
 	meta, err := parseMetadata(metaText)
-	var origins, ips []string
+	var origins, ips, limits []string
 	if err == nil {
 		origins, err = parseLines(originsText, "allowed_origins", policy.NormalizeOrigin)
 	}
 	if err == nil {
 		ips, err = parseLines(ipsText, "allowed_ips", policy.NormalizeIP)
+	}
+	if err == nil {
+		limits, err = parseLimits(limitsText)
 	}
 	var secret string
 	var k apikey.Key
@@ -111,6 +115,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 		}
 		if len(ips) > 0 {
 			nk.AllowedIPs = ips
+		}
+		if len(limits) > 0 {
+			nk.RateLimits = limits
 		}
 		// Owner stays "": an owner's service sets its own.
 		secret, k, err = sess.svc.Create(ctx, nk)
@@ -130,7 +137,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, sess session) {
 			return
 		}
 		d.Create = h.newCreateDialog(sess.svc.Now(), name, scope, expiresIn)
-		d.Create.Metadata, d.Create.Origins, d.Create.IPs = metaText, originsText, ipsText
+		d.Create.Metadata, d.Create.Origins, d.Create.IPs, d.Create.RateLimits = metaText, originsText, ipsText, limitsText
 		d.Create.Open = true
 		if field != "" {
 			d.Create.Errors = map[string]string{field: msg}
@@ -171,14 +178,18 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, sess session) {
 	// lists as they are; the edit dialog always sends both.
 	for _, l := range []struct {
 		field string
-		check func(string) (string, error)
+		parse func(string) ([]string, error)
 		to    **[]string
-	}{{"allowed_origins", policy.NormalizeOrigin, &u.AllowedOrigins}, {"allowed_ips", policy.NormalizeIP, &u.AllowedIPs}} {
+	}{
+		{"allowed_origins", func(s string) ([]string, error) { return parseLines(s, "allowed_origins", policy.NormalizeOrigin) }, &u.AllowedOrigins},
+		{"allowed_ips", func(s string) ([]string, error) { return parseLines(s, "allowed_ips", policy.NormalizeIP) }, &u.AllowedIPs},
+		{"rate_limits", parseLimits, &u.RateLimits},
+	} {
 		if err != nil || !r.PostForm.Has(l.field) {
 			continue
 		}
 		var list []string
-		if list, err = parseLines(r.PostForm.Get(l.field), l.field, l.check); err == nil {
+		if list, err = l.parse(r.PostForm.Get(l.field)); err == nil {
 			*l.to = &list
 		}
 	}
@@ -208,12 +219,16 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, sess session) {
 			// Show the dialog again with what was typed, for the key as
 			// the console may show it.
 			if cur, gerr := sess.svc.Get(ctx, id); gerr == nil {
-				d.Edit = editDialog{Open: true, Key: newRow(cur, sess.svc.Now(), d.Filter), Name: name, Metadata: metaText, Origins: originsText, IPs: ipsText}
+				d.Edit = editDialog{Open: true, Key: newRow(cur, sess.svc.Now(), d.Filter), Name: name, Metadata: metaText, Origins: originsText, IPs: ipsText,
+					RateLimits: r.PostForm.Get("rate_limits")}
 				if !r.PostForm.Has("allowed_origins") {
 					d.Edit.Origins = d.Edit.Key.OriginsText
 				}
 				if !r.PostForm.Has("allowed_ips") {
 					d.Edit.IPs = d.Edit.Key.IPsText
+				}
+				if !r.PostForm.Has("rate_limits") {
+					d.Edit.RateLimits = d.Edit.Key.RateLimitsText
 				}
 				if field != "" {
 					d.Edit.Errors = map[string]string{field: msg}
@@ -358,7 +373,7 @@ func serviceAnswer(err error, id string) (status int, field, text string) {
 func fieldMessage(field, msg string) string {
 	label := map[string]string{
 		"name": "Name", "scope": "Scope", "expires_in": "Expiration", "grace": "Grace period", "id": "Key ID", "metadata": "Metadata",
-		"allowed_origins": "Allowed origins", "allowed_ips": "Allowed IPs",
+		"allowed_origins": "Allowed origins", "allowed_ips": "Allowed IPs", "rate_limits": "Rate limits",
 	}[field]
 	if label == "" {
 		label = field

@@ -1,11 +1,14 @@
 package console
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/policy"
+	"github.com/docana/keygate/internal/ratelimit"
 )
 
 // The create and edit dialogs take a key's allowed origins and allowed IPs
@@ -46,3 +49,20 @@ func parseLines(text, field string, check func(string) (string, error)) ([]strin
 
 // formatLines writes a list as parseLines reads it.
 func formatLines(list []string) string { return strings.Join(list, "\n") }
+
+// parseLimits reads the rate_limits field as parseLines does, then checks
+// the list as a whole (at most 4 limits, each window once), so that the
+// error is the field's own.
+func parseLimits(text string) ([]string, error) {
+	list, err := parseLines(text, "rate_limits", ratelimit.NormalizeLimit)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ratelimit.CheckLimits(list); err != nil {
+		if ee, ok := errors.AsType[*policy.EntryError](err); ok {
+			return nil, &keyservice.InputError{Field: "rate_limits", Message: fmt.Sprintf("limit %d: %v", ee.Index+1, ee.Err)}
+		}
+		return nil, &keyservice.InputError{Field: "rate_limits", Message: err.Error()}
+	}
+	return list, nil
+}

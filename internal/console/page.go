@@ -220,6 +220,9 @@ type row struct {
 	// OriginsText and IPsText are the allowed origins and IPs as the edit
 	// dialog shows them: one entry per line.
 	OriginsText, IPsText string
+	// RateLimitsText is the key's rate limits as the edit dialog shows
+	// them: one per line.
+	RateLimitsText string
 }
 
 // metadataEntry is an entry of a key's metadata.
@@ -249,6 +252,7 @@ func newRow(k apikey.Key, now time.Time, f filter) row {
 	r.MetadataList = sortedMetadata(k.Metadata)
 	r.MetadataText = formatMetadata(r.MetadataList)
 	r.OriginsText, r.IPsText = formatLines(k.AllowedOrigins), formatLines(k.AllowedIPs)
+	r.RateLimitsText = formatLines(k.RateLimits)
 	r.ExpiresSoon = v.Status == "active" && v.ExpiresAt != nil && v.ExpiresAt.Sub(now) < expiresSoon
 	return r
 }
@@ -325,15 +329,17 @@ const (
 
 // createDialog is the state of the create dialog.
 type createDialog struct {
-	Open      bool
-	Name      string
-	Metadata  string            // name=value lines
-	Origins   string            // allowed origins, one per line
-	IPs       string            // allowed IPs, one per line
-	Errors    map[string]string // by field: name, scope, expires_in, metadata, allowed_origins, allowed_ips
-	FormError string            // an error of no field, such as the store failing
-	Scopes    []scopeChoice
-	Expiries  []expiryChoice
+	Open     bool
+	Name     string
+	Metadata string // name=value lines
+	Origins  string // allowed origins, one per line
+	IPs      string // allowed IPs, one per line
+	// RateLimits are the key's rate limits, N/WINDOW, one per line.
+	RateLimits string
+	Errors     map[string]string // by field: name, scope, expires_in, metadata, allowed_origins, allowed_ips, rate_limits
+	FormError  string            // an error of no field, such as the store failing
+	Scopes     []scopeChoice
+	Expiries   []expiryChoice
 }
 
 // secretDialog shows a new key's secret, once.
@@ -350,14 +356,16 @@ type secretDialog struct {
 // editDialog is the edit dialog, for one key: its name, metadata, allowed
 // origins and allowed IPs.
 type editDialog struct {
-	Open      bool
-	Key       row
-	Name      string
-	Metadata  string            // name=value lines
-	Origins   string            // allowed origins, one per line
-	IPs       string            // allowed IPs, one per line
-	Errors    map[string]string // by field: name, metadata, allowed_origins, allowed_ips
-	FormError string
+	Open     bool
+	Key      row
+	Name     string
+	Metadata string // name=value lines
+	Origins  string // allowed origins, one per line
+	IPs      string // allowed IPs, one per line
+	// RateLimits are the key's rate limits, N/WINDOW, one per line.
+	RateLimits string
+	Errors     map[string]string // by field: name, metadata, allowed_origins, allowed_ips, rate_limits
+	FormError  string
 }
 
 // keyDialog is the revoke or rotate dialog, for one key.
@@ -511,7 +519,7 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, sess session
 		case dialog == "rotate" && k.CanRotate:
 			d.Rotate.Open, d.Rotate.Key = true, k
 		case dialog == "edit" && k.CanEdit:
-			d.Edit = editDialog{Open: true, Key: k, Name: k.Name, Metadata: k.MetadataText, Origins: k.OriginsText, IPs: k.IPsText}
+			d.Edit = editDialog{Open: true, Key: k, Name: k.Name, Metadata: k.MetadataText, Origins: k.OriginsText, IPs: k.IPsText, RateLimits: k.RateLimitsText}
 		case k.Status == "revoked":
 			d.Notice = fmt.Sprintf("Key %q is revoked: it cannot be changed any more.", k.Name)
 		case k.ReplacedBy != nil:

@@ -17,6 +17,7 @@ import (
 	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/metrics"
 	"github.com/docana/keygate/internal/policy"
+	"github.com/docana/keygate/internal/ratelimit"
 )
 
 // Limits on what a request may ask for.
@@ -147,6 +148,10 @@ type NewKey struct {
 	// from (policy.CheckOrigins, policy.CheckIPs); they are stored
 	// normalised. nil or empty for any origin or IP.
 	AllowedOrigins, AllowedIPs []string
+	// RateLimits are the key's own limits, "N/WINDOW"
+	// (ratelimit.CheckLimits), stored normalised; nil or empty for its
+	// scope's defaults.
+	RateLimits []string
 }
 
 // Create makes a key and returns its secret, which is never available again,
@@ -188,12 +193,16 @@ func (s *Service) Create(ctx context.Context, nk NewKey) (string, apikey.Key, er
 	if err != nil {
 		return "", apikey.Key{}, err
 	}
+	limits, err := checkList("rate_limits", nk.RateLimits, ratelimit.CheckLimits)
+	if err != nil {
+		return "", apikey.Key{}, err
+	}
 	secret, k, err := s.format.New(nk.Name, sc, exp, s.Now())
 	if err != nil {
 		return "", apikey.Key{}, fmt.Errorf("making key: %w", err)
 	}
 	k.Owner, k.Metadata, k.CreatedBy = nk.Owner, keystore.CloneMetadata(nk.Metadata), nk.CreatedBy
-	k.AllowedOrigins, k.AllowedIPs = origins, ips
+	k.AllowedOrigins, k.AllowedIPs, k.RateLimits = origins, ips, limits
 	if err := s.store.Create(ctx, k); err != nil {
 		storeFailed(s.errs.create, err)
 		return "", apikey.Key{}, fmt.Errorf("storing key %s: %w", k.ID, err)
@@ -250,9 +259,14 @@ type KeyUpdate struct {
 	// (normalised as by Create); an empty list clears one, so that the key
 	// accepts any origin or IP.
 	AllowedOrigins, AllowedIPs *[]string
+	// RateLimits, if set, replaces the key's rate limits whole; an empty
+	// list clears them (its scope's defaults then apply). What the key
+	// used so far still counts.
+	RateLimits *[]string
 }
 
-// Update changes the key's name, metadata or allowed origins and IPs and
+// Update changes the key's name, metadata, allowed origins and IPs or rate
+// limits and
 // returns the key as it is
 // afterwards. Like Revoke, it returns after this instance's cache has
 // dropped the key, so the change is in force here when it returns, and on
@@ -281,6 +295,7 @@ func (s *Service) Update(ctx context.Context, id string, u KeyUpdate) (apikey.Ke
 	}{
 		{"allowed_origins", u.AllowedOrigins, policy.CheckOrigins, &p.AllowedOrigins},
 		{"allowed_ips", u.AllowedIPs, policy.CheckIPs, &p.AllowedIPs},
+		{"rate_limits", u.RateLimits, ratelimit.CheckLimits, &p.RateLimits},
 	} {
 		if l.in == nil {
 			continue

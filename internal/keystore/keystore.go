@@ -13,6 +13,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/policy"
+	"github.com/docana/keygate/internal/ratelimit"
 )
 
 // Errors every backend returns for the same situations, checked with
@@ -101,8 +102,7 @@ type Store interface {
 // RevokedAt, ReplacedBy or LastUsedAt, an owner that is "" or that
 // apikey.CheckOwner accepts, metadata that apikey.CheckMetadata accepts,
 // a creator that apikey.CheckActor accepts, allowed origins and IPs that
-// CheckAllowed accepts, and rate limits that apikey.CheckPolicyList
-// accepts. Every backend calls it, so that
+// CheckAllowed accepts, and rate limits that CheckRateLimits accepts. Every backend calls it, so that
 // none stores a key it cannot read back. The error wraps ErrInvalidKey;
 // it never quotes the name, the owner or metadata, and the ID only when it
 // is well formed.
@@ -158,8 +158,23 @@ func checkNew(k apikey.Key) error {
 	if err := CheckAllowed(k.AllowedOrigins, k.AllowedIPs); err != nil {
 		return err
 	}
-	if err := apikey.CheckPolicyList(k.RateLimits); err != nil {
-		return fmt.Errorf("rate_limits %w", err)
+	return CheckRateLimits(k.RateLimits)
+}
+
+// CheckRateLimits reports why limits cannot be a key's RateLimits as
+// stored, or nil if they can: a list that ratelimit.CheckLimits accepts
+// and returns unchanged (normalised, each window once). Its errors name
+// the entry's index and quote at most 12 bytes of it.
+func CheckRateLimits(limits []string) error {
+	norm, err := ratelimit.CheckLimits(limits)
+	if err != nil {
+		return fmt.Errorf("rate_limits: %w", err)
+	}
+	for i := range norm {
+		if norm[i] != limits[i] {
+			return fmt.Errorf("rate_limits: entry %d is not in normal form (%s, not %s)",
+				i, apikey.QuoteInput(norm[i]), apikey.QuoteInput(limits[i]))
+		}
 	}
 	return nil
 }
@@ -206,17 +221,24 @@ type Patch struct {
 	// accepts any origin or IP).
 	AllowedOrigins *[]string
 	AllowedIPs     *[]string
+	// RateLimits, if set, replaces the key's rate limits whole; an empty
+	// list clears them (the key then reads back with nil, and its scope's
+	// default limits apply). What the key used is kept either way: it is
+	// counted by key ID and window, not by limit.
+	RateLimits *[]string
 }
 
 // IsZero reports whether p changes nothing.
 func (p Patch) IsZero() bool {
-	return p.Name == nil && p.Metadata == nil && p.AllowedOrigins == nil && p.AllowedIPs == nil
+	return p.Name == nil && p.Metadata == nil && p.AllowedOrigins == nil && p.AllowedIPs == nil &&
+		p.RateLimits == nil
 }
 
 // CheckPatch checks what a store asks of a patch: a name that
 // apikey.CheckName accepts, metadata that apikey.CheckMetadata accepts,
-// and allowed origins and IPs that CheckAllowed accepts. The error wraps
-// ErrInvalidKey and quotes neither the name nor metadata.
+// allowed origins and IPs that CheckAllowed accepts, and rate limits that
+// CheckRateLimits accepts. The error wraps ErrInvalidKey and quotes
+// neither the name nor metadata.
 func CheckPatch(p Patch) error {
 	if p.Name != nil {
 		if err := apikey.CheckName(*p.Name); err != nil {
@@ -238,6 +260,11 @@ func CheckPatch(p Patch) error {
 	if err := CheckAllowed(origins, ips); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
+	if p.RateLimits != nil {
+		if err := CheckRateLimits(*p.RateLimits); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		}
+	}
 	return nil
 }
 
@@ -255,6 +282,9 @@ func (p Patch) Apply(k apikey.Key) apikey.Key {
 	}
 	if p.AllowedIPs != nil {
 		k.AllowedIPs = cloneList(*p.AllowedIPs)
+	}
+	if p.RateLimits != nil {
+		k.RateLimits = cloneList(*p.RateLimits)
 	}
 	return k
 }

@@ -73,6 +73,9 @@ type Metrics struct {
 	// LeakReports counts the tokens of answered leak reports by the label
 	// answered: true_positive (a key of this gateway), false_positive.
 	LeakReports *prometheus.CounterVec
+	// RateLimitStoreErrors counts failed calls to the shared rate-limit
+	// store (Redis).
+	RateLimitStoreErrors prometheus.Counter
 }
 
 // New returns a fresh set of collectors, registered nowhere.
@@ -119,6 +122,11 @@ func New() *Metrics {
 			Name:      "leak_reports_total",
 			Help:      "Tokens of verified leak reports (GitHub secret scanning), by the label answered: true_positive (a key of this gateway) or false_positive (not a key, or no such key).",
 		}, []string{"label"}),
+		RateLimitStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "rate_limit_store_errors_total",
+			Help:      "Calls to the shared rate-limit store (Redis) that failed; while it fails, keys with rate limits are admitted or refused as rate_limit_on_error says.",
+		}),
 	}
 }
 
@@ -128,6 +136,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.Requests, m.VerifyDuration, m.CacheLookups, m.StoreErrors,
 		m.LastUsedPending, m.LastUsedWrites, m.Invalidations,
 		m.LeakReports,
+		m.RateLimitStoreErrors,
 	}
 }
 

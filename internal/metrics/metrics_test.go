@@ -45,14 +45,15 @@ func TestMetricNamesAndLabelsMatchTheDesign(t *testing.T) {
 	}
 	// The names and label names of docs/DESIGN.md, section Metrics.
 	want := map[string]string{
-		"caddy_apikey_requests_total":          "result,scope",
-		"caddy_apikey_verify_duration_seconds": "",
-		"caddy_apikey_cache_lookups_total":     "result",
-		"caddy_apikey_store_errors_total":      "op",
-		"caddy_apikey_last_used_pending":       "",
-		"caddy_apikey_last_used_writes_total":  "result",
-		"caddy_apikey_invalidations_total":     "source",
-		"caddy_apikey_leak_reports_total":      "label",
+		"caddy_apikey_requests_total":                "result,scope",
+		"caddy_apikey_verify_duration_seconds":       "",
+		"caddy_apikey_cache_lookups_total":           "result",
+		"caddy_apikey_store_errors_total":            "op",
+		"caddy_apikey_last_used_pending":             "",
+		"caddy_apikey_last_used_writes_total":        "result",
+		"caddy_apikey_invalidations_total":           "source",
+		"caddy_apikey_rate_limit_store_errors_total": "",
+		"caddy_apikey_leak_reports_total":            "label",
 	}
 	got := map[string]string{}
 	for _, f := range families {

@@ -22,6 +22,9 @@ const caddyfile = `{
 	apikeys {
 		{{.Store}}
 		cache_size {{.CacheSize}}
+{{- range .RateLimit}}
+		{{.}}
+{{- end}}
 	}
 {{- end}}
 }
@@ -65,14 +68,15 @@ var caddyfileTmpl = template.Must(template.New("Caddyfile").Parse(caddyfile))
 
 // caddyConfig is what one Caddy process runs.
 type caddyConfig struct {
-	Kind      string // bare, keygate, header, forward_auth, respond
-	Upstream  string // host:port
-	Store     string // the apikeys store line, for keygate
-	CacheSize int    // for keygate
-	Secret    string // the one key the header matcher accepts
-	Auth      string // host:port of the auth service, for forward_auth
-	Admin     int    // set by startCaddy
-	Port      int    // set by startCaddy
+	Kind      string   // bare, keygate, header, forward_auth, respond
+	Upstream  string   // host:port
+	Store     string   // the apikeys store line, for keygate
+	CacheSize int      // for keygate
+	Secret    string   // the one key the header matcher accepts
+	Auth      string   // host:port of the auth service, for forward_auth
+	RateLimit []string // more apikeys lines, for keygate: rate_limit ...
+	Admin     int      // set by startCaddy
+	Port      int      // set by startCaddy
 
 	bin string // the keygate binary to run; default bench.keygate
 }

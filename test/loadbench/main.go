@@ -22,7 +22,7 @@
 //	-duration d     length of each measured run (default 10s)
 //	-rounds n       interleaved rounds; the table shows medians (default 3)
 //	-scenarios s    comma-separated: upstream, cached, cached10k, cached100k, miss,
-//	                flood, postgres, or all (default all)
+//	                flood, ratelimit, postgres, or all (default all)
 //	-out dir        where report.md, results.json, logs and profiles go
 //	                (default test/.cache/loadbench/<time>)
 //	-connections n  wrk connections, -threads n wrk threads (default 64, 1)

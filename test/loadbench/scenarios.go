@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -61,6 +62,16 @@ var scenarios = []scenario{
 		runs:     6,
 		profiles: 1,
 		setup:    setupFlood,
+	},
+	{
+		name:  "ratelimit",
+		title: "one key, cached, with a rate limit far from exhaustion",
+		about: "The cached scenario's key, with limits it never comes near (1000000000/1m and 1000000000/1d, the defaults of every scope), " +
+			"counted in memory (rate_limit_store local) or shared through Redis (rate_limit_store redis, 127.0.0.1:6379 database 14), " +
+			"next to keygate without limits and a second keygate without limits (the A/A line: how far two identical configurations measure apart). " +
+			"Admitted answers carry the RateLimit field.",
+		runs:  5,
+		setup: setupRateLimit,
 	},
 	{
 		name:  "postgres",
@@ -337,6 +348,41 @@ func setupFlood(ctx context.Context, b *bench) ([]variant, func(), error) {
 		{name: "forward_auth", about: aboutMap, target: fa, keys: keys},
 		{name: "forward_auth + flood", about: "the same, while the flood is refused (each unknown key a store query)", target: fa, keys: keys, flood: true, base: "forward_auth"},
 	}, compared...)...), s.stop, nil
+}
+
+// farLimits are rate limits a benchmark never comes near, for every scope.
+var farLimits = []string{
+	"rate_limit full 1000000000/1m 1000000000/1d",
+	"rate_limit widget 1000000000/1m 1000000000/1d",
+	"rate_limit routine 1000000000/1m 1000000000/1d",
+}
+
+func setupRateLimit(ctx context.Context, b *bench) ([]variant, func(), error) {
+	s := &starter{b: b, ctx: ctx}
+	limited := func(store string) func(ctx context.Context, name string) (*instance, error) {
+		return func(ctx context.Context, name string) (*instance, error) {
+			return b.startCaddy(ctx, name, caddyConfig{
+				Kind: "keygate", Upstream: b.upstreamAddr, Store: fmt.Sprintf("store sqlite %q", b.dataset), CacheSize: 100_000,
+				RateLimit: append(slices.Clone(farLimits), store),
+			})
+		}
+	}
+	bare := s.bare("bare")
+	kg := s.keygate("keygate", 100_000)
+	kg2 := s.keygate("keygate-2", 100_000)
+	local := s.caddy("keygate-local", limited("rate_limit_store local"))
+	redis := s.caddy("keygate-redis", limited("rate_limit_store redis redis://127.0.0.1:6379/14"))
+	if s.err != nil {
+		return nil, s.stop, s.err
+	}
+	one := b.keys["1"]
+	return []variant{
+		{name: "bare", about: aboutBare, target: instances(bare), keys: one},
+		{name: "keygate", about: aboutKeygate + ", no rate limit", target: instances(kg), keys: one, base: "bare"},
+		{name: "keygate, second process", about: aboutKeygate + ", no rate limit, another process: the A/A line", target: instances(kg2), keys: one, base: "keygate"},
+		{name: "keygate, local limit", about: aboutKeygate + ", limits counted in memory", target: instances(local), keys: one, base: "keygate"},
+		{name: "keygate, Redis limit", about: aboutKeygate + ", limits shared through Redis, decided locally far from them", target: instances(redis), keys: one, base: "keygate"},
+	}, s.stop, nil
 }
 
 func setupPostgres(ctx context.Context, b *bench) ([]variant, func(), error) {

@@ -72,6 +72,7 @@
         values.metadata = trigger.dataset.metadata || "";
         values.allowed_origins = trigger.dataset.origins || "";
         values.allowed_ips = trigger.dataset.ips || "";
+        values.rate_limits = trigger.dataset.rateLimits || "";
       }
       setFields(dialog, values);
     }

@@ -357,9 +357,9 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.Patch) (apikey
 			return nil
 		}
 		k = p.Apply(k)
-		if _, err := tx.Exec(ctx, `UPDATE keygate_keys SET name = $2, metadata = $3, allowed_origins = $4, allowed_ips = $5 WHERE id = $1`,
+		if _, err := tx.Exec(ctx, `UPDATE keygate_keys SET name = $2, metadata = $3, allowed_origins = $4, allowed_ips = $5, rate_limits = $6 WHERE id = $1`,
 			id, k.Name, keystore.EncodeMetadata(k.Metadata),
-			keystore.EncodeList(k.AllowedOrigins), keystore.EncodeList(k.AllowedIPs)); err != nil {
+			keystore.EncodeList(k.AllowedOrigins), keystore.EncodeList(k.AllowedIPs), keystore.EncodeList(k.RateLimits)); err != nil {
 			return err
 		}
 		return recordChanges(ctx, tx, k)

@@ -349,9 +349,9 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.Patch) (apikey
 			return nil
 		}
 		k = p.Apply(k)
-		if _, err := tx.ExecContext(ctx, `UPDATE keys SET name = ?, metadata = ?, allowed_origins = ?, allowed_ips = ? WHERE id = ?`,
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET name = ?, metadata = ?, allowed_origins = ?, allowed_ips = ?, rate_limits = ? WHERE id = ?`,
 			k.Name, keystore.EncodeMetadata(k.Metadata),
-			keystore.EncodeList(k.AllowedOrigins), keystore.EncodeList(k.AllowedIPs), id); err != nil {
+			keystore.EncodeList(k.AllowedOrigins), keystore.EncodeList(k.AllowedIPs), keystore.EncodeList(k.RateLimits), id); err != nil {
 			return err
 		}
 		return logChanges(ctx, tx, k)

@@ -77,6 +77,12 @@ var invalidKeys = []struct {
 	{"allowed IP prefix with host bits", func(k *apikey.Key) { k.AllowedIPs = []string{"10.0.0.1/8"} }},
 	{"allowed IP not normalised", func(k *apikey.Key) { k.AllowedIPs = []string{"10.0.0.1/32"} }},
 	{"rate limit with a control", func(k *apikey.Key) { k.RateLimits = []string{"1\t/s"} }},
+	{"rate limit without a window count", func(k *apikey.Key) { k.RateLimits = []string{"10/s"} }},
+	{"rate limit of 0", func(k *apikey.Key) { k.RateLimits = []string{"0/1m"} }},
+	{"rate limit window of 31d", func(k *apikey.Key) { k.RateLimits = []string{"10/31d"} }},
+	{"rate limit not normalised", func(k *apikey.Key) { k.RateLimits = []string{"10/60s"} }},
+	{"two rate limits of one window", func(k *apikey.Key) { k.RateLimits = []string{"10/1m", "20/1m"} }},
+	{"five rate limits", func(k *apikey.Key) { k.RateLimits = []string{"1/1s", "2/2s", "3/3s", "4/4s", "5/5s"} }},
 }
 
 func testInvalidInput(t *testing.T, open func(t *testing.T) keystore.Store, _ Options) {

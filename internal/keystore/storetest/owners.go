@@ -155,6 +155,10 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 				func(k *apikey.Key) { k.AllowedOrigins, k.AllowedIPs = nil, nil }},
 			{"allowed origins set again, with a name", keystore.Patch{Name: str("again"), AllowedOrigins: list("https://*.example.com:*")},
 				func(k *apikey.Key) { k.Name, k.AllowedOrigins = "again", []string{"https://*.example.com:*"} }},
+			{"rate limits only, replaced whole", keystore.Patch{RateLimits: list("10/1s", "10000/1d")},
+				func(k *apikey.Key) { k.RateLimits = []string{"10/1s", "10000/1d"} }},
+			{"rate limits cleared with an empty list", keystore.Patch{RateLimits: list()},
+				func(k *apikey.Key) { k.RateLimits = nil }},
 		} {
 			before := seq(t, s)
 			step.want(&k)
@@ -279,6 +283,9 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 			{"allowed IP prefix with host bits", keystore.Patch{AllowedIPs: list("10.0.0.1/8")}},
 			{"33 allowed IPs", keystore.Patch{AllowedIPs: list(slices.Repeat([]string{"10.0.0.1"}, apikey.MaxPolicyEntries+1)...)}},
 			{"valid origins, invalid IPs", keystore.Patch{AllowedOrigins: list("https://a.example"), AllowedIPs: list("10.0.0.256")}},
+			{"rate limit of 0", keystore.Patch{RateLimits: list("0/1m")}},
+			{"valid name, rate limit not normalised", keystore.Patch{Name: str("fine"), RateLimits: list("10/60s")}},
+			{"two rate limits of one window", keystore.Patch{RateLimits: list("10/1h", "20/60m")}},
 		} {
 			if keystore.CheckPatch(tc.patch) == nil {
 				t.Fatalf("%s: CheckPatch accepts the patch: the case tests nothing", tc.name)
