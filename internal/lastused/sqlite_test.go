@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/keystore/sqlite"
 	"github.com/docana/keygate/internal/metrics"
 )
@@ -36,7 +37,7 @@ func openStore(t testing.TB, n int) (*sqlite.Store, []string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Create(ctx, k); err != nil {
+		if err := s.Create(ctx, k, keystore.Audit{}); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 		ids[i] = k.ID

@@ -168,7 +168,7 @@ func BenchmarkTouchLastUsed(b *testing.B) {
 	uses := make(map[string]time.Time, batch)
 	for range batch {
 		_, k := newKey(b, "touched")
-		if err := s.Create(b.Context(), k); err != nil {
+		if err := s.Create(b.Context(), k, keystore.Audit{}); err != nil {
 			b.Fatal(err)
 		}
 		uses[k.ID] = time.Time{}
