@@ -50,6 +50,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    negative_cache_ttl <duration>
 //	    last_used_interval <duration>
 //	    sync_interval <duration>
+//	    audit_retention <duration>
 //	}
 //
 // Every subdirective is optional and may be given once.
@@ -121,6 +122,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "sync_interval":
 			if err := parseDuration(d, &a.SyncInterval); err != nil {
+				return err
+			}
+		case "audit_retention":
+			if err := parseDuration(d, &a.AuditRetention); err != nil {
 				return err
 			}
 		default:

@@ -150,9 +150,9 @@ func PatchChanges(old, updated apikey.Key, p Patch) map[string][2]any {
 
 // CreatedEvent is the event of creating k.
 func CreatedEvent(k apikey.Key, a Audit, details map[string]string) Event {
-	changes := map[string][2]any{
-		"scope":      {nil, k.Scope.String()},
-		"expires_at": {nil, jsonTime(k.ExpiresAt)},
+	changes := map[string][2]any{"scope": {nil, k.Scope.String()}}
+	if !k.ExpiresAt.IsZero() {
+		changes["expires_at"] = [2]any{nil, jsonTime(k.ExpiresAt)}
 	}
 	if k.Owner != "" {
 		changes["owner"] = [2]any{nil, k.Owner}
