@@ -34,8 +34,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "apikey",
-		Usage: "create|list|show|update|revoke|rotate [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
-		Short: "Creates, lists, shows, updates, revokes and rotates API keys",
+		Usage: "create|list|show|update|revoke|rotate|usage|audit [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
+		Short: "Creates, lists, shows, updates, revokes and rotates API keys; shows their usage and audit log",
 		Long: `
 Manages keygate's API keys through the admin API of a running instance:
 
@@ -47,6 +47,8 @@ Manages keygate's API keys through the admin API of a running instance:
                 [--origin ORIGIN... | --no-origins] [--ip CIDR... | --no-ips]
   apikey revoke ID [--yes]
   apikey rotate ID [--grace DURATION]
+  apikey usage [ID] [--since DURATION|RFC3339] [--step 1m|1h|1d] [--owner OWNER]
+  apikey audit [--owner OWNER] [--key ID] [--action ACTION] [--since DURATION] [--limit N]
 
 create and rotate print the new key's secret once: it cannot be shown
 again. revoke asks for confirmation when stdin is a terminal and needs
@@ -186,6 +188,7 @@ rotated.`,
 	rotate.Flags().String("grace", "24h", "How long the old key keeps working, a Go duration from 0s to 168h")
 
 	cmd.AddCommand(create, list, show, update, revoke, rotate)
+	c.addUsageCommands(cmd)
 }
 
 // runCreate runs apikey create.
