@@ -187,7 +187,7 @@ func reasonText(refused map[string]int64) string {
 // Chart geometry, in SVG user units; the SVG scales to its box.
 const (
 	chartW, chartH = 960, 280
-	padL, padR     = 56, 12
+	padL, padR     = 56, 44
 	padT, padB     = 12, 40
 )
 

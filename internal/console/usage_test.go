@@ -67,7 +67,7 @@ func TestListShowsRequestsOf24HoursAndFiltersKeysNotUsedIn30Days(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, page := e.get("/")
-	if !strings.Contains(page, `title="Usage of key Used">9</a>`) || !strings.Contains(page, `title="Usage of key Idle">0</a>`) {
+	if !strings.Contains(page, `title="Usage of key Used"><span class="requests">9</span> in 24 h</a>`) || !strings.Contains(page, `title="Usage of key Idle"><span class="requests">0</span> in 24 h</a>`) {
 		t.Errorf("list does not show 9 and 0 requests in 24 h:\n%s", page)
 	}
 	_, page = e.get("/?unused=30d")
@@ -131,7 +131,7 @@ func TestOwnerConsoleNeverShowsAnotherOwnersUsageOrEvents(t *testing.T) {
 		t.Error("acme's activity lacks its own key")
 	}
 	_, page = e.get("/")
-	if !strings.Contains(page, `title="Usage of key Acme backend">5</a>`) || strings.Contains(page, ">41<") {
+	if !strings.Contains(page, `title="Usage of key Acme backend"><span class="requests">5</span> in 24 h</a>`) || strings.Contains(page, ">41</span>") {
 		t.Error("acme's list does not show its own 5 requests, or shows globex's 41")
 	}
 }
