@@ -668,3 +668,11 @@ func TestSessionsAreNamedUnlessTheDSNNamesThem(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkUsage is storetest.BenchmarkUsage on PostgreSQL
+// (docs/BENCHMARKS.md, "Usage queries").
+func BenchmarkUsage(b *testing.B) {
+	storetest.BenchmarkUsage(b, func(b *testing.B) keystore.Store {
+		return openStore(b, pgtest.NewDatabase(b), options{})
+	})
+}
