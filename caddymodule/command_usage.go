@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -357,11 +358,37 @@ func shortValue(v any) string {
 			return t.UTC().Format(longLayout)
 		}
 		return strconv.Quote(v)
-	default:
-		b := fmt.Sprint(v)
-		if len(b) > 60 {
-			b = b[:59] + "…"
+	case []any:
+		if len(v) == 0 {
+			return "none"
 		}
-		return b
+		parts := make([]string, len(v))
+		for i, e := range v {
+			parts[i] = fmt.Sprint(e)
+		}
+		return cut(strings.Join(parts, ", "))
+	case map[string]any:
+		if len(v) == 0 {
+			return "none"
+		}
+		parts := make([]string, 0, len(v))
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v[k]))
+		}
+		return cut(strings.Join(parts, ", "))
+	default:
+		return cut(fmt.Sprint(v))
 	}
+}
+
+// cut shortens a value for a table cell: at most 60 bytes.
+func cut(s string) string {
+	if len(s) > 60 {
+		for i := 59; i > 0; i-- {
+			if utf8.RuneStart(s[i]) {
+				return s[:i] + "…"
+			}
+		}
+	}
+	return s
 }
