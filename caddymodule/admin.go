@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/keystore"
 )
 
 func init() {
@@ -38,11 +41,20 @@ func init() {
 //	POST   /apikeys/{id}/rotate     {"grace"} (optional) → 201 {"secret", "api_key", "previous"}
 //	GET    /apikeys/instances       → 200 {"instances": [...], "seq": N}: the gateway instances on the store
 //	GET    /apikeys/backup          → 200 a copy of the sqlite store (backup.go)
+//	GET    /apikeys/{id}/usage[?since=DURATION|RFC3339][&step=1m|1h|1d]
+//	                                → 200 {"key_id", "step", "points": [{"start", "ok", "refused": {...}}]}
+//	GET    /apikeys/usage[?owner=O][&since=...] → 200 {"keys": [{"key_id", "ok", "refused"}]}, busiest first
+//	GET    /apikeys/audit[?owner=O][&key_id=ID][&action=A][&since=...][&limit=N][&cursor=C]
+//	                                → 200 {"events": [...], "next_cursor": "..." | null}, newest first
 //
 // A change (create, update, revoke, rotate) answers once every live
 // instance applied it, or after confirm_timeout; the key in the answer
 // ("api_key" for create and rotate) then holds "propagation":
 // {"confirmed": [instance IDs], "pending": [instance IDs]}.
+//
+// Every change is written to the audit log with who made it: {"type":
+// "admin", "id": the Keygate-Actor header or ""}, the request's remote
+// address and its User-Agent.
 //
 // It looks up the apikeys app of the running config on every request
 // rather than at provision time: admin routers are provisioned once per
@@ -102,6 +114,9 @@ type keyManager interface {
 	Revoke(ctx context.Context, id string) (apikey.Key, error)
 	Rotate(ctx context.Context, id, grace string) (string, apikey.Key, apikey.Key, error)
 	Update(ctx context.Context, id string, u keyservice.KeyUpdate) (apikey.Key, error)
+	KeyUsage(ctx context.Context, id, since, step string) (keyservice.UsageSeries, error)
+	Usage(ctx context.Context, owner, since string) ([]keyservice.KeyUsageJSON, error)
+	Audit(ctx context.Context, opts keyservice.AuditOptions) (keyservice.AuditPage, error)
 	Now() time.Time
 	Confirm(ctx context.Context) (keyservice.Propagation, error)
 	Instances(ctx context.Context) (keyservice.InstancesJSON, error)
@@ -217,6 +232,20 @@ func routeAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyMana
 	if !ok {
 		return errNoSuchResource
 	}
+	// Usage and the audit log.
+	switch rest {
+	case "/usage":
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(w, r, http.MethodGet)
+		}
+		return withService(w, r, lookup, allUsage)
+	case "/audit":
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(w, r, http.MethodGet)
+		}
+		return withService(w, r, lookup, auditLog)
+	}
+
 	if rest == "" || rest == "/" {
 		switch r.Method {
 		case http.MethodGet:
@@ -253,6 +282,11 @@ func routeAPIKeys(w http.ResponseWriter, r *http.Request, lookup func() (keyMana
 			return methodNotAllowed(w, r, http.MethodPost)
 		}
 		serve = rotateKey
+	case action == "usage":
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(w, r, http.MethodGet)
+		}
+		serve = keyUsage
 	default:
 		return errNoSuchResource
 	}
@@ -299,7 +333,7 @@ func confirmed(ctx context.Context, svc keyManager, view keyservice.KeyJSON) key
 // API's. It does not echo the path, which may hold anything.
 var errNoSuchResource = caddy.APIError{
 	HTTPStatus: http.StatusNotFound,
-	Err:        errors.New("resource not found: the key API has /apikeys, /apikeys/{id} and /apikeys/{id}/rotate"),
+	Err:        errors.New("resource not found: the key API has /apikeys, /apikeys/{id}, /apikeys/{id}/rotate, /apikeys/{id}/usage, /apikeys/usage and /apikeys/audit"),
 }
 
 // withService looks up the key service and runs serve with it, bounding
@@ -310,6 +344,13 @@ func withService(w http.ResponseWriter, r *http.Request, lookup func() (keyManag
 	svc, err := lookup()
 	if err != nil {
 		return err
+	}
+	if s, ok := svc.(*keyservice.Service); ok && r.Method != http.MethodGet {
+		a, err := requestAudit(r)
+		if err != nil {
+			return err
+		}
+		svc = s.As(a)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
 	defer cancel()
@@ -438,6 +479,117 @@ func requestActor(r *http.Request) (apikey.Actor, error) {
 		return apikey.Actor{}, badRequest(fmt.Errorf("%s header: %s", actorHeader, msg))
 	}
 	return actor, nil
+}
+
+// requestAudit returns who makes the request r and from where, for the
+// audit log: the Keygate-Actor header (requestActor), the remote address
+// of the connection (the admin endpoint has no trusted proxies) and the
+// User-Agent.
+func requestAudit(r *http.Request) (keystore.Audit, error) {
+	actor, err := requestActor(r)
+	if err != nil {
+		return keystore.Audit{}, err
+	}
+	ip := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	return keystore.Audit{Actor: actor, RemoteIP: ip, UserAgent: r.UserAgent()}, nil
+}
+
+// checkQuery refuses a query parameter not in allowed, or given twice.
+func checkQuery(query url.Values, allowed ...string) error {
+	for name, values := range query {
+		if !slices.Contains(allowed, name) {
+			return badRequest(fmt.Errorf("unknown query parameter %s: the parameters are %s", apikey.QuoteInput(name), strings.Join(allowed, ", ")))
+		}
+		if len(values) > 1 {
+			return badRequest(fmt.Errorf("%s: give it once", name))
+		}
+	}
+	return nil
+}
+
+// keyUsage serves GET /apikeys/{id}/usage[?since=...][&step=...]: the
+// key's requests per step by result, zeros included, counts not yet
+// written included.
+func keyUsage(w http.ResponseWriter, r *http.Request, svc keyManager, id string) error {
+	query := r.URL.Query()
+	if err := checkQuery(query, "since", "step"); err != nil {
+		return err
+	}
+	series, err := svc.KeyUsage(r.Context(), id, query.Get("since"), query.Get("step"))
+	if err != nil {
+		return serviceError(w, err, id)
+	}
+	return writeJSON(w, http.StatusOK, series)
+}
+
+// usageResponse answers GET /apikeys/usage.
+type usageResponse struct {
+	Keys []keyservice.KeyUsageJSON `json:"keys"`
+}
+
+// allUsage serves GET /apikeys/usage[?owner=O][&since=...]: the keys with
+// requests in the range, busiest first.
+func allUsage(w http.ResponseWriter, r *http.Request, svc keyManager) error {
+	query := r.URL.Query()
+	if err := checkQuery(query, "owner", "since"); err != nil {
+		return err
+	}
+	if query.Has("owner") && query.Get("owner") == "" {
+		return badRequest(errors.New("owner: is empty: leave it out for the keys of every owner"))
+	}
+	keys, err := svc.Usage(r.Context(), query.Get("owner"), query.Get("since"))
+	if err != nil {
+		return serviceError(w, err, "")
+	}
+	if keys == nil {
+		keys = []keyservice.KeyUsageJSON{}
+	}
+	return writeJSON(w, http.StatusOK, usageResponse{Keys: keys})
+}
+
+// auditResponse answers GET /apikeys/audit.
+type auditResponse struct {
+	Events []keyservice.EventJSON `json:"events"`
+	// NextCursor is the cursor of the next (older) page, null on the last.
+	NextCursor *string `json:"next_cursor"`
+}
+
+// auditLog serves GET /apikeys/audit: a page of audit events, newest
+// first.
+func auditLog(w http.ResponseWriter, r *http.Request, svc keyManager) error {
+	query := r.URL.Query()
+	if err := checkQuery(query, "owner", "key_id", "action", "since", "limit", "cursor"); err != nil {
+		return err
+	}
+	opts := keyservice.AuditOptions{Owner: query.Get("owner"), KeyID: query.Get("key_id"), Action: query.Get("action"),
+		Since: query.Get("since"), Cursor: query.Get("cursor")}
+	for _, name := range []string{"owner", "key_id", "action", "since", "cursor"} {
+		if query.Has(name) && query.Get(name) == "" {
+			return badRequest(fmt.Errorf("%s: is empty: leave it out", name))
+		}
+	}
+	if query.Has("limit") {
+		n, err := strconv.Atoi(query.Get("limit"))
+		if err != nil || n < 1 || n > keyservice.MaxLimit {
+			return badRequest(fmt.Errorf("limit: must be a whole number from 1 to %d, not %s", keyservice.MaxLimit, apikey.QuoteInput(query.Get("limit"))))
+		}
+		opts.Limit = n
+	}
+	page, err := svc.Audit(r.Context(), opts)
+	if err != nil {
+		return serviceError(w, err, "")
+	}
+	resp := auditResponse{Events: make([]keyservice.EventJSON, 0, len(page.Events))}
+	for _, e := range page.Events {
+		resp.Events = append(resp.Events, keyservice.EventView(e))
+	}
+	if page.Next != "" {
+		resp.NextCursor = &page.Next
+	}
+	return writeJSON(w, http.StatusOK, resp)
 }
 
 // updateKey serves PATCH /apikeys/{id}: it changes the key's name,

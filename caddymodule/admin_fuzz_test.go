@@ -24,7 +24,7 @@ import (
 // The service calls only the methods it defines.
 type oneKeyStore struct{ keystore.Store }
 
-func (oneKeyStore) Create(context.Context, apikey.Key) error { return nil }
+func (oneKeyStore) Create(context.Context, apikey.Key, keystore.Audit) error { return nil }
 
 func (oneKeyStore) Get(_ context.Context, id string) (apikey.Key, error) {
 	if id != validID {
@@ -33,7 +33,7 @@ func (oneKeyStore) Get(_ context.Context, id string) (apikey.Key, error) {
 	return apikey.Key{ID: validID, Name: "fuzzed", Scope: apikey.ScopeFull, Expiry: apikey.ExpiryDay}, nil
 }
 
-func (s oneKeyStore) Update(ctx context.Context, id string, p keystore.Patch) (apikey.Key, error) {
+func (s oneKeyStore) Update(ctx context.Context, id string, p keystore.Patch, _ keystore.Audit) (apikey.Key, error) {
 	if err := keystore.CheckPatch(p); err != nil {
 		return apikey.Key{}, err
 	}
@@ -41,7 +41,7 @@ func (s oneKeyStore) Update(ctx context.Context, id string, p keystore.Patch) (a
 	return p.Apply(k), err
 }
 
-func (s oneKeyStore) Rotate(ctx context.Context, id string, _ apikey.Key, oldExpiresAt time.Time) (apikey.Key, error) {
+func (s oneKeyStore) Rotate(ctx context.Context, id string, _ apikey.Key, oldExpiresAt time.Time, _ keystore.Audit) (apikey.Key, error) {
 	k, err := s.Get(ctx, id)
 	k.ExpiresAt = oldExpiresAt
 	return k, err

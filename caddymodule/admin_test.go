@@ -60,6 +60,15 @@ func (u untouchable) Rotate(context.Context, string, string) (string, apikey.Key
 func (u untouchable) Update(context.Context, string, keyservice.KeyUpdate) (apikey.Key, error) {
 	return apikey.Key{}, u.fail()
 }
+func (u untouchable) KeyUsage(context.Context, string, string, string) (keyservice.UsageSeries, error) {
+	return keyservice.UsageSeries{}, u.fail()
+}
+func (u untouchable) Usage(context.Context, string, string) ([]keyservice.KeyUsageJSON, error) {
+	return nil, u.fail()
+}
+func (u untouchable) Audit(context.Context, keyservice.AuditOptions) (keyservice.AuditPage, error) {
+	return keyservice.AuditPage{}, u.fail()
+}
 func (u untouchable) Now() time.Time { return time.Time{} }
 func (u untouchable) Confirm(context.Context) (keyservice.Propagation, error) {
 	return keyservice.Propagation{}, u.fail()
@@ -367,6 +376,16 @@ func TestDecodeObject(t *testing.T) {
 
 // failing is a key service whose every call fails with err.
 type failing struct{ err error }
+
+func (f failing) KeyUsage(context.Context, string, string, string) (keyservice.UsageSeries, error) {
+	return keyservice.UsageSeries{}, f.err
+}
+func (f failing) Usage(context.Context, string, string) ([]keyservice.KeyUsageJSON, error) {
+	return nil, f.err
+}
+func (f failing) Audit(context.Context, keyservice.AuditOptions) (keyservice.AuditPage, error) {
+	return keyservice.AuditPage{}, f.err
+}
 
 func (f failing) Create(context.Context, keyservice.NewKey) (string, apikey.Key, error) {
 	return "", apikey.Key{}, f.err

@@ -53,6 +53,8 @@ const (
 	// DefaultConfirmTimeout is how long a change waits for every live
 	// instance.
 	DefaultConfirmTimeout = keyservice.DefaultConfirmTimeout
+	// DefaultAuditRetention is how long audit events are kept: 400 days.
+	DefaultAuditRetention = 400 * 24 * time.Hour
 )
 
 // Store backends.
@@ -140,6 +142,12 @@ type App struct {
 	// not become an outage of the API), "deny" refuses them with 503
 	// rate_limit_unavailable and Retry-After.
 	RateLimitOnError string `json:"rate_limit_on_error,omitempty"`
+
+	// AuditRetention is how long the audit log keeps an event. Every
+	// instance deletes older events (and usage beyond its own retention:
+	// per minute 48h, per hour 90d, per day 400d) about once an hour.
+	// Default: 400d.
+	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 
 	res     *resources          // nil until Provision succeeds
 	svc     *keyservice.Service // res.service with this config's confirm_timeout
@@ -341,6 +349,7 @@ func (a *App) effective() (App, error) {
 		NegativeCacheTTL: a.NegativeCacheTTL,
 		LastUsedInterval: a.LastUsedInterval,
 		SyncInterval:     a.SyncInterval,
+		AuditRetention:   a.AuditRetention,
 	}
 	store := StoreConfig{}
 	if a.Store != nil {
@@ -405,6 +414,7 @@ func (a *App) effective() (App, error) {
 		{"negative_cache_ttl", &cfg.NegativeCacheTTL, DefaultNegativeCacheTTL},
 		{"last_used_interval", &cfg.LastUsedInterval, DefaultLastUsedInterval},
 		{"sync_interval", &cfg.SyncInterval, DefaultSyncInterval},
+		{"audit_retention", &cfg.AuditRetention, DefaultAuditRetention},
 	} {
 		if *d.val < 0 {
 			return App{}, fmt.Errorf("apikeys: %s %v is negative", d.name, time.Duration(*d.val))
@@ -507,10 +517,14 @@ func newResources(ctx context.Context, cfg App, logger *zap.Logger) (*resources,
 		return nil, fmt.Errorf("apikeys: starting the verifier: %w", err)
 	}
 	rec := lastused.New(store, lastused.Config{
-		Interval: time.Duration(cfg.LastUsedInterval),
-		Logger:   logger.Named("last_used"),
-		Metrics:  processMetrics,
+		Interval:  time.Duration(cfg.LastUsedInterval),
+		Logger:    logger.Named("last_used"),
+		Metrics:   processMetrics,
+		Retention: keystore.Retention{Audit: time.Duration(cfg.AuditRetention)},
 	})
+	if l, ok := store.(keystore.EventListener); ok {
+		l.OnEvents(auditLogger(logger.Named("audit")))
+	}
 	svc := keyservice.New(store, format, v, rec, nil)
 	svc.CountStoreErrors(processMetrics.StoreErrors)
 	svc.SetFleet(keyservice.Fleet{
@@ -589,6 +603,30 @@ func (r *resources) Destruct() error {
 		r.logger.Error("closing key store resources", zap.Error(err))
 	}
 	return err
+}
+
+// auditLogger returns the listener that logs every audit event at info
+// level, as the logger apikeys.audit, for operators to ship to their log
+// pipeline. Events hold no secret; their fields are those of the admin
+// API's JSON.
+func auditLogger(logger *zap.Logger) func([]keystore.Event) {
+	return func(events []keystore.Event) {
+		for _, e := range events {
+			v := keyservice.EventView(e)
+			logger.Info("key changed",
+				zap.Int64("id", v.ID),
+				zap.Time("at", v.At),
+				zap.String("action", v.Action),
+				zap.String("key_id", v.KeyID),
+				zap.Stringp("owner", v.Owner),
+				zap.String("actor_type", v.Actor.Type),
+				zap.String("actor_id", v.Actor.ID),
+				zap.Stringp("remote_ip", v.RemoteIP),
+				zap.Stringp("user_agent", v.UserAgent),
+				zap.Any("changes", v.Changes),
+				zap.Any("details", v.Details))
+		}
+	}
 }
 
 // Interface guards

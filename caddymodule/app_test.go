@@ -40,6 +40,7 @@ func TestAppEffectiveAppliesDefaults(t *testing.T) {
 		NegativeCacheTTL: caddy.Duration(10 * time.Second),
 		LastUsedInterval: caddy.Duration(10 * time.Second),
 		SyncInterval:     caddy.Duration(5 * time.Second),
+		AuditRetention:   caddy.Duration(400 * 24 * time.Hour),
 	}
 	if *got.Store != *want.Store {
 		t.Errorf("store = %+v, want %+v", *got.Store, *want.Store)
@@ -59,6 +60,7 @@ func TestAppEffectiveKeepsWhatIsSet(t *testing.T) {
 		NegativeCacheTTL: caddy.Duration(2 * time.Second),
 		LastUsedInterval: caddy.Duration(3 * time.Second),
 		SyncInterval:     caddy.Duration(4 * time.Second),
+		AuditRetention:   caddy.Duration(5 * time.Hour),
 	}
 	got, err := in.effective()
 	if err != nil {
@@ -127,6 +129,7 @@ func TestAppEffectiveRejectsBadValues(t *testing.T) {
 		{"negative negative ttl", App{NegativeCacheTTL: -1}, "negative_cache_ttl"},
 		{"negative last used interval", App{LastUsedInterval: -1}, "last_used_interval"},
 		{"negative sync interval", App{SyncInterval: -1}, "sync_interval"},
+		{"negative audit retention", App{AuditRetention: -1}, "audit_retention"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -57,6 +57,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    rate_limit <scope> <N/WINDOW>...
 //	    rate_limit_store local|redis <url>
 //	    rate_limit_on_error allow|deny
+//	    audit_retention <duration>
 //	}
 //
 // Every subdirective is optional and may be given once, but rate_limit,
@@ -177,6 +178,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			cd := caddy.Duration(dur)
 			a.ConfirmTimeout = &cd
+		case "audit_retention":
+			if err := parseDuration(d, &a.AuditRetention); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective %q", sub)
 		}

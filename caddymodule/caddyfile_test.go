@@ -37,6 +37,7 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 				negative_cache_ttl 2s
 				last_used_interval 1m
 				sync_interval 1d
+				audit_retention 90d
 			}`,
 			want: App{
 				Store:            &StoreConfig{Backend: "sqlite", Path: "/var/lib/keygate/keys.db"},
@@ -46,6 +47,7 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 				NegativeCacheTTL: caddy.Duration(2 * time.Second),
 				LastUsedInterval: caddy.Duration(time.Minute),
 				SyncInterval:     caddy.Duration(24 * time.Hour),
+				AuditRetention:   caddy.Duration(90 * 24 * time.Hour),
 			},
 		},
 		{name: "sqlite without a path", input: "apikeys {\nstore sqlite\n}", want: App{Store: &StoreConfig{Backend: "sqlite"}}},

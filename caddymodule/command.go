@@ -35,8 +35,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "apikey",
-		Usage: "create|list|show|update|revoke|rotate|instances|backup [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
-		Short: "Creates, lists, shows, updates, revokes and rotates API keys; lists the gateway instances; backs up the key store",
+		Usage: "create|list|show|update|revoke|rotate|usage|audit|instances|backup [<args>] [--json] [--address <admin>] [--config <path> [--adapter <name>]]",
+		Short: "Creates, lists, shows, updates, revokes and rotates API keys; shows their usage and audit log; lists the gateway instances; backs up the key store",
 		Long: `
 Manages keygate's API keys through the admin API of a running instance:
 
@@ -50,6 +50,8 @@ Manages keygate's API keys through the admin API of a running instance:
                 [--rate-limit N/WINDOW... | --no-rate-limits]
   apikey revoke ID [--yes]
   apikey rotate ID [--grace DURATION]
+  apikey usage [ID] [--since DURATION|RFC3339] [--step 1m|1h|1d] [--owner OWNER]
+  apikey audit [--owner OWNER] [--key ID] [--action ACTION] [--since DURATION] [--limit N]
   apikey instances
   apikey backup FILE [--force]
 
@@ -221,6 +223,7 @@ made through the admin API or the console waits for every live instance.`,
 
 	cmd.AddCommand(create, list, show, update, revoke, rotate, instances)
 	cmd.AddCommand(c.backupCommand())
+	c.addUsageCommands(cmd)
 }
 
 // runInstances runs apikey instances.

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 
@@ -131,8 +132,23 @@ func (c *Console) provision(app *App, logger *zap.Logger) error {
 		RequestPath:          originalPath,
 		Owner:                c.ownerFunc(),
 		Logger:               logger,
+		ClientIP:             consoleClientIP,
 	})
 	return err
+}
+
+// consoleClientIP is the client address the audit log records for a
+// console change: Caddy's client IP, which honours trusted_proxies, or
+// the connection's address when Caddy set none.
+func consoleClientIP(r *http.Request) string {
+	if s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); s != "" {
+		return s
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // ServeHTTP serves the console.

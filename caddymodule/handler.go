@@ -20,6 +20,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/identity"
+	"github.com/docana/keygate/internal/lastused"
 	"github.com/docana/keygate/internal/pathcheck"
 )
 
@@ -172,9 +173,11 @@ type keyVerifier interface {
 	VerifyAttached(ctx context.Context, authorization string, now time.Time) (*apikey.Key, any, error)
 }
 
-// useRecorder is what the handler needs of lastused.Recorder.
+// useRecorder is what the handler needs of lastused.Recorder: Use counts
+// a request of a found key by result and, for an admitted one, notes its
+// last use.
 type useRecorder interface {
-	Note(id string, t time.Time)
+	Use(id string, t time.Time, res lastused.Result)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -430,7 +433,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			r.Header[HeaderKeyOwner] = vals[3:4:4]
 		}
 	}
-	h.recorder.Note(k.ID, now)
+	h.recorder.Use(k.ID, now, lastused.ResultOK)
 	processRequests.inc(processMetrics.Requests, resultOK, k.Scope)
 	return next.ServeHTTP(w, r)
 }
@@ -463,6 +466,11 @@ func (h *Handler) reject(w http.ResponseWriter, code apikey.Code, k *apikey.Key,
 	var scope apikey.Scope
 	if k != nil {
 		scope = k.Scope
+		// The one place that knows the result of every refused request
+		// of a found key: usage counts it here, as the metric does.
+		if res, ok := lastused.ResultOf(string(code)); ok {
+			h.recorder.Use(k.ID, time.Now(), res)
+		}
 	}
 	processRequests.inc(processMetrics.Requests, code, scope)
 

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/verifier"
 )
 
@@ -45,7 +46,7 @@ func (f *ownerFixture) addOwnedKey(t testing.TB, scope apikey.Scope, owner strin
 		t.Fatal(err)
 	}
 	k.Owner, k.Metadata = owner, md
-	if err := f.res.store.Create(context.Background(), k); err != nil {
+	if err := f.res.store.Create(context.Background(), k, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	return secret, k

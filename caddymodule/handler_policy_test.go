@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
 )
 
 // addPolicyKey stores a key of scope with owner, allowed origins and
@@ -25,7 +26,7 @@ func (f *ownerFixture) addPolicyKey(t testing.TB, scope apikey.Scope, owner stri
 		t.Fatal(err)
 	}
 	k.Owner, k.AllowedOrigins, k.AllowedIPs = owner, origins, ips
-	if err := f.res.store.Create(context.Background(), k); err != nil {
+	if err := f.res.store.Create(context.Background(), k, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	return secret

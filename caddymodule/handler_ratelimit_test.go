@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/ratelimit"
 )
 
@@ -24,7 +25,7 @@ func (f *ownerFixture) addLimitedKey(t testing.TB, scope apikey.Scope, limits, o
 		t.Fatal(err)
 	}
 	k.RateLimits, k.AllowedOrigins = limits, origins
-	if err := f.res.store.Create(context.Background(), k); err != nil {
+	if err := f.res.store.Create(context.Background(), k, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	return secret

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
 )
 
 // gatewayFixture is a real key store (SQLite in a temp dir) with the
@@ -54,7 +55,7 @@ func (f *gatewayFixture) addKey(t testing.TB, name string, scope apikey.Scope, c
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.res.store.Create(context.Background(), k); err != nil {
+	if err := f.res.store.Create(context.Background(), k, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	return secret, k
@@ -132,7 +133,7 @@ func TestHandlerAnswersEveryFailureWithItsStatusAndCode(t *testing.T) {
 	widget, _ := f.addKey(t, "widget", apikey.ScopeWidget, now, apikey.ExpiryNever)
 	routine, _ := f.addKey(t, "routine", apikey.ScopeRoutine, now, apikey.ExpiryNever)
 	revoked, rk := f.addKey(t, "revoked", apikey.ScopeFull, now, apikey.ExpiryNever)
-	if _, err := f.res.store.Revoke(context.Background(), rk.ID, now); err != nil {
+	if _, err := f.res.store.Revoke(context.Background(), rk.ID, now, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	expired, _ := f.addKey(t, "expired", apikey.ScopeFull, now.Add(-2*time.Hour), apikey.ExpiryHour)
@@ -427,7 +428,7 @@ func TestLogLimiterAllowsOneLinePerSecond(t *testing.T) {
 func TestHandlerLogsRejectionsWithoutSecrets(t *testing.T) {
 	f := newGatewayFixture(t)
 	revoked, k := f.addKey(t, "revoked", apikey.ScopeFull, time.Now(), apikey.ExpiryNever)
-	if _, err := f.res.store.Revoke(context.Background(), k.ID, time.Now()); err != nil {
+	if _, err := f.res.store.Revoke(context.Background(), k.ID, time.Now(), keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	unknown, _ := f.format.Generate()

@@ -28,6 +28,10 @@
 //	POST /                 op=create|update|revoke|rotate: a change. With "Accept:
 //	                       application/json" (the page's script) the answer is JSON;
 //	                       otherwise the page is rendered with the outcome.
+//	GET  /?view=usage&id=ID[&range=24h|7d|30d|90d]
+//	                       a key's requests by result: a chart and a table
+//	GET  /?view=activity[&key=ID][&cursor=C]
+//	                       the audit log, newest first (the owner's, in an owner's console)
 //	GET  /static/<name>    the stylesheet and the script, under content-hashed names
 package console
 
@@ -45,6 +49,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keyservice"
+	"github.com/docana/keygate/internal/keystore"
 )
 
 // Security headers sent with every response. The policy allows no inline
@@ -90,6 +95,10 @@ type Config struct {
 	// Logger receives one info entry per change (user, action, key ID) and
 	// the errors of the store. Nil means no logging.
 	Logger *zap.Logger
+	// ClientIP returns the address of the client of a request, as the
+	// audit log records it (Caddy's client IP, which honours
+	// trusted_proxies). Nil means the connection's remote address.
+	ClientIP func(r *http.Request) string
 }
 
 // Handler serves the console. It is safe for concurrent use.
@@ -100,6 +109,7 @@ type Handler struct {
 	requestPath func(*http.Request) string
 	owner       func(*http.Request) string
 	logger      *zap.Logger
+	clientIP    func(*http.Request) string
 	cop         *http.CrossOriginProtection
 	assets      *assetSet
 }
@@ -116,6 +126,7 @@ func New(cfg Config) (*Handler, error) {
 		requestPath: cfg.RequestPath,
 		owner:       cfg.Owner,
 		logger:      cfg.Logger,
+		clientIP:    cfg.ClientIP,
 		cop:         http.NewCrossOriginProtection(),
 		assets:      defaultAssets,
 	}
@@ -204,7 +215,19 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (session,
 	if !ok {
 		return session{}, false
 	}
-	sess := session{user: user, svc: h.svc}
+	// Every change made through this request is audited as the
+	// signed-in user's, from the request's address and browser.
+	ip := r.RemoteAddr
+	if h.clientIP != nil {
+		ip = h.clientIP(r)
+	} else if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	sess := session{user: user, svc: h.svc.As(keystore.Audit{
+		Actor:     apikey.Actor{Type: apikey.ActorConsole, ID: apikey.FitActorID(user)},
+		RemoteIP:  ip,
+		UserAgent: r.UserAgent(),
+	})}
 	if h.owner == nil {
 		return sess, true
 	}
@@ -222,7 +245,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (session,
 		})
 		return session{}, false
 	}
-	sess.svc = h.svc.ForOwner(sess.owner)
+	sess.svc = sess.svc.ForOwner(sess.owner)
 	return sess, true
 }
 

@@ -47,6 +47,7 @@ func (c *clock) Add(d time.Duration) {
 // env is a console over a real SQLite store in a temporary directory.
 type env struct {
 	t      *testing.T
+	store  *sqlite.Store
 	svc    *keyservice.Service
 	format *apikey.Format
 	clock  *clock
@@ -79,7 +80,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, format: format, clock: &clock{now: t0}, user: "alice"}
+	e := &env{t: t, store: store, format: format, clock: &clock{now: t0}, user: "alice"}
 	if opts.anonymous {
 		e.user = ""
 	}

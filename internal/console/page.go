@@ -44,6 +44,8 @@ type filter struct {
 	// console only: an owner's console shows its own keys whatever the
 	// query string says. "" for every owner.
 	Owner string
+	// Unused (?unused=30d) keeps the keys not used in 30 days.
+	Unused bool
 	// Cursor (?cursor=) starts the page after a key: the older keys.
 	// Before (?before=) ends it before one: the newer keys. At most one is
 	// set, and only to a cursor that decodes (keyservice.DecodeCursor).
@@ -71,6 +73,7 @@ func parseFilter(q url.Values) filter {
 	if o := strings.TrimSpace(q.Get("owner")); apikey.CheckOwner(o) == nil {
 		f.Owner = o
 	}
+	f.Unused = q.Get("unused") == "30d"
 	for _, c := range []struct {
 		name string
 		to   *string
@@ -121,6 +124,9 @@ func (f filter) values() url.Values {
 	if f.Owner != "" {
 		v.Set("owner", f.Owner)
 	}
+	if f.Unused {
+		v.Set("unused", "30d")
+	}
 	if f.Cursor != "" {
 		v.Set("cursor", f.Cursor)
 	}
@@ -152,12 +158,15 @@ func (f filter) at(cursor, before string) filter {
 
 // Active reports whether the filter hides anything beyond the default.
 func (f filter) Active() bool {
-	return f.Status != "active" || f.Scope != "" || f.Query != "" || f.Owner != ""
+	return f.Status != "active" || f.Scope != "" || f.Query != "" || f.Owner != "" || f.Unused
 }
 
 // options returns the key service's options for the filter's page.
 func (f filter) options() keyservice.ListOptions {
 	o := keyservice.ListOptions{Scope: f.Scope, Query: f.Query, Owner: f.Owner, Limit: pageSize, Cursor: f.Cursor, Before: f.Before}
+	if f.Unused {
+		o.NotUsedFor = notUsedFor
+	}
 	if f.Status != "all" {
 		o.Status = f.Status
 	}
@@ -209,6 +218,10 @@ type row struct {
 	RevokeHref  string
 	RotateHref  string
 	EditHref    string
+	// UsageHref links to the key's usage chart, ActivityHref to its
+	// events; Requests24h is its requests of the last 24 hours.
+	UsageHref, ActivityHref string
+	Requests24h             int64
 	// CreatedByLabel names who created the key: created_by's ID, or its
 	// type when the ID is empty ("admin", "console", "system").
 	CreatedByLabel string
@@ -248,6 +261,8 @@ func newRow(k apikey.Key, now time.Time, f filter) row {
 		CanEdit:        v.Status != "revoked",
 		EditHref:       f.href("dialog", "edit", "id", v.ID),
 		CreatedByLabel: createdByLabel(k.CreatedBy),
+		UsageHref:      "./?" + url.Values{"view": {"usage"}, "id": {v.ID}}.Encode(),
+		ActivityHref:   "./?" + url.Values{"view": {"activity"}, "key": {v.ID}}.Encode(),
 	}
 	r.MetadataList = sortedMetadata(k.Metadata)
 	r.MetadataText = formatMetadata(r.MetadataList)
@@ -433,6 +448,20 @@ func (h *Handler) buildPage(ctx context.Context, sess session, f filter) (*pageD
 	for _, k := range page.Keys {
 		d.Rows = append(d.Rows, newRow(k, now, f))
 	}
+	if len(d.Rows) > 0 {
+		// One query for the whole page: every key's last 24 hours.
+		usage, err := sess.svc.Usage(ctx, "", "24h")
+		if err != nil {
+			return nil, err
+		}
+		byKey := make(map[string]int64, len(usage))
+		for _, u := range usage {
+			byKey[u.KeyID] = u.OK + u.Refused
+		}
+		for i := range d.Rows {
+			d.Rows[i].Requests24h = byKey[d.Rows[i].ID]
+		}
+	}
 	if len(d.Rows) == 0 {
 		if f.Cursor != "" || f.Before != "" {
 			// A page past the end, say after the keys on it were
@@ -491,6 +520,14 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, sess session
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	q := r.URL.Query()
+	switch q.Get("view") {
+	case "usage":
+		h.serveUsage(w, r, sess)
+		return
+	case "activity":
+		h.serveActivity(w, r, sess)
+		return
+	}
 	d, err := h.buildPage(ctx, sess, sess.filter(q))
 	if err != nil {
 		h.storeFailed(w, r, "list", err)

@@ -68,6 +68,9 @@ type Service struct {
 	// owned says the service is a view bound to owner (ForOwner).
 	owned bool
 	owner string
+	// audit is who makes the changes of this view (As); the zero value is
+	// keygate itself.
+	audit keystore.Audit
 }
 
 // storeErrors count the store calls that failed, by operation; nil counts
@@ -133,6 +136,17 @@ func (s *Service) ForOwner(owner string) *Service {
 	return &v
 }
 
+// As returns a view of the service bound to who asks: every change made
+// through it is written to the audit log with a's actor, remote IP and
+// User-Agent. The admin API builds a from the Keygate-Actor
+// header and the request; the console from its signed-in user. It
+// combines with ForOwner in either order.
+func (s *Service) As(a keystore.Audit) *Service {
+	v := *s
+	v.audit = a
+	return &v
+}
+
 // NewKey is what Create needs.
 type NewKey struct {
 	// Name, Scope and ExpiresIn are as people give them: a name that
@@ -142,7 +156,8 @@ type NewKey struct {
 	Owner string
 	// Metadata is sent upstream with the key's requests; nil for none.
 	Metadata map[string]string
-	// CreatedBy is who asks for the key.
+	// CreatedBy is who asks for the key (required; As does not set it, so
+	// that a key's creator is always named by its caller).
 	CreatedBy apikey.Actor
 	// AllowedOrigins and AllowedIPs restrict where the key may be used
 	// from (policy.CheckOrigins, policy.CheckIPs); they are stored
@@ -203,7 +218,7 @@ func (s *Service) Create(ctx context.Context, nk NewKey) (string, apikey.Key, er
 	}
 	k.Owner, k.Metadata, k.CreatedBy = nk.Owner, keystore.CloneMetadata(nk.Metadata), nk.CreatedBy
 	k.AllowedOrigins, k.AllowedIPs, k.RateLimits = origins, ips, limits
-	if err := s.store.Create(ctx, k); err != nil {
+	if err := s.store.Create(ctx, k, s.audit); err != nil {
 		storeFailed(s.errs.create, err)
 		return "", apikey.Key{}, fmt.Errorf("storing key %s: %w", k.ID, err)
 	}
@@ -311,7 +326,7 @@ func (s *Service) Update(ctx context.Context, id string, u KeyUpdate) (apikey.Ke
 			return apikey.Key{}, err
 		}
 	}
-	k, err := s.store.Update(ctx, id, p)
+	k, err := s.store.Update(ctx, id, p, s.audit)
 	if err != nil {
 		storeFailed(s.errs.update, err)
 		return apikey.Key{}, fmt.Errorf("updating key %s: %w", id, err)
@@ -332,7 +347,7 @@ func (s *Service) Revoke(ctx context.Context, id string) (apikey.Key, error) {
 			return apikey.Key{}, err
 		}
 	}
-	k, err := s.store.Revoke(ctx, id, s.Now())
+	k, err := s.store.Revoke(ctx, id, s.Now(), s.audit)
 	if err != nil {
 		storeFailed(s.errs.revoke, err)
 		return apikey.Key{}, fmt.Errorf("revoking key %s: %w", id, err)
@@ -375,7 +390,7 @@ func (s *Service) Rotate(ctx context.Context, id, grace string) (secret string, 
 	// policies, and the same creator (Rotate is not told who asks).
 	next.Owner, next.Metadata, next.CreatedBy = old.Owner, old.Metadata, old.CreatedBy
 	next.AllowedOrigins, next.AllowedIPs, next.RateLimits = old.AllowedOrigins, old.AllowedIPs, old.RateLimits
-	previous, err = s.store.Rotate(ctx, id, next, now.Add(g))
+	previous, err = s.store.Rotate(ctx, id, next, now.Add(g), s.audit)
 	if err != nil {
 		storeFailed(s.errs.rotate, err)
 		return "", apikey.Key{}, apikey.Key{}, fmt.Errorf("rotating key %s: %w", id, err)

@@ -38,6 +38,10 @@ type ListOptions struct {
 	// Query keeps the key whose ID it is, and the keys whose name holds it,
 	// ASCII letters compared without case (keystore.Filter.Query).
 	Query string
+	// NotUsedFor, if positive, keeps the keys not used in that long:
+	// never used, or last used before. The console's "not used in 30
+	// days".
+	NotUsedFor time.Duration
 	// Limit is the most keys of the page, 1 to MaxLimit; 0 means
 	// DefaultLimit.
 	Limit int
@@ -101,9 +105,15 @@ func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
 	default:
 		p = s.page(keys, limit, !f.After.IsZero())
 	}
+	kept := p.Keys[:0]
 	for i := range p.Keys {
 		s.withPending(&p.Keys[i])
+		// A use noted but not yet written counts too.
+		if f.NotUsedSince.IsZero() || p.Keys[i].LastUsedAt.Before(f.NotUsedSince) {
+			kept = append(kept, p.Keys[i])
+		}
 	}
+	p.Keys = kept
 	return p, nil
 }
 
@@ -146,6 +156,9 @@ func (s *Service) filter(opts ListOptions) (keystore.Filter, int, error) {
 		return f, 0, err
 	}
 	f.Query = opts.Query
+	if opts.NotUsedFor > 0 {
+		f.NotUsedSince = f.Now.Add(-opts.NotUsedFor)
+	}
 	limit := opts.Limit
 	switch {
 	case limit == 0:

@@ -42,14 +42,18 @@ var (
 
 // Store keeps API keys. Its methods are safe for concurrent use, by
 // goroutines of one process and by several processes sharing a backend.
-// Every method that changes a key (Create, Revoke, Rotate, Update) bumps the
-// store-wide change sequence in the same transaction; TouchLastUsed does not.
+// Every method that changes a key (Create, Revoke, Rotate, Update,
+// ReportLeak when it revokes) bumps the store-wide change sequence and
+// appends its audit events (see Event) in the same transaction, so a
+// failed change leaves no event and a change never lacks one;
+// TouchLastUsed and RecordUsage do neither.
 // Times are stored with at least microsecond precision and returned in UTC.
 type Store interface {
 	// Create stores k, whose ID, digest and times are set by the caller
 	// (apikey.Format.New). A key that CheckNew refuses is refused with an
-	// error wrapping ErrInvalidKey, before anything is stored.
-	Create(ctx context.Context, k apikey.Key) error
+	// error wrapping ErrInvalidKey, before anything is stored. Its event
+	// is key.created (CreatedEvent), with a's actor and origin.
+	Create(ctx context.Context, k apikey.Key, a Audit) error
 	// Get returns the key with the given ID, or ErrNotFound.
 	Get(ctx context.Context, id string) (apikey.Key, error)
 	// GetByDigest returns the key whose secret has digest d, or ErrNotFound.
@@ -59,8 +63,9 @@ type Store interface {
 	List(ctx context.Context, f Filter) ([]apikey.Key, error)
 	// Revoke sets the key's RevokedAt to at, unless it is already set, and
 	// returns the key as stored afterwards. Revoking a revoked key changes
-	// nothing and bumps no sequence. ErrNotFound if there is no such key.
-	Revoke(ctx context.Context, id string, at time.Time) (apikey.Key, error)
+	// nothing, bumps no sequence and writes no event. ErrNotFound if there
+	// is no such key. Its event is key.revoked (RevokedEvent).
+	Revoke(ctx context.Context, id string, at time.Time, a Audit) (apikey.Key, error)
 	// Rotate creates next and, in the same transaction, sets the key id's
 	// ReplacedBy to next.ID and makes it expire at oldExpiresAt unless it
 	// expires sooner anyway. It returns the old key as stored afterwards.
@@ -69,8 +74,10 @@ type Store interface {
 	// rotation): ErrNotFound if there is no such key, ErrRevoked if it is
 	// revoked, ErrReplaced if a rotation replaced it already, ErrExpired if
 	// it has expired; then nothing is stored. So of two rotations of one
-	// key racing, one succeeds and the other gets ErrReplaced.
-	Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time) (apikey.Key, error)
+	// key racing, one succeeds and the other gets ErrReplaced. Its events
+	// are RotationEvents: key.created for next, key.rotated for the old
+	// key.
+	Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time, a Audit) (apikey.Key, error)
 	// Update changes the fields of the key id that p sets, each replaced
 	// whole, and returns the key as stored afterwards. It records one
 	// change (the key, with its digest, so that caches drop it), even if
@@ -78,12 +85,37 @@ type Store interface {
 	// and records none. A patch that CheckPatch refuses is an error
 	// wrapping ErrInvalidKey; ErrNotFound if there is no such key,
 	// ErrRevoked if it is revoked (judged inside the transaction); then
-	// nothing is stored. Expired and replaced keys may be updated.
-	Update(ctx context.Context, id string, p Patch) (apikey.Key, error)
+	// nothing is stored. Expired and replaced keys may be updated. Its
+	// event is key.updated (UpdatedEvent), written whenever a change is.
+	Update(ctx context.Context, id string, p Patch, a Audit) (apikey.Key, error)
+	// ReportLeak records, at at, that the secret of the key whose digest is
+	// d was found in public: a key.leak_reported event (LeakEvent) with
+	// what LeakAction decides, judged inside the transaction; when that is
+	// LeakRevoked, the key is revoked at at in the same transaction, with
+	// a key.revoked event and a change. It returns the key as stored
+	// afterwards and the action taken; ErrNotFound if no key has digest d.
+	ReportLeak(ctx context.Context, d apikey.Digest, r LeakReport, at time.Time) (apikey.Key, string, error)
 	// TouchLastUsed records when keys were last used, by key ID. A time
 	// older than the stored one is ignored, so last use never moves
 	// backwards; unknown IDs are ignored.
 	TouchLastUsed(ctx context.Context, uses map[string]time.Time) error
+	// RecordUsage does what TouchLastUsed does with uses and adds counts,
+	// rolled up (Rollup) into every step, in one transaction: the batch
+	// of the last-used recorder. Counts of unknown IDs are kept too.
+	RecordUsage(ctx context.Context, uses map[string]time.Time, counts []UsageCount) error
+	// Usage returns the counts of key id at step (StepMinute, StepHour or
+	// StepDay) whose start is in [from, to), oldest first.
+	Usage(ctx context.Context, id string, step time.Duration, from, to time.Time) ([]UsageRow, error)
+	// UsageByKey returns, for each key with requests in steps of step
+	// starting in [from, to), and of owner unless owner is "", its
+	// admitted and refused requests, busiest (OK+Refused) first, ties by
+	// key ID.
+	UsageByKey(ctx context.Context, owner string, step time.Duration, from, to time.Time) ([]KeyTotal, error)
+	// Audit returns the audit events f selects, newest first.
+	Audit(ctx context.Context, f AuditFilter) ([]Event, error)
+	// Prune deletes the usage and audit events older at now than r keeps.
+	// Safe to call from several instances at once.
+	Prune(ctx context.Context, now time.Time, r Retention) error
 	// Changes returns the changes after sequence number since, oldest first,
 	// at most limit of them, and the store's current sequence number.
 	// A fresh store's sequence is 0. If changes after since were pruned,
@@ -360,6 +392,10 @@ type Filter struct {
 	// PostgreSQL's would fold by the database's collation). "" keeps all.
 	// The text is matched literally: %, _ and \ are not patterns.
 	Query string
+	// NotUsedSince keeps only the keys not used at or after it: never
+	// used, or last used before it (as written; uses still pending in a
+	// recorder are the caller's to judge). Zero keeps all.
+	NotUsedSince time.Time
 	// After keeps only the keys listed after this position, that is
 	// created before it, or at the same time with a smaller ID: the next
 	// page of a listing. Zero (no ID) starts at the newest key.

@@ -1,8 +1,11 @@
-// Package lastused records when each key was last used. Requests note uses
-// in memory, per key the latest wins; a flusher writes them to the store in
-// one batch every Interval and at Close. A failed write keeps its uses for
-// the next flush, so an outage loses nothing but what exceeds MaxPending,
-// and Close tries again until its deadline.
+// Package lastused records when each key was last used and how: requests
+// note uses in memory, per key the latest time wins, and count them per
+// key, per minute and per result (Results); a flusher writes both to the
+// store in one batch (keystore.Store.RecordUsage, one transaction) every
+// Interval and at Close. A failed write keeps its uses and counts for the
+// next flush, so an outage loses nothing but what exceeds MaxPending, and
+// Close tries again until its deadline. The flusher also prunes old usage
+// and audit events (keystore.Store.Prune) every PruneInterval.
 package lastused
 
 import (
@@ -21,17 +24,61 @@ import (
 	"github.com/docana/keygate/internal/metrics"
 )
 
-// Writer stores last-used times: keystore.Store.TouchLastUsed. It ignores
-// times older than the stored ones and unknown IDs.
+// Writer stores last-used times and usage counts in one transaction:
+// keystore.Store.RecordUsage. It ignores times older than the stored ones
+// and unknown IDs.
 type Writer interface {
-	TouchLastUsed(ctx context.Context, uses map[string]time.Time) error
+	RecordUsage(ctx context.Context, uses map[string]time.Time, counts []keystore.UsageCount) error
+}
+
+// Pruner deletes old usage and audit events: keystore.Store.Prune. A
+// Writer that is also a Pruner is pruned every PruneInterval.
+type Pruner interface {
+	Prune(ctx context.Context, now time.Time, r keystore.Retention) error
+}
+
+// Result is the result of a request of a found key, as usage counts it:
+// an index of Results.
+type Result uint8
+
+// Results are the results usage is counted by: admitted (ok), then each
+// refusal after the key was found. One line per result, so a refusal
+// added to the handler is one line here.
+var Results = [...]string{
+	keystore.ResultOK, // ResultOK, first
+	"insufficient_scope",
+	"owner_mismatch",
+	"ip_not_allowed",
+	"origin_not_allowed",
+	"rate_limited",
+	"api_key_revoked",
+	"api_key_expired",
+}
+
+// ResultOK is the result of an admitted request.
+const ResultOK Result = 0
+
+// numResults is how many results a count row holds.
+const numResults = len(Results)
+
+// ResultOf returns the result named code (an apikey.Code, or "ok"), and
+// false if usage does not count it (a refusal before the key was found,
+// or a store failure). It allocates nothing.
+func ResultOf(code string) (Result, bool) {
+	for i := range Results {
+		if Results[i] == code {
+			return Result(i), true
+		}
+	}
+	return 0, false
 }
 
 // The defaults of Config's fields.
 const (
-	DefaultInterval   = 10 * time.Second
-	DefaultMaxPending = 1_000_000
-	DefaultTimeout    = 5 * time.Second
+	DefaultInterval      = 10 * time.Second
+	DefaultMaxPending    = 1_000_000
+	DefaultTimeout       = 5 * time.Second
+	DefaultPruneInterval = time.Hour
 )
 
 // shardCount is the number of independently locked parts of the pending
@@ -49,6 +96,19 @@ type Config struct {
 	MaxPending int
 	// Timeout is the deadline of one write. Default 5s.
 	Timeout time.Duration
+	// MaxPendingCounts bounds how many (key, minute) count rows can be
+	// pending, including those of a write in progress or failed; beyond
+	// it, counts of further rows are dropped (logged once per flush).
+	// Default: MaxPending.
+	MaxPendingCounts int
+	// PruneInterval is how often the Writer, if a Pruner, is pruned;
+	// the first prune runs after one Interval. Default 1h.
+	PruneInterval time.Duration
+	// Retention is what pruning keeps; zero fields take
+	// keystore.DefaultRetention's.
+	Retention keystore.Retention
+	// Now is the clock of pruning; nil means time.Now.
+	Now func() time.Time
 	// Logger receives warnings about failed writes; nil discards them.
 	Logger *zap.Logger
 	// Metrics receives the recorder's metrics; nil makes private ones.
@@ -58,10 +118,20 @@ type Config struct {
 // shard is one part of the pending set. Times are Unix nanoseconds, which
 // compare and store cheaper than time.Time.
 type shard struct {
-	mu   sync.Mutex
-	uses map[string]int64
-	_    [48]byte // keeps neighbouring shards' locks off one cache line
+	mu     sync.Mutex
+	uses   map[string]int64
+	counts map[countKey]countRow
+	_      [40]byte // keeps neighbouring shards' locks off one cache line
 }
+
+// countKey names a count row: a key and a minute (Unix minutes).
+type countKey struct {
+	id     string
+	minute int64
+}
+
+// countRow holds a minute's requests of a key by Result.
+type countRow [numResults]uint32
 
 // Recorder notes key uses and writes them in batches. Its methods are safe
 // for concurrent use.
@@ -78,6 +148,15 @@ type Recorder struct {
 	// written, which may come back; it is what MaxPending bounds.
 	pending atomic.Int64
 	dropped atomic.Int64
+	// pendingCounts counts the count rows in the shards and in flight,
+	// bounded by maxCounts.
+	pendingCounts  atomic.Int64
+	droppedCounts  atomic.Int64
+	maxCounts      int64
+	pruneInterval  time.Duration
+	retention      keystore.Retention
+	now            func() time.Time
+	inflightCounts map[countKey]countRow
 
 	flushing sync.Mutex // one flush at a time
 	// inflight is the batch being written, so Pending still sees it.
@@ -110,6 +189,24 @@ func New(w Writer, cfg Config) *Recorder {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
+	if cfg.MaxPendingCounts <= 0 {
+		cfg.MaxPendingCounts = cfg.MaxPending
+	}
+	if cfg.PruneInterval <= 0 {
+		cfg.PruneInterval = DefaultPruneInterval
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	def := keystore.DefaultRetention
+	for _, d := range []struct{ dst, def *time.Duration }{
+		{&cfg.Retention.Minute, &def.Minute}, {&cfg.Retention.Hour, &def.Hour},
+		{&cfg.Retention.Day, &def.Day}, {&cfg.Retention.Audit, &def.Audit},
+	} {
+		if *d.dst <= 0 {
+			*d.dst = *d.def
+		}
+	}
 	r := &Recorder{
 		w:          w,
 		interval:   cfg.Interval,
@@ -122,9 +219,15 @@ func New(w Writer, cfg Config) *Recorder {
 		writeErr:   cfg.Metrics.LastUsedWrites.WithLabelValues(metrics.WriteError),
 		storeErr:   cfg.Metrics.StoreErrors.WithLabelValues(metrics.OpTouch),
 		stop:       make(chan struct{}),
+
+		maxCounts:     int64(cfg.MaxPendingCounts),
+		pruneInterval: cfg.PruneInterval,
+		retention:     cfg.Retention,
+		now:           cfg.Now,
 	}
 	for i := range r.shards {
 		r.shards[i].uses = make(map[string]int64)
+		r.shards[i].counts = make(map[countKey]countRow)
 	}
 	r.done.Add(1)
 	go r.run()
@@ -161,6 +264,84 @@ func (r *Recorder) Note(id string, t time.Time) {
 	r.gauge.Inc()
 }
 
+// Use records a request of key id at t with result res: a count of its
+// minute and, for ResultOK, a use (as Note). It allocates nothing for a
+// key and minute already pending, nor for a new one while the shard's map
+// has the room that earlier flushes left it.
+func (r *Recorder) Use(id string, t time.Time, res Result) {
+	ns := t.UnixNano()
+	ck := countKey{id: id, minute: ns / int64(time.Minute)}
+	s := r.shard(id)
+	s.mu.Lock()
+	if row, ok := s.counts[ck]; ok {
+		row[res]++
+		s.counts[ck] = row
+	} else if r.pendingCounts.Add(1) > r.maxCounts {
+		r.pendingCounts.Add(-1)
+		r.droppedCounts.Add(1)
+	} else {
+		var row countRow
+		row[res] = 1
+		s.counts[ck] = row
+	}
+	if res != ResultOK {
+		s.mu.Unlock()
+		return
+	}
+	if cur, ok := s.uses[id]; ok {
+		if ns > cur {
+			s.uses[id] = ns
+		}
+		s.mu.Unlock()
+		return
+	}
+	if r.pending.Add(1) > r.maxPending {
+		r.pending.Add(-1)
+		s.mu.Unlock()
+		r.dropped.Add(1)
+		return
+	}
+	s.uses[id] = ns
+	s.mu.Unlock()
+	r.gauge.Inc()
+}
+
+// PendingCounts returns the counts noted and not yet written of key id,
+// of every key if id is "" (keyservice.PendingCounts).
+func (r *Recorder) PendingCounts(id string) []keystore.UsageCount {
+	var out []keystore.UsageCount
+	add := func(ck countKey, row countRow) {
+		if id != "" && ck.id != id {
+			return
+		}
+		for res, n := range row {
+			if n > 0 {
+				out = append(out, keystore.UsageCount{KeyID: ck.id, Minute: time.Unix(ck.minute*60, 0).UTC(), Result: Results[res], N: int64(n)})
+			}
+		}
+	}
+	// Like Pending: the shard, then the batch in flight, under
+	// inflightMu so that a row moving between them is seen once.
+	r.inflightMu.RLock()
+	defer r.inflightMu.RUnlock()
+	shards := r.shards[:]
+	if id != "" {
+		shards = shards[maphash.String(r.seed, id)%shardCount:][:1]
+	}
+	for i := range shards {
+		s := &shards[i]
+		s.mu.Lock()
+		for ck, row := range s.counts {
+			add(ck, row)
+		}
+		s.mu.Unlock()
+	}
+	for ck, row := range r.inflightCounts {
+		add(ck, row)
+	}
+	return out
+}
+
 // Pending returns the latest use of id noted and not yet written.
 func (r *Recorder) Pending(id string) (time.Time, bool) {
 	s := r.shard(id)
@@ -178,9 +359,10 @@ func (r *Recorder) Pending(id string) (time.Time, bool) {
 	return time.Unix(0, ns).UTC(), true
 }
 
-// Flush writes what is pending now, in one batch with a deadline of
-// Timeout. If the write fails, the batch is kept for the next flush, merged
-// with the uses noted meanwhile (the latest wins), and the error returned.
+// Flush writes what is pending now, uses and counts in one batch with a
+// deadline of Timeout. If the write fails, the batch is kept for the next
+// flush, merged with what was noted meanwhile (the latest use wins, counts
+// add up), and the error returned.
 func (r *Recorder) Flush(ctx context.Context) error {
 	r.flushing.Lock()
 	defer r.flushing.Unlock()
@@ -189,9 +371,15 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		r.logger.Warn("too many keys with pending last-used times: uses of further keys dropped",
 			zap.Int64("dropped", n), zap.Int64("max_pending", r.maxPending))
 	}
-	// Each shard moves to the batch under inflightMu, so that Pending,
-	// which looks in the shard and then in the batch, never misses a use.
+	if n := r.droppedCounts.Swap(0); n > 0 {
+		r.logger.Warn("too many pending usage counts: requests of further keys and minutes not counted",
+			zap.Int64("dropped", n), zap.Int64("max_pending_counts", r.maxCounts))
+	}
+	// Each shard moves to the batch under inflightMu, so that Pending and
+	// PendingCounts, which look in the shard and then in the batch, never
+	// miss a use.
 	batch := make(map[string]int64)
+	counts := make(map[countKey]countRow)
 	for i := range r.shards {
 		s := &r.shards[i]
 		r.inflightMu.Lock()
@@ -199,14 +387,18 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		for id, ns := range s.uses {
 			batch[id] = ns
 		}
+		for ck, row := range s.counts {
+			counts[ck] = row
+		}
 		clear(s.uses)
+		clear(s.counts)
 		s.mu.Unlock()
-		r.inflight = batch
+		r.inflight, r.inflightCounts = batch, counts
 		r.inflightMu.Unlock()
 	}
-	if len(batch) == 0 {
+	if len(batch) == 0 && len(counts) == 0 {
 		r.inflightMu.Lock()
-		r.inflight = nil
+		r.inflight, r.inflightCounts = nil, nil
 		r.inflightMu.Unlock()
 		return nil
 	}
@@ -215,35 +407,44 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	for id, ns := range batch {
 		uses[id] = time.Unix(0, ns).UTC()
 	}
+	rows := make([]keystore.UsageCount, 0, len(counts))
+	for ck, row := range counts {
+		for res, n := range row {
+			if n > 0 {
+				rows = append(rows, keystore.UsageCount{KeyID: ck.id, Minute: time.Unix(ck.minute*60, 0).UTC(), Result: Results[res], N: int64(n)})
+			}
+		}
+	}
 	wctx, cancel := context.WithTimeout(ctx, r.timeout)
-	err := r.w.TouchLastUsed(wctx, uses)
+	err := r.w.RecordUsage(wctx, uses, rows)
 	cancel()
 
 	if err == nil {
 		r.writesOK.Inc()
 		r.pending.Add(-int64(len(batch)))
 		r.gauge.Sub(float64(len(batch)))
+		r.pendingCounts.Add(-int64(len(counts)))
 	} else {
 		r.writeErr.Inc()
 		r.storeErr.Inc()
-		r.restore(batch)
-		r.logger.Warn("writing last-used times failed: kept for the next flush",
-			zap.Int("keys", len(batch)), zap.Error(err))
+		r.restore(batch, counts)
+		r.logger.Warn("writing last-used times and usage counts failed: kept for the next flush",
+			zap.Int("keys", len(batch)), zap.Int("count_rows", len(counts)), zap.Error(err))
 	}
 	r.inflightMu.Lock()
-	r.inflight = nil
+	r.inflight, r.inflightCounts = nil, nil
 	r.inflightMu.Unlock()
 	if err != nil {
-		return fmt.Errorf("writing last-used times of %d keys: %w", len(batch), err)
+		return fmt.Errorf("writing last-used times of %d keys and %d usage rows: %w", len(batch), len(counts), err)
 	}
 	return nil
 }
 
 // restore merges a batch that could not be written back into the shards.
-// Its keys are still counted in pending; a key noted again meanwhile is
-// there twice, so it is counted once less.
-func (r *Recorder) restore(batch map[string]int64) {
-	var dups int64
+// Its keys and rows are still counted as pending; one noted again
+// meanwhile is there twice, so it is counted once less.
+func (r *Recorder) restore(batch map[string]int64, counts map[countKey]countRow) {
+	var dups, countDups int64
 	for id, ns := range batch {
 		s := r.shard(id)
 		s.mu.Lock()
@@ -257,8 +458,36 @@ func (r *Recorder) restore(batch map[string]int64) {
 		}
 		s.mu.Unlock()
 	}
+	for ck, row := range counts {
+		s := r.shard(ck.id)
+		s.mu.Lock()
+		if cur, ok := s.counts[ck]; ok {
+			countDups++
+			for i := range cur {
+				cur[i] += row[i]
+			}
+			s.counts[ck] = cur
+		} else {
+			s.counts[ck] = row
+		}
+		s.mu.Unlock()
+	}
 	r.pending.Add(-dups)
 	r.gauge.Sub(float64(dups))
+	r.pendingCounts.Add(-countDups)
+}
+
+// prune deletes old usage and audit events, if the writer can.
+func (r *Recorder) prune() {
+	p, ok := r.w.(Pruner)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	if err := p.Prune(ctx, r.now(), r.retention); err != nil {
+		r.logger.Warn("pruning old usage and audit events failed: tried again at the next interval", zap.Error(err))
+	}
 }
 
 // run is the flusher goroutine.
@@ -266,6 +495,9 @@ func (r *Recorder) run() {
 	defer r.done.Done()
 	ticker := time.NewTicker(r.interval)
 	defer ticker.Stop()
+	// The first prune comes after one interval, not at start: a gateway
+	// reloading often need not prune each time.
+	nextPrune := time.Now().Add(r.interval)
 	for {
 		select {
 		case <-r.stop:
@@ -273,6 +505,10 @@ func (r *Recorder) run() {
 		case <-ticker.C:
 			// Flush logs its failure and keeps the batch.
 			_ = r.Flush(context.Background())
+			if now := time.Now(); !now.Before(nextPrune) {
+				nextPrune = now.Add(r.pruneInterval)
+				r.prune()
+			}
 		}
 	}
 }
@@ -326,19 +562,22 @@ func (r *Recorder) Close(ctx context.Context) error {
 
 // drop forgets every pending use, after Close failed to write them.
 func (r *Recorder) drop(cause error) {
-	var n int64
+	var n, rows int64
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
 		n += int64(len(s.uses))
+		rows += int64(len(s.counts))
 		clear(s.uses)
+		clear(s.counts)
 		s.mu.Unlock()
 	}
-	if n == 0 {
+	if n == 0 && rows == 0 {
 		return
 	}
 	r.pending.Add(-n)
 	r.gauge.Sub(float64(n))
-	r.logger.Error("closing: last-used times could not be written and are lost",
-		zap.Int64("keys", n), zap.Error(cause))
+	r.pendingCounts.Add(-rows)
+	r.logger.Error("closing: last-used times and usage counts could not be written and are lost",
+		zap.Int64("keys", n), zap.Int64("count_rows", rows), zap.Error(cause))
 }

@@ -24,9 +24,10 @@ type scriptedWriter struct {
 	fail    int // the next fail writes fail
 	during  func()
 	batches []map[string]time.Time
+	counts  [][]keystore.UsageCount
 }
 
-func (w *scriptedWriter) TouchLastUsed(ctx context.Context, uses map[string]time.Time) error {
+func (w *scriptedWriter) RecordUsage(ctx context.Context, uses map[string]time.Time, counts []keystore.UsageCount) error {
 	w.mu.Lock()
 	during := w.during
 	w.mu.Unlock()
@@ -36,6 +37,7 @@ func (w *scriptedWriter) TouchLastUsed(ctx context.Context, uses map[string]time
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.batches = append(w.batches, uses)
+	w.counts = append(w.counts, counts)
 	if w.fail > 0 {
 		w.fail--
 		return errors.New("database is locked")
@@ -329,4 +331,6 @@ func TestCloseGivingUpTakesItsUsesOffThePendingGauge(t *testing.T) {
 // failingWriter fails every write with err.
 type failingWriter struct{ err error }
 
-func (w failingWriter) TouchLastUsed(context.Context, map[string]time.Time) error { return w.err }
+func (w failingWriter) RecordUsage(context.Context, map[string]time.Time, []keystore.UsageCount) error {
+	return w.err
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/keystore/sqlite"
 	"github.com/docana/keygate/internal/metrics"
 )
@@ -36,7 +37,7 @@ func openStore(t testing.TB, n int) (*sqlite.Store, []string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Create(ctx, k); err != nil {
+		if err := s.Create(ctx, k, keystore.Audit{}); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 		ids[i] = k.ID
@@ -230,6 +231,73 @@ func BenchmarkNoteParallel(b *testing.B) {
 				i := 0
 				for pb.Next() {
 					r.Note(ids[i%n], time.Now())
+					i++
+				}
+			})
+		})
+	}
+}
+
+func TestUsageCountsSurviveCloseInTheBatchOfLastUses(t *testing.T) {
+	store, ids := openStore(t, 2)
+	m := metrics.New()
+	r := New(store, Config{Interval: time.Hour, Metrics: m})
+	for i := range 5 {
+		r.Use(ids[0], t0.Add(time.Duration(i)*time.Second), ResultOK)
+	}
+	r.Use(ids[1], t0, 3) // ip_not_allowed
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := writes(m, metrics.WriteOK); got != 1 {
+		t.Errorf("writes = %d, want 1: counts go in the batch of the last uses", got)
+	}
+	if got, want := storedLastUse(t, store, ids[0]), t0.Add(4*time.Second); !got.Equal(want) {
+		t.Errorf("last use = %v, want %v", got, want)
+	}
+	for _, c := range []struct {
+		id     string
+		result string
+		n      int64
+	}{{ids[0], "ok", 5}, {ids[1], "ip_not_allowed", 1}} {
+		rows, err := store.Usage(context.Background(), c.id, time.Minute, t0, t0.Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || rows[0].Result != c.result || rows[0].N != c.n {
+			t.Errorf("usage of %s = %+v, want %d %s", c.id, rows, c.n, c.result)
+		}
+	}
+}
+
+// BenchmarkUse counts an admitted request of a pending key and minute, as
+// the handler does on every request after the first of a minute.
+func BenchmarkUse(b *testing.B) {
+	store, ids := openStore(b, 1)
+	r := New(store, Config{Interval: time.Hour})
+	b.Cleanup(func() { r.Close(context.Background()) })
+	at := t0
+	b.ReportAllocs()
+	for b.Loop() {
+		at = at.Add(time.Nanosecond)
+		r.Use(ids[0], at, ResultOK)
+	}
+}
+
+// BenchmarkUseParallel is BenchmarkUse from every core, of one hot key
+// and of 1024 keys spread over the shards.
+func BenchmarkUseParallel(b *testing.B) {
+	for _, n := range []int{1, 1024} {
+		b.Run(fmt.Sprintf("%d_keys", n), func(b *testing.B) {
+			store, ids := openStore(b, n)
+			r := New(store, Config{Interval: time.Hour})
+			b.Cleanup(func() { r.Close(context.Background()) })
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					r.Use(ids[i%n], time.Now(), ResultOK)
 					i++
 				}
 			})

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/lastused"
 	"github.com/docana/keygate/internal/metrics"
 )
@@ -24,7 +25,7 @@ func benchKeys(b *testing.B, n int) (*Verifier, *lastused.Recorder, []string) {
 	headers := make([]string, n)
 	for i := range n {
 		secret, k := newKey(b, apikey.ScopeWidget, apikey.ExpiryYear, time.Now())
-		if err := store.Create(ctx, k); err != nil {
+		if err := store.Create(ctx, k, keystore.Audit{}); err != nil {
 			b.Fatalf("Create: %v", err)
 		}
 		headers[i] = "ApiKey " + secret

@@ -12,6 +12,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/apikey/apikeytest"
+	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/keystore/sqlite"
 )
 
@@ -105,7 +106,7 @@ func openDataset(b *testing.B) *sqlite.Store {
 		b.Fatalf("opening %s: %v", building, err)
 	}
 	for i := range datasetSize {
-		if err := s.Create(ctx, datasetKey(i)); err != nil {
+		if err := s.Create(ctx, datasetKey(i), keystore.Audit{}); err != nil {
 			s.Close()
 			b.Fatalf("creating dataset key %d: %v", i, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/metrics"
 )
 
@@ -34,11 +35,11 @@ func TestVerifyAgainstSQLite(t *testing.T) {
 	revoked, revokedKey := newKey(t, apikey.ScopeRoutine, apikey.ExpiryYear, now)
 	unknown, _ := newKey(t, apikey.ScopeFull, apikey.ExpiryNever, now)
 	for _, k := range []apikey.Key{fullKey, widgetKey, revokedKey} {
-		if err := store.Create(ctx, k); err != nil {
+		if err := store.Create(ctx, k, keystore.Audit{}); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 	}
-	if _, err := store.Revoke(ctx, revokedKey.ID, now); err != nil {
+	if _, err := store.Revoke(ctx, revokedKey.ID, now, keystore.Audit{}); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	v, m := newVerifier(t, store, Config{})
@@ -87,7 +88,7 @@ func TestACacheHitAllocatesNothing(t *testing.T) {
 	ctx := context.Background()
 	store := openSQLite(t)
 	secret, k := newKey(t, apikey.ScopeFull, apikey.ExpiryNever, time.Now())
-	if err := store.Create(ctx, k); err != nil {
+	if err := store.Create(ctx, k, keystore.Audit{}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	v, _ := newVerifier(t, store, Config{})
@@ -113,14 +114,14 @@ func TestLocalSyncMakesARevocationImmediate(t *testing.T) {
 	now := time.Now()
 	store := openSQLite(t)
 	secret, k := newKey(t, apikey.ScopeFull, apikey.ExpiryNever, now)
-	if err := store.Create(ctx, k); err != nil {
+	if err := store.Create(ctx, k, keystore.Audit{}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	v, m := newVerifier(t, store, Config{SyncInterval: time.Hour, CacheTTL: time.Hour})
 	if _, err := v.Verify(ctx, "ApiKey "+secret, now); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if _, err := store.Revoke(ctx, k.ID, now); err != nil {
+	if _, err := store.Revoke(ctx, k.ID, now, keystore.Audit{}); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	if err := v.Sync(ctx); err != nil {
@@ -145,7 +146,7 @@ func TestACreatedKeyIsNoLongerRememberedAsUnknown(t *testing.T) {
 	if _, err := v.Verify(ctx, "ApiKey "+secret, now); code(err) != apikey.CodeInvalid {
 		t.Fatalf("before Create: got %q, want %q", code(err), apikey.CodeInvalid)
 	}
-	if err := store.Create(ctx, k); err != nil {
+	if err := store.Create(ctx, k, keystore.Audit{}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	if err := v.Sync(ctx); err != nil {
@@ -197,7 +198,7 @@ func TestCacheTTLBoundsTrustWithoutNewsAndDuringOutages(t *testing.T) {
 	survivor, k2 := newKey(t, apikey.ScopeFull, apikey.ExpiryNever, now)
 	uncached, k3 := newKey(t, apikey.ScopeFull, apikey.ExpiryNever, now)
 	for _, k := range []apikey.Key{k1, k2, k3} {
-		if err := store.Create(ctx, k); err != nil {
+		if err := store.Create(ctx, k, keystore.Audit{}); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 	}
@@ -211,7 +212,7 @@ func TestCacheTTLBoundsTrustWithoutNewsAndDuringOutages(t *testing.T) {
 			t.Fatalf("first Verify: got %q", got)
 		}
 	}
-	if _, err := store.Revoke(ctx, k1.ID, now); err != nil { // no Sync: unheard of
+	if _, err := store.Revoke(ctx, k1.ID, now, keystore.Audit{}); err != nil { // no Sync: unheard of
 		t.Fatalf("Revoke: %v", err)
 	}
 	clk.Advance(time.Minute - time.Nanosecond)
@@ -254,7 +255,7 @@ func TestEvictionKeepsTheCacheWithinCacheSize(t *testing.T) {
 	headers := make([]string, keys)
 	for i := range headers {
 		secret, k := newKey(t, apikey.ScopeFull, apikey.ExpiryNever, now)
-		if err := store.Create(ctx, k); err != nil {
+		if err := store.Create(ctx, k, keystore.Audit{}); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 		headers[i] = "ApiKey " + secret
@@ -284,14 +285,14 @@ func TestThePollAppliesChangesMadeElsewhere(t *testing.T) {
 	now := time.Now()
 	store := openSQLite(t)
 	secret, k := newKey(t, apikey.ScopeFull, apikey.ExpiryNever, now)
-	if err := store.Create(ctx, k); err != nil {
+	if err := store.Create(ctx, k, keystore.Audit{}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	v, m := newVerifier(t, store, Config{SyncInterval: 10 * time.Millisecond, CacheTTL: time.Hour})
 	if _, err := v.Verify(ctx, "ApiKey "+secret, now); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if _, err := store.Revoke(ctx, k.ID, now); err != nil {
+	if _, err := store.Revoke(ctx, k.ID, now, keystore.Audit{}); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	// Wait for the poll (not a timing assertion: only the outcome counts).
@@ -316,7 +317,7 @@ func TestConcurrentVerifiesAndChanges(t *testing.T) {
 	records := make([]apikey.Key, keys)
 	for i := range headers {
 		secret, k := newKey(t, apikey.ScopeFull, apikey.ExpiryNever, now)
-		if err := store.Create(ctx, k); err != nil {
+		if err := store.Create(ctx, k, keystore.Audit{}); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 		headers[i], records[i] = "ApiKey "+secret, k
@@ -335,7 +336,7 @@ func TestConcurrentVerifiesAndChanges(t *testing.T) {
 		})
 	}
 	for i := 0; i < keys; i += 2 {
-		if _, err := store.Revoke(ctx, records[i].ID, now); err != nil {
+		if _, err := store.Revoke(ctx, records[i].ID, now, keystore.Audit{}); err != nil {
 			t.Fatalf("Revoke: %v", err)
 		}
 		if err := v.Sync(ctx); err != nil {

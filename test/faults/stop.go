@@ -25,6 +25,11 @@ type stopRun struct {
 	missing  int             // keys with no stored last use at all
 	upstream int64           // requests that reached the upstream during the load
 	interval time.Duration
+	// usageOff counts the keys whose stored admitted requests differ from
+	// the requests of that key the upstream received; usageDiff sums the
+	// differences (stored − upstream).
+	usageOff  int
+	usageDiff int64
 }
 
 // loadAndSignal starts a gateway on an SQLite file of its own, loads it
@@ -81,8 +86,16 @@ func loadAndSignal(ctx context.Context, e *env, name string, cfg gatewayConfig, 
 	if err != nil {
 		return nil, err
 	}
+	usage, err := storedUsage(dbPath, ids)
+	if err != nil {
+		return nil, err
+	}
 	for _, id := range ids {
 		n, last := e.up.seen(id)
+		if usage[id] != n {
+			run.usageOff++
+			run.usageDiff += usage[id] - n
+		}
 		run.upstream += n
 		t, ok := stored[id]
 		if !ok {
@@ -124,6 +137,9 @@ func runSigterm(ctx context.Context, e *env) (*result, error) {
 	res.add("last-used times after SIGTERM", "same run: last_used_at read from the SQLite file after exit, compared per key with the upstream's last request",
 		fmt.Sprintf("%d of %d keys stored; gap (upstream's last request − stored last use) max %v", len(r.gaps), stopKeys, maxGap(r.gaps).Round(time.Microsecond)),
 		fmt.Sprintf("%d keys with no time, %d keys more than 100ms behind", r.missing, lateKeys))
+	res.add("usage counts after SIGTERM", "same run: the admitted requests (usage, result ok, day rows) read from the SQLite file after exit, per key, against the requests of that key the upstream received",
+		fmt.Sprintf("%d of %d keys count exactly what the upstream received", stopKeys-r.usageOff, stopKeys),
+		fmt.Sprintf("%d keys off, by %d requests in all", r.usageOff, r.usageDiff))
 	return res, nil
 }
 

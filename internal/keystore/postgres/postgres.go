@@ -47,6 +47,9 @@ type Store struct {
 	applied keystore.Broadcast // AppliedNotices
 	cancel  context.CancelFunc // stops the listener
 	done    chan struct{}      // closed when the listener has stopped
+
+	// onEvents hears of the audit events of each committed change.
+	onEvents atomic.Pointer[func([]keystore.Event)]
 }
 
 // options are the hooks tests use to reach into Open.
@@ -153,12 +156,17 @@ const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_a
 	owner, metadata, created_by_type, created_by_id, allowed_origins, allowed_ips, rate_limits`
 
 // Create implements keystore.Store.
-func (s *Store) Create(ctx context.Context, k apikey.Key) error {
+func (s *Store) Create(ctx context.Context, k apikey.Key, a keystore.Audit) error {
 	if err := keystore.CheckNew(k); err != nil {
 		return fmt.Errorf("creating key: %w", err)
 	}
+	var events []keystore.Event
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		if err := insertKey(ctx, tx, k); err != nil {
+			return err
+		}
+		var err error
+		if events, err = insertEvents(ctx, tx, keystore.CreatedEvent(k, a, nil)); err != nil {
 			return err
 		}
 		return recordChanges(ctx, tx, k)
@@ -166,6 +174,7 @@ func (s *Store) Create(ctx context.Context, k apikey.Key) error {
 	if err != nil {
 		return s.fail("creating key "+k.ID, err)
 	}
+	s.emit(events)
 	return nil
 }
 
@@ -240,6 +249,9 @@ func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, erro
 		// ILIKE here would fold by the collation, differently from SQLite.
 		conds = append(conds, `(id = `+arg(f.Query)+` OR strpos(translate(name, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), `+arg(keystore.FoldQuery(f.Query))+`) > 0)`)
 	}
+	if !f.NotUsedSince.IsZero() {
+		conds = append(conds, `(last_used_at IS NULL OR last_used_at < `+arg(f.NotUsedSince)+`)`)
+	}
 	order := `created_at DESC, id DESC`
 	switch {
 	case !f.After.IsZero():
@@ -277,8 +289,11 @@ func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, erro
 }
 
 // Revoke implements keystore.Store.
-func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (apikey.Key, error) {
-	var k apikey.Key
+func (s *Store) Revoke(ctx context.Context, id string, at time.Time, a keystore.Audit) (apikey.Key, error) {
+	var (
+		k      apikey.Key
+		events []keystore.Event
+	)
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		var err error
 		k, err = scanKey(tx.QueryRow(ctx, `UPDATE keygate_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING `+keyColumns, id, at))
@@ -290,23 +305,70 @@ func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (apikey.Key
 		if err != nil {
 			return err
 		}
+		if events, err = insertEvents(ctx, tx, keystore.RevokedEvent(k, a)); err != nil {
+			return err
+		}
 		return recordChanges(ctx, tx, k)
 	})
 	if err != nil {
 		return apikey.Key{}, s.fail("revoking key "+id, err)
 	}
+	s.emit(events)
 	return k, nil
+}
+
+// ReportLeak implements keystore.Store. The key's row is locked (FOR
+// UPDATE) before it is judged, so a concurrent revocation or rotation
+// either comes first and is seen, or waits.
+func (s *Store) ReportLeak(ctx context.Context, d apikey.Digest, r keystore.LeakReport, at time.Time) (apikey.Key, string, error) {
+	var (
+		k      apikey.Key
+		taken  string
+		events []keystore.Event
+	)
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		var err error
+		k, err = scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keygate_keys WHERE digest = $1 FOR UPDATE`, d[:]))
+		if err != nil {
+			return err
+		}
+		taken = keystore.LeakAction(k, r, at)
+		if events, err = insertEvents(ctx, tx, keystore.LeakEvent(k, r, taken, at)); err != nil {
+			return err
+		}
+		if taken != keystore.LeakRevoked {
+			return nil
+		}
+		k, err = scanKey(tx.QueryRow(ctx, `UPDATE keygate_keys SET revoked_at = $2 WHERE id = $1 RETURNING `+keyColumns, k.ID, at))
+		if err != nil {
+			return err
+		}
+		revoked, err := insertEvents(ctx, tx, keystore.RevokedEvent(k, keystore.Audit{Actor: keystore.LeakActor}))
+		if err != nil {
+			return err
+		}
+		events = append(events, revoked...)
+		return recordChanges(ctx, tx, k)
+	})
+	if err != nil {
+		return apikey.Key{}, "", s.fail("recording leak report", err)
+	}
+	s.emit(events)
+	return k, taken, nil
 }
 
 // Rotate implements keystore.Store. Two changes are recorded: next (a
 // digest a cache may hold as unknown) and the old key. The old key's row
 // is locked (FOR UPDATE) before it is judged, so a concurrent rotation or
 // revocation of it waits for this one and then sees it replaced.
-func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time) (apikey.Key, error) {
+func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time, a keystore.Audit) (apikey.Key, error) {
 	if err := keystore.CheckNew(next); err != nil {
 		return apikey.Key{}, fmt.Errorf("rotating key: %w", err)
 	}
-	var old apikey.Key
+	var (
+		old    apikey.Key
+		events []keystore.Event
+	)
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		var err error
 		old, err = scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keygate_keys WHERE id = $1 FOR UPDATE`, id))
@@ -319,6 +381,7 @@ func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpir
 		if err := insertKey(ctx, tx, next); err != nil {
 			return err
 		}
+		before := old
 		expiresAt := old.ExpiresAt
 		if !oldExpiresAt.IsZero() && (expiresAt.IsZero() || oldExpiresAt.Before(expiresAt)) {
 			expiresAt = oldExpiresAt
@@ -328,22 +391,29 @@ func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpir
 		if err != nil {
 			return err
 		}
+		if events, err = insertEvents(ctx, tx, keystore.RotationEvents(before, old, next, a)...); err != nil {
+			return err
+		}
 		return recordChanges(ctx, tx, next, old)
 	})
 	if err != nil {
 		return apikey.Key{}, s.fail("rotating key "+id, err)
 	}
+	s.emit(events)
 	return old, nil
 }
 
 // Update implements keystore.Store. The key's row is locked (FOR UPDATE)
 // before it is judged, so a concurrent revocation either comes first and
 // is seen, or waits for this update.
-func (s *Store) Update(ctx context.Context, id string, p keystore.Patch) (apikey.Key, error) {
+func (s *Store) Update(ctx context.Context, id string, p keystore.Patch, a keystore.Audit) (apikey.Key, error) {
 	if err := keystore.CheckPatch(p); err != nil {
 		return apikey.Key{}, fmt.Errorf("updating key: %w", err)
 	}
-	var k apikey.Key
+	var (
+		k      apikey.Key
+		events []keystore.Event
+	)
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		var err error
 		k, err = scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keygate_keys WHERE id = $1 FOR UPDATE`, id))
@@ -356,10 +426,14 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.Patch) (apikey
 		if p.IsZero() {
 			return nil
 		}
+		old := k
 		k = p.Apply(k)
 		if _, err := tx.Exec(ctx, `UPDATE keygate_keys SET name = $2, metadata = $3, allowed_origins = $4, allowed_ips = $5, rate_limits = $6 WHERE id = $1`,
 			id, k.Name, keystore.EncodeMetadata(k.Metadata),
 			keystore.EncodeList(k.AllowedOrigins), keystore.EncodeList(k.AllowedIPs), keystore.EncodeList(k.RateLimits)); err != nil {
+			return err
+		}
+		if events, err = insertEvents(ctx, tx, keystore.UpdatedEvent(old, k, p, a, time.Now())); err != nil {
 			return err
 		}
 		return recordChanges(ctx, tx, k)
@@ -367,6 +441,7 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.Patch) (apikey
 	if err != nil {
 		return apikey.Key{}, s.fail("updating key "+id, err)
 	}
+	s.emit(events)
 	return k, nil
 }
 
@@ -393,7 +468,18 @@ func (s *Store) TouchLastUsed(ctx context.Context, uses map[string]time.Time) er
 		times[i] = uses[id]
 	}
 	err := s.read(ctx, func() error {
-		_, err := s.pool.Exec(ctx, `
+		_, err := s.pool.Exec(ctx, touchLastUsed, ids, times)
+		return err
+	})
+	if err != nil {
+		return s.fail("recording last use of keys", err)
+	}
+	return nil
+}
+
+// touchLastUsed sets the last-used times $2 of the keys $1, sorted by ID,
+// where they are newer than the stored ones.
+const touchLastUsed = `
 WITH u AS (
 	SELECT id, t FROM unnest($1::text[], $2::timestamptz[]) AS u(id, t)
 ), locked AS (
@@ -404,14 +490,7 @@ WITH u AS (
 )
 UPDATE keygate_keys k SET last_used_at = locked.t
 FROM locked
-WHERE k.id = locked.id AND (k.last_used_at IS NULL OR k.last_used_at < locked.t)`, ids, times)
-		return err
-	})
-	if err != nil {
-		return s.fail("recording last use of keys", err)
-	}
-	return nil
-}
+WHERE k.id = locked.id AND (k.last_used_at IS NULL OR k.last_used_at < locked.t)`
 
 // Changes implements keystore.Store. The current sequence, the pruning
 // floor and the changes are read by one statement, so from one snapshot:

@@ -28,7 +28,10 @@ const eventually = 30 * time.Second
 func TestConformance(t *testing.T) {
 	storetest.RunWith(t, func(t *testing.T) keystore.Store {
 		return openStore(t, pgtest.NewDatabase(t), options{})
-	}, storetest.Options{AgeChanges: ageChanges})
+	}, storetest.Options{AgeChanges: ageChanges, Pair: func(t *testing.T) (keystore.Store, keystore.Store) {
+		dsn := pgtest.NewDatabase(t)
+		return openStore(t, dsn, options{}), openStore(t, dsn, options{})
+	}})
 }
 
 // ageChanges makes every change of s two hours old.
@@ -152,7 +155,7 @@ func TestOpenConcurrentlyOnAFreshDatabaseCreatesOneSchema(t *testing.T) {
 
 	// Every instance works on the one schema.
 	k := newKey(t, "shared", time.Now())
-	if err := stores[0].Create(t.Context(), k); err != nil {
+	if err := stores[0].Create(t.Context(), k, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := stores[n-1].Get(t.Context(), k.ID)
@@ -196,7 +199,7 @@ func TestNoticeReachesAnotherInstanceAfterARevokeThere(t *testing.T) {
 	a := openStore(t, dsn, options{})
 	b := openStore(t, dsn, options{})
 	k := newKey(t, "revoked elsewhere", time.Now())
-	if err := b.Create(t.Context(), k); err != nil {
+	if err := b.Create(t.Context(), k, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	since := currentSeq(t, a)
@@ -205,7 +208,7 @@ func TestNoticeReachesAnotherInstanceAfterARevokeThere(t *testing.T) {
 	waitNotice(t, a)
 	drainNotices(a)
 
-	if _, err := b.Revoke(t.Context(), k.ID, time.Now()); err != nil {
+	if _, err := b.Revoke(t.Context(), k.ID, time.Now(), keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	waitNotice(t, a)
@@ -273,7 +276,7 @@ func TestListenerReconnectsAndTheReaderCatchesUpOnMissedChanges(t *testing.T) {
 	a := openStore(t, dsn, options{dial: g.dial})
 	b := openStore(t, dsn, options{})
 	before := newKey(t, "before", time.Now())
-	if err := b.Create(t.Context(), before); err != nil {
+	if err := b.Create(t.Context(), before, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	waitNotice(t, a)
@@ -294,7 +297,7 @@ func TestListenerReconnectsAndTheReaderCatchesUpOnMissedChanges(t *testing.T) {
 	}
 	missed := newKey(t, "missed", time.Now())
 	// b's pooled connections were terminated too: Create must recover.
-	if err := b.Create(t.Context(), missed); err != nil {
+	if err := b.Create(t.Context(), missed, keystore.Audit{}); err != nil {
 		t.Fatalf("Create after the sessions were terminated: %v", err)
 	}
 	drainNotices(a)
@@ -318,7 +321,7 @@ func TestListenerReconnectsAndTheReaderCatchesUpOnMissedChanges(t *testing.T) {
 
 	// And it listens again.
 	drainNotices(a)
-	if _, err := b.Revoke(t.Context(), before.ID, time.Now()); err != nil {
+	if _, err := b.Revoke(t.Context(), before.ID, time.Now(), keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	waitNotice(t, a)
@@ -328,7 +331,7 @@ func TestStoreRecoversAfterItsSessionsAreTerminated(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	s := openStore(t, dsn, options{})
 	k := newKey(t, "survivor", time.Now())
-	if err := s.Create(t.Context(), k); err != nil {
+	if err := s.Create(t.Context(), k, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	// Busy pooled connections (used within the last second) are the ones
@@ -351,7 +354,9 @@ func TestStoreRecoversAfterItsSessionsAreTerminated(t *testing.T) {
 		{"TouchLastUsed", func(ctx context.Context) error {
 			return s.TouchLastUsed(ctx, map[string]time.Time{k.ID: time.Now()})
 		}},
-		{"Create", func(ctx context.Context) error { return s.Create(ctx, newKey(t, "after", time.Now())) }},
+		{"Create", func(ctx context.Context) error {
+			return s.Create(ctx, newKey(t, "after", time.Now()), keystore.Audit{})
+		}},
 	}
 	for _, op := range ops {
 		if err := op.do(t.Context()); err != nil {
@@ -372,7 +377,7 @@ func TestReadersNeverMissAChangeCommittedByConcurrentWriters(t *testing.T) {
 		s := openStore(t, dsn, options{})
 		wg.Go(func() {
 			for i := range perWriter {
-				if err := s.Create(ctx, newKey(t, fmt.Sprintf("w%d-%d", w, i), time.Now())); err != nil {
+				if err := s.Create(ctx, newKey(t, fmt.Sprintf("w%d-%d", w, i), time.Now()), keystore.Audit{}); err != nil {
 					t.Errorf("Create: %v", err)
 					return
 				}
@@ -433,7 +438,7 @@ func TestTouchLastUsedBatchesFromSeveralInstancesDoNotDeadlock(t *testing.T) {
 	ids := make([]string, keys)
 	for i := range ids {
 		k := newKey(t, fmt.Sprint(i), time.Now())
-		if err := stores[0].Create(t.Context(), k); err != nil {
+		if err := stores[0].Create(t.Context(), k, keystore.Audit{}); err != nil {
 			t.Fatal(err)
 		}
 		ids[i] = k.ID
@@ -473,7 +478,7 @@ func TestChangesPrunedAfterAnHourAreTooOld(t *testing.T) {
 		t.Fatalf("Changes on a fresh store: %v", err)
 	}
 	for i := range 3 {
-		if err := s.Create(t.Context(), newKey(t, fmt.Sprint(i), time.Now())); err != nil {
+		if err := s.Create(t.Context(), newKey(t, fmt.Sprint(i), time.Now()), keystore.Audit{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -482,7 +487,7 @@ func TestChangesPrunedAfterAnHourAreTooOld(t *testing.T) {
 	if changes, _, err := s.Changes(t.Context(), 0, 10); err != nil || len(changes) != 3 {
 		t.Fatalf("Changes before the next write: got %d changes, %v; want 3", len(changes), err)
 	}
-	if err := s.Create(t.Context(), newKey(t, "pruner", time.Now())); err != nil {
+	if err := s.Create(t.Context(), newKey(t, "pruner", time.Now()), keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -506,7 +511,7 @@ func TestChangesPrunedAfterAnHourAreTooOld(t *testing.T) {
 
 	// Pruning goes on with every write.
 	ageChanges(t, s)
-	if err := s.Create(t.Context(), newKey(t, "pruner 2", time.Now())); err != nil {
+	if err := s.Create(t.Context(), newKey(t, "pruner 2", time.Now()), keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Changes(t.Context(), 3, 10); !errors.Is(err, keystore.ErrTooOld) {
@@ -618,7 +623,7 @@ func BenchmarkNotifyLatency(b *testing.B) {
 	for i := range b.N {
 		drainNotices(a)
 		start := time.Now()
-		if err := w.Create(ctx, keys[i]); err != nil {
+		if err := w.Create(ctx, keys[i], keystore.Audit{}); err != nil {
 			b.Fatal(err)
 		}
 		creates = append(creates, time.Since(start))
@@ -668,5 +673,13 @@ func TestRegistryConformance(t *testing.T) {
 	storetest.RunRegistry(t, func(t *testing.T) (keystore.Store, keystore.Registry) {
 		s := openStore(t, pgtest.NewDatabase(t), options{})
 		return s, s
+	})
+}
+
+// BenchmarkUsage is storetest.BenchmarkUsage on PostgreSQL
+// (docs/BENCHMARKS.md, "Usage queries").
+func BenchmarkUsage(b *testing.B) {
+	storetest.BenchmarkUsage(b, func(b *testing.B) keystore.Store {
+		return openStore(b, pgtest.NewDatabase(b), options{})
 	})
 }

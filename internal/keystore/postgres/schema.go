@@ -76,7 +76,42 @@ ALTER TABLE keygate_keys
 	ADD COLUMN rate_limits text NOT NULL DEFAULT '[]';
 CREATE INDEX keygate_keys_owner ON keygate_keys (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
 `,
-	// next (issue 14; numbered at merge): the gateway instances sharing
+	// v4: usage counts and the audit log, as in SQLite. keygate_usage
+	// holds one row per key, step (seconds), start and result; every batch
+	// adds to the rows of all three steps (keystore.Rollup) with
+	// idempotent upserts, so instances sharing the database need no
+	// coordination to roll up. keygate_audit holds one row per event;
+	// events are written in the transactions of key changes, which the
+	// change counter's row lock serialises, so seq order is commit order.
+	`
+CREATE TABLE keygate_usage (
+	key_id text NOT NULL,
+	step   integer NOT NULL,
+	start  timestamptz NOT NULL,
+	result text NOT NULL,
+	n      bigint NOT NULL,
+	PRIMARY KEY (key_id, step, start, result)
+);
+CREATE INDEX keygate_usage_step_start ON keygate_usage (step, start);
+CREATE TABLE keygate_audit (
+	seq        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	at         timestamptz NOT NULL,
+	action     text NOT NULL,
+	key_id     text NOT NULL,
+	owner      text,
+	actor_type text NOT NULL,
+	actor_id   text NOT NULL,
+	remote_ip  text NOT NULL,
+	user_agent text NOT NULL,
+	changes    text NOT NULL,
+	details    text NOT NULL
+);
+CREATE INDEX keygate_audit_key ON keygate_audit (key_id, seq);
+CREATE INDEX keygate_audit_owner ON keygate_audit (owner, seq) WHERE owner IS NOT NULL;
+CREATE INDEX keygate_audit_at ON keygate_audit (at);
+`,
+
+	// v5: the gateway instances sharing
 	// the database (keystore.Registry). A row is written by its instance
 	// every sync_interval and whenever it applies changes; seen_at is the
 	// server's clock, so instances on hosts whose clocks differ are

@@ -33,11 +33,11 @@ func TestBackupWhileWriting(t *testing.T) {
 	var before []string
 	for i := range 20 {
 		secret, k := newKey(t, "before")
-		if err := s.Create(t.Context(), k); err != nil {
+		if err := s.Create(t.Context(), k, keystore.Audit{}); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if _, err := s.Revoke(t.Context(), k.ID, testNow); err != nil {
+			if _, err := s.Revoke(t.Context(), k.ID, testNow, keystore.Audit{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -56,7 +56,7 @@ func TestBackupWhileWriting(t *testing.T) {
 			default:
 			}
 			_, k := newKey(t, "during")
-			if err := s.Create(t.Context(), k); err != nil {
+			if err := s.Create(t.Context(), k, keystore.Audit{}); err != nil {
 				t.Error(err)
 				return
 			}

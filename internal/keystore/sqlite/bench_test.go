@@ -13,6 +13,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/keystore/storetest"
 )
 
 // benchKeys is the number of keys in the store BenchmarkGetByDigest reads:
@@ -168,7 +169,7 @@ func BenchmarkTouchLastUsed(b *testing.B) {
 	uses := make(map[string]time.Time, batch)
 	for range batch {
 		_, k := newKey(b, "touched")
-		if err := s.Create(b.Context(), k); err != nil {
+		if err := s.Create(b.Context(), k, keystore.Audit{}); err != nil {
 			b.Fatal(err)
 		}
 		uses[k.ID] = time.Time{}
@@ -228,4 +229,17 @@ func BenchmarkList(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkUsage is storetest.BenchmarkUsage on SQLite (docs/BENCHMARKS.md,
+// "Usage queries").
+func BenchmarkUsage(b *testing.B) {
+	storetest.BenchmarkUsage(b, func(b *testing.B) keystore.Store {
+		s, err := Open(b.Context(), filepath.Join(b.TempDir(), "keys.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	})
 }

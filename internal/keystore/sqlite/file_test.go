@@ -68,14 +68,14 @@ func TestFilesHoldOnlyDigestAndHintOfASecret(t *testing.T) {
 	var keys []created
 	for _, name := range []string{"first", "second", "third"} {
 		secret, k := newKey(t, name)
-		if err := s.Create(t.Context(), k); err != nil {
+		if err := s.Create(t.Context(), k, keystore.Audit{}); err != nil {
 			t.Fatal(err)
 		}
 		keys = append(keys, created{secret, k})
 	}
 	// Rotate and touch too, so that every write path has run.
 	secret, next := newKey(t, "rotated")
-	if _, err := s.Rotate(t.Context(), keys[0].key.ID, next, testNow.Add(time.Hour)); err != nil {
+	if _, err := s.Rotate(t.Context(), keys[0].key.ID, next, testNow.Add(time.Hour), keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	keys = append(keys, created{secret, next})
@@ -132,7 +132,7 @@ func TestReopeningKeepsKeysAndSchema(t *testing.T) {
 			t.Fatalf("Open #%d = %v", i, err)
 		}
 		if i == 0 {
-			if err := s.Create(t.Context(), k); err != nil {
+			if err := s.Create(t.Context(), k, keystore.Audit{}); err != nil {
 				t.Fatal(err)
 			}
 			_, wantSeq, _ = s.Changes(t.Context(), 0, 1)
@@ -284,7 +284,7 @@ func TestTwoStoresShareOneFile(t *testing.T) {
 		wg.Go(func() {
 			for range perStore {
 				_, k := newKey(t, "shared")
-				if err := s.Create(t.Context(), k); err != nil {
+				if err := s.Create(t.Context(), k, keystore.Audit{}); err != nil {
 					t.Errorf("Create = %v", err)
 				}
 				if err := s.TouchLastUsed(t.Context(), map[string]time.Time{k.ID: testNow}); err != nil {
@@ -305,7 +305,7 @@ func TestTwoStoresShareOneFile(t *testing.T) {
 func TestCallsRacingCloseReturnErrClosed(t *testing.T) {
 	s := openTemp(t)
 	_, k := newKey(t, "racing")
-	if err := s.Create(t.Context(), k); err != nil {
+	if err := s.Create(t.Context(), k, keystore.Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup

@@ -95,12 +95,12 @@ func TestAVersion1FileIsMigratedAndItsKeysKeepWorking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := s.Rotate(t.Context(), active.ID, next, testNow.Add(2*time.Hour))
+	old, err := s.Rotate(t.Context(), active.ID, next, testNow.Add(2*time.Hour), keystore.Audit{})
 	if err != nil || old.ReplacedBy != next.ID {
 		t.Fatalf("Rotate(migrated key) = ReplacedBy %q, %v; want %q, nil", old.ReplacedBy, err, next.ID)
 	}
 	_, again, _ := testFormat.New("active", apikey.ScopeFull, apikey.ExpiryNever, testNow.Add(time.Hour))
-	if _, err := s.Rotate(t.Context(), active.ID, again, testNow.Add(2*time.Hour)); !errors.Is(err, keystore.ErrReplaced) {
+	if _, err := s.Rotate(t.Context(), active.ID, again, testNow.Add(2*time.Hour), keystore.Audit{}); !errors.Is(err, keystore.ErrReplaced) {
 		t.Errorf("second Rotate(migrated key) = %v, want ErrReplaced", err)
 	}
 }
@@ -161,13 +161,13 @@ func TestAVersion2FileIsMigratedAndItsKeysReadAsTheOperatorsMadeBySystem(t *test
 
 	// A migrated key can be updated, and new keys have owners.
 	name := "renamed"
-	got, err := s.Update(t.Context(), next.ID, keystore.Patch{Name: &name, Metadata: &map[string]string{"plan": "pro"}})
+	got, err := s.Update(t.Context(), next.ID, keystore.Patch{Name: &name, Metadata: &map[string]string{"plan": "pro"}}, keystore.Audit{})
 	if err != nil || got.Name != name || got.Metadata["plan"] != "pro" {
 		t.Errorf("Update(migrated key) = %+v, %v; want renamed, plan pro", got, err)
 	}
 	_, owned := newKey(t, "owned")
 	owned.Owner = "org_a"
-	if err := s.Create(t.Context(), owned); err != nil {
+	if err := s.Create(t.Context(), owned, keystore.Audit{}); err != nil {
 		t.Fatalf("Create(owned key) = %v", err)
 	}
 	if keys, err := s.List(t.Context(), keystore.Filter{Owner: "org_a"}); err != nil || len(keys) != 1 || keys[0].ID != owned.ID {

@@ -55,6 +55,40 @@ var migrations = []string{
 	ALTER TABLE keys ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '[]';
 	ALTER TABLE keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]';
 	ALTER TABLE keys ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';`,
+
+	// 4: usage counts and the audit log.
+	//
+	// usage holds one row per key, step (60, 3600 or 86400 seconds), start
+	// (unix seconds, UTC) and result; every batch adds to the rows of all
+	// three steps (keystore.Rollup), and old rows are deleted by step
+	// (keystore.Retention). audit holds one row per event, seq giving its
+	// ID and order; changes and details are JSON objects. Keys of version 3
+	// have no events: nobody recorded them.
+	`CREATE TABLE usage (
+		key_id TEXT    NOT NULL,
+		step   INTEGER NOT NULL,
+		start  INTEGER NOT NULL,
+		result TEXT    NOT NULL,
+		n      INTEGER NOT NULL,
+		PRIMARY KEY (key_id, step, start, result)
+	) STRICT, WITHOUT ROWID;
+	CREATE INDEX usage_step_start ON usage (step, start);
+	CREATE TABLE audit (
+		seq        INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+		at         INTEGER NOT NULL,
+		action     TEXT    NOT NULL,
+		key_id     TEXT    NOT NULL,
+		owner      TEXT,
+		actor_type TEXT    NOT NULL,
+		actor_id   TEXT    NOT NULL,
+		remote_ip  TEXT    NOT NULL,
+		user_agent TEXT    NOT NULL,
+		changes    TEXT    NOT NULL,
+		details    TEXT    NOT NULL
+	) STRICT;
+	CREATE INDEX audit_key ON audit (key_id, seq);
+	CREATE INDEX audit_owner ON audit (owner, seq) WHERE owner IS NOT NULL;
+	CREATE INDEX audit_at ON audit (at);`,
 }
 
 // indexes are created, if missing, every time a file is opened, after the

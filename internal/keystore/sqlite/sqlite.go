@@ -50,6 +50,9 @@ type Store struct {
 	getByID     *sql.Stmt
 	getByDigest *sql.Stmt
 	changes     *sql.Stmt
+
+	// onEvents hears of the audit events of each committed change.
+	onEvents atomic.Pointer[func([]keystore.Event)]
 }
 
 const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by,
@@ -152,17 +155,28 @@ func (s *Store) init(ctx context.Context) error {
 	return nil
 }
 
-// Create stores k and logs its creation as a change.
-func (s *Store) Create(ctx context.Context, k apikey.Key) error {
+// Create stores k and logs its creation as a change and an event.
+func (s *Store) Create(ctx context.Context, k apikey.Key, a keystore.Audit) error {
 	if err := keystore.CheckNew(k); err != nil {
 		return fmt.Errorf("creating key: %w", err)
 	}
-	return s.write(ctx, "creating key", func(tx *sql.Tx) error {
+	var events []keystore.Event
+	err := s.write(ctx, "creating key", func(tx *sql.Tx) error {
 		if err := insertKey(ctx, tx, k); err != nil {
 			return err
 		}
-		return logChanges(ctx, tx, k)
+		if err := logChanges(ctx, tx, k); err != nil {
+			return err
+		}
+		var err error
+		events, err = insertEvents(ctx, tx, keystore.CreatedEvent(k, a, nil))
+		return err
 	})
+	if err != nil {
+		return err
+	}
+	s.emit(events)
+	return nil
 }
 
 // Get returns the key with the given ID.
@@ -231,6 +245,9 @@ func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, erro
 		// as keystore.FoldQuery does.
 		conds, args = append(conds, "(id = ? OR instr(lower(name), ?) > 0)"), append(args, f.Query, keystore.FoldQuery(f.Query))
 	}
+	if !f.NotUsedSince.IsZero() {
+		conds, args = append(conds, "(last_used_at IS NULL OR last_used_at < ?)"), append(args, micros(f.NotUsedSince))
+	}
 	order := "created_at DESC, id DESC"
 	switch {
 	case !f.After.IsZero():
@@ -271,8 +288,11 @@ func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, erro
 }
 
 // Revoke sets the key's RevokedAt to at unless it is set already.
-func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (apikey.Key, error) {
-	var k apikey.Key
+func (s *Store) Revoke(ctx context.Context, id string, at time.Time, a keystore.Audit) (apikey.Key, error) {
+	var (
+		k      apikey.Key
+		events []keystore.Event
+	)
 	err := s.write(ctx, "revoking key", func(tx *sql.Tx) error {
 		var err error
 		if k, err = getKey(ctx, tx, id); err != nil {
@@ -281,16 +301,61 @@ func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (apikey.Key
 		if !k.RevokedAt.IsZero() {
 			return nil
 		}
-		k.RevokedAt = fromMicros(micros(at))
-		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = ? WHERE id = ?`, micros(at), id); err != nil {
-			return err
-		}
-		return logChanges(ctx, tx, k)
+		k, events, err = revoke(ctx, tx, k, at, a)
+		return err
 	})
 	if err != nil {
 		return apikey.Key{}, err
 	}
+	s.emit(events)
 	return k, nil
+}
+
+// revoke revokes k, read in tx and not revoked, at at, and logs the
+// change and its event.
+func revoke(ctx context.Context, tx *sql.Tx, k apikey.Key, at time.Time, a keystore.Audit) (apikey.Key, []keystore.Event, error) {
+	k.RevokedAt = fromMicros(micros(at))
+	if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = ? WHERE id = ?`, micros(at), k.ID); err != nil {
+		return apikey.Key{}, nil, err
+	}
+	if err := logChanges(ctx, tx, k); err != nil {
+		return apikey.Key{}, nil, err
+	}
+	events, err := insertEvents(ctx, tx, keystore.RevokedEvent(k, a))
+	return k, events, err
+}
+
+// ReportLeak records a leak report on the key of digest d and, if
+// keystore.LeakAction says so, revokes it, in one transaction.
+func (s *Store) ReportLeak(ctx context.Context, d apikey.Digest, r keystore.LeakReport, at time.Time) (apikey.Key, string, error) {
+	var (
+		k      apikey.Key
+		taken  string
+		events []keystore.Event
+	)
+	err := s.write(ctx, "recording leak report", func(tx *sql.Tx) error {
+		var err error
+		k, err = scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE digest = ?`, d[:]))
+		if err != nil {
+			return err
+		}
+		taken = keystore.LeakAction(k, r, at)
+		if events, err = insertEvents(ctx, tx, keystore.LeakEvent(k, r, taken, at)); err != nil {
+			return err
+		}
+		if taken != keystore.LeakRevoked {
+			return nil
+		}
+		var revoked []keystore.Event
+		k, revoked, err = revoke(ctx, tx, k, at, keystore.Audit{Actor: keystore.LeakActor})
+		events = append(events, revoked...)
+		return err
+	})
+	if err != nil {
+		return apikey.Key{}, "", err
+	}
+	s.emit(events)
+	return k, taken, nil
 }
 
 // Rotate creates next, marks the key id replaced by it, and makes the key
@@ -298,16 +363,20 @@ func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (apikey.Key
 // A zero oldExpiresAt leaves the old key's expiry as it is. Write
 // transactions take the write lock at BEGIN, so the old key cannot change
 // between being judged and being marked.
-func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time) (apikey.Key, error) {
+func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpiresAt time.Time, a keystore.Audit) (apikey.Key, error) {
 	if err := keystore.CheckNew(next); err != nil {
 		return apikey.Key{}, fmt.Errorf("rotating key: %w", err)
 	}
-	var old apikey.Key
+	var (
+		old    apikey.Key
+		events []keystore.Event
+	)
 	err := s.write(ctx, "rotating key", func(tx *sql.Tx) error {
 		var err error
 		if old, err = getKey(ctx, tx, id); err != nil {
 			return err
 		}
+		before := old
 		if err := keystore.Rotatable(old, next.CreatedAt); err != nil {
 			return err
 		}
@@ -322,21 +391,29 @@ func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpir
 			next.ID, nullMicros(old.ExpiresAt), id); err != nil {
 			return err
 		}
-		return logChanges(ctx, tx, next, old)
+		if err := logChanges(ctx, tx, next, old); err != nil {
+			return err
+		}
+		events, err = insertEvents(ctx, tx, keystore.RotationEvents(before, old, next, a)...)
+		return err
 	})
 	if err != nil {
 		return apikey.Key{}, err
 	}
+	s.emit(events)
 	return old, nil
 }
 
 // Update sets the fields p names on the key id and logs the change, in one
 // transaction.
-func (s *Store) Update(ctx context.Context, id string, p keystore.Patch) (apikey.Key, error) {
+func (s *Store) Update(ctx context.Context, id string, p keystore.Patch, a keystore.Audit) (apikey.Key, error) {
 	if err := keystore.CheckPatch(p); err != nil {
 		return apikey.Key{}, fmt.Errorf("updating key: %w", err)
 	}
-	var k apikey.Key
+	var (
+		k      apikey.Key
+		events []keystore.Event
+	)
 	err := s.write(ctx, "updating key", func(tx *sql.Tx) error {
 		var err error
 		if k, err = getKey(ctx, tx, id); err != nil {
@@ -348,17 +425,23 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.Patch) (apikey
 		if p.IsZero() {
 			return nil
 		}
+		old := k
 		k = p.Apply(k)
 		if _, err := tx.ExecContext(ctx, `UPDATE keys SET name = ?, metadata = ?, allowed_origins = ?, allowed_ips = ?, rate_limits = ? WHERE id = ?`,
 			k.Name, keystore.EncodeMetadata(k.Metadata),
 			keystore.EncodeList(k.AllowedOrigins), keystore.EncodeList(k.AllowedIPs), keystore.EncodeList(k.RateLimits), id); err != nil {
 			return err
 		}
-		return logChanges(ctx, tx, k)
+		if err := logChanges(ctx, tx, k); err != nil {
+			return err
+		}
+		events, err = insertEvents(ctx, tx, keystore.UpdatedEvent(old, k, p, a, time.Now()))
+		return err
 	})
 	if err != nil {
 		return apikey.Key{}, err
 	}
+	s.emit(events)
 	return k, nil
 }
 

@@ -33,5 +33,18 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("aging changes: %v", err)
 			}
 		},
+		Pair: func(t *testing.T) (keystore.Store, keystore.Store) {
+			path := filepath.Join(t.TempDir(), "keys.db")
+			var pair [2]keystore.Store
+			for i := range pair {
+				s, err := Open(t.Context(), path)
+				if err != nil {
+					t.Fatalf("Open = %v", err)
+				}
+				t.Cleanup(func() { s.Close() })
+				pair[i] = s
+			}
+			return pair[0], pair[1]
+		},
 	})
 }

@@ -15,7 +15,7 @@ func testRevoke(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		s := open(t)
 		k := create(t, s, "to revoke", apikey.ExpiryMonth, base)
 		at := base.Add(time.Hour + 7*time.Microsecond)
-		got, err := s.Revoke(t.Context(), k.ID, at)
+		got, err := s.Revoke(t.Context(), k.ID, at, testAudit)
 		if err != nil {
 			t.Fatalf("Revoke = %v, want nil", err)
 		}
@@ -29,14 +29,14 @@ func testRevoke(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		s := open(t)
 		k := create(t, s, "revoked twice", apikey.ExpiryNever, base)
 		first := base.Add(time.Minute)
-		if _, err := s.Revoke(t.Context(), k.ID, first); err != nil {
+		if _, err := s.Revoke(t.Context(), k.ID, first, testAudit); err != nil {
 			t.Fatalf("first Revoke = %v, want nil", err)
 		}
 		before := seq(t, s)
 		want := k
 		want.RevokedAt = first
 		for _, at := range []time.Time{first.Add(time.Hour), first.Add(-time.Hour), first} {
-			got, err := s.Revoke(t.Context(), k.ID, at)
+			got, err := s.Revoke(t.Context(), k.ID, at, testAudit)
 			if err != nil {
 				t.Fatalf("Revoke again at %v = %v, want nil", at, err)
 			}
@@ -52,7 +52,7 @@ func testRevoke(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		s := open(t)
 		k := create(t, s, "expired", apikey.ExpiryHour, base)
 		at := base.Add(2 * time.Hour)
-		got, err := s.Revoke(t.Context(), k.ID, at)
+		got, err := s.Revoke(t.Context(), k.ID, at, testAudit)
 		if err != nil {
 			t.Fatalf("Revoke = %v, want nil", err)
 		}
@@ -66,7 +66,7 @@ func testRevoke(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		create(t, s, "other", apikey.ExpiryNever, base)
 		before := seq(t, s)
 		missing := newKey(t, "missing", apikey.ScopeFull, apikey.ExpiryNever, base)
-		if _, err := s.Revoke(t.Context(), missing.ID, base); !errors.Is(err, keystore.ErrNotFound) {
+		if _, err := s.Revoke(t.Context(), missing.ID, base, testAudit); !errors.Is(err, keystore.ErrNotFound) {
 			t.Errorf("Revoke(unknown) = %v, want ErrNotFound", err)
 		}
 		if got := seq(t, s); got != before {
@@ -98,7 +98,7 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 					t.Fatalf("TouchLastUsed = %v", err)
 				}
 				next := newKey(t, "old", apikey.ScopeWidget, tc.expiry, base.Add(30*time.Minute))
-				got, err := s.Rotate(t.Context(), old.ID, next, tc.oldExpiresAt)
+				got, err := s.Rotate(t.Context(), old.ID, next, tc.oldExpiresAt, testAudit)
 				if err != nil {
 					t.Fatalf("Rotate = %v, want nil", err)
 				}
@@ -122,7 +122,7 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		s := open(t)
 		old := create(t, s, "old", apikey.ExpiryNever, base)
 		next := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Second))
-		replaced, err := s.Rotate(t.Context(), old.ID, next, base.Add(24*time.Hour))
+		replaced, err := s.Rotate(t.Context(), old.ID, next, base.Add(24*time.Hour), testAudit)
 		if err != nil {
 			t.Fatalf("first Rotate = %v, want nil", err)
 		}
@@ -131,7 +131,7 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		// being replaced alone refuses the rotation.
 		for i, at := range []time.Time{base.Add(2 * time.Second), base.Add(23 * time.Hour)} {
 			again := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, at)
-			if _, err := s.Rotate(t.Context(), old.ID, again, at.Add(time.Hour)); !errors.Is(err, keystore.ErrReplaced) {
+			if _, err := s.Rotate(t.Context(), old.ID, again, at.Add(time.Hour), testAudit); !errors.Is(err, keystore.ErrReplaced) {
 				t.Fatalf("Rotate #%d of a replaced key = %v, want ErrReplaced", i+2, err)
 			}
 			checkNotStored(t, s, again)
@@ -143,7 +143,7 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		}
 		// The new key can be rotated in turn.
 		third := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Hour))
-		got, err := s.Rotate(t.Context(), next.ID, third, base.Add(25*time.Hour))
+		got, err := s.Rotate(t.Context(), next.ID, third, base.Add(25*time.Hour), testAudit)
 		if err != nil {
 			t.Fatalf("Rotate(next) = %v, want nil", err)
 		}
@@ -167,7 +167,7 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 				old := create(t, s, "hourly", apikey.ExpiryHour, base)
 				before := seq(t, s)
 				next := newKey(t, "hourly", apikey.ScopeFull, apikey.ExpiryHour, tc.at)
-				_, err := s.Rotate(t.Context(), old.ID, next, tc.at.Add(time.Hour))
+				_, err := s.Rotate(t.Context(), old.ID, next, tc.at.Add(time.Hour), testAudit)
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("Rotate at %v = %v, want %v", tc.at, err, tc.wantErr)
 				}
@@ -187,14 +187,14 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		s := open(t)
 		old := create(t, s, "old", apikey.ExpiryNever, base)
 		next := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Second))
-		if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(time.Hour)); err != nil {
+		if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(time.Hour), testAudit); err != nil {
 			t.Fatalf("Rotate = %v", err)
 		}
-		if _, err := s.Revoke(t.Context(), old.ID, base.Add(time.Minute)); err != nil {
+		if _, err := s.Revoke(t.Context(), old.ID, base.Add(time.Minute), testAudit); err != nil {
 			t.Fatalf("Revoke = %v", err)
 		}
 		again := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, base.Add(2*time.Minute))
-		if _, err := s.Rotate(t.Context(), old.ID, again, base.Add(time.Hour)); !errors.Is(err, keystore.ErrRevoked) {
+		if _, err := s.Rotate(t.Context(), old.ID, again, base.Add(time.Hour), testAudit); !errors.Is(err, keystore.ErrRevoked) {
 			t.Fatalf("Rotate(revoked and replaced) = %v, want ErrRevoked", err)
 		}
 		checkNotStored(t, s, again)
@@ -203,13 +203,13 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 	t.Run("rotating a revoked key returns ErrRevoked and changes nothing", func(t *testing.T) {
 		s := open(t)
 		old := create(t, s, "old", apikey.ExpiryNever, base)
-		revoked, err := s.Revoke(t.Context(), old.ID, base.Add(time.Minute))
+		revoked, err := s.Revoke(t.Context(), old.ID, base.Add(time.Minute), testAudit)
 		if err != nil {
 			t.Fatalf("Revoke = %v", err)
 		}
 		before := seq(t, s)
 		next := newKey(t, "next", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Hour))
-		if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(2*time.Hour)); !errors.Is(err, keystore.ErrRevoked) {
+		if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(2*time.Hour), testAudit); !errors.Is(err, keystore.ErrRevoked) {
 			t.Fatalf("Rotate(revoked) = %v, want ErrRevoked", err)
 		}
 		checkNotStored(t, s, next)
@@ -225,7 +225,7 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		before := seq(t, s)
 		missing := newKey(t, "missing", apikey.ScopeFull, apikey.ExpiryNever, base)
 		next := newKey(t, "next", apikey.ScopeFull, apikey.ExpiryNever, base)
-		if _, err := s.Rotate(t.Context(), missing.ID, next, base.Add(time.Hour)); !errors.Is(err, keystore.ErrNotFound) {
+		if _, err := s.Rotate(t.Context(), missing.ID, next, base.Add(time.Hour), testAudit); !errors.Is(err, keystore.ErrNotFound) {
 			t.Fatalf("Rotate(unknown) = %v, want ErrNotFound", err)
 		}
 		checkNotStored(t, s, next)
@@ -249,7 +249,7 @@ func testRotate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 				before := seq(t, s)
 				next := newKey(t, "next", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Hour))
 				tc.collide(&next, other)
-				if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(2*time.Hour)); !errors.Is(err, keystore.ErrExists) {
+				if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(2*time.Hour), testAudit); !errors.Is(err, keystore.ErrExists) {
 					t.Fatalf("Rotate(colliding next) = %v, want ErrExists", err)
 				}
 				checkKey(t, "Get(old)", mustGet(t, s, old.ID), old)
@@ -334,7 +334,7 @@ func testTouchLastUsed(t *testing.T, open func(t *testing.T) keystore.Store, _ O
 	t.Run("touching bumps no sequence and changes no other field", func(t *testing.T) {
 		s := open(t)
 		k := create(t, s, "used", apikey.ExpiryWeek, base)
-		revoked, err := s.Revoke(t.Context(), k.ID, base.Add(time.Minute))
+		revoked, err := s.Revoke(t.Context(), k.ID, base.Add(time.Minute), testAudit)
 		if err != nil {
 			t.Fatalf("Revoke = %v", err)
 		}
@@ -389,24 +389,24 @@ func testChanges(t *testing.T, open func(t *testing.T) keystore.Store, opts Opti
 		}
 		check("touch a")
 		next := newKey(t, "a", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Hour))
-		if _, err := s.Rotate(t.Context(), a.ID, next, base.Add(25*time.Hour)); err != nil {
+		if _, err := s.Rotate(t.Context(), a.ID, next, base.Add(25*time.Hour), testAudit); err != nil {
 			t.Fatalf("Rotate = %v", err)
 		}
 		check("rotate a", a, next)
-		if _, err := s.Revoke(t.Context(), b.ID, base.Add(time.Hour)); err != nil {
+		if _, err := s.Revoke(t.Context(), b.ID, base.Add(time.Hour), testAudit); err != nil {
 			t.Fatalf("Revoke = %v", err)
 		}
 		check("revoke b", b)
-		if _, err := s.Revoke(t.Context(), b.ID, base.Add(2*time.Hour)); err != nil {
+		if _, err := s.Revoke(t.Context(), b.ID, base.Add(2*time.Hour), testAudit); err != nil {
 			t.Fatalf("Revoke = %v", err)
 		}
 		check("revoke b again")
 		refused := newKey(t, "b", apikey.ScopeFull, apikey.ExpiryDay, base.Add(time.Hour))
-		if _, err := s.Rotate(t.Context(), b.ID, refused, base.Add(2*time.Hour)); !errors.Is(err, keystore.ErrRevoked) {
+		if _, err := s.Rotate(t.Context(), b.ID, refused, base.Add(2*time.Hour), testAudit); !errors.Is(err, keystore.ErrRevoked) {
 			t.Fatalf("Rotate(revoked) = %v, want ErrRevoked", err)
 		}
 		check("refused rotate of b")
-		if err := s.Create(t.Context(), next); !errors.Is(err, keystore.ErrExists) {
+		if err := s.Create(t.Context(), next, testAudit); !errors.Is(err, keystore.ErrExists) {
 			t.Fatalf("Create(existing) = %v, want ErrExists", err)
 		}
 		check("refused create")
@@ -497,7 +497,7 @@ func testChanges(t *testing.T, open func(t *testing.T) keystore.Store, opts Opti
 				}
 			}
 			opts.AgeChanges(t, s)
-			if _, err := s.Revoke(t.Context(), k.ID, base.Add(2*time.Hour)); err != nil {
+			if _, err := s.Revoke(t.Context(), k.ID, base.Add(2*time.Hour), testAudit); err != nil {
 				t.Fatalf("Revoke = %v", err)
 			}
 			chs, _ = changesSince(t, s, cur)

@@ -63,7 +63,7 @@ func testConcurrency(t *testing.T, open func(t *testing.T) keystore.Store, _ Opt
 			writers.Go(func() {
 				for i := range perCreator {
 					k := newKey(t, fmt.Sprintf("created %d/%d", g, i), apikey.ScopeRoutine, apikey.ExpiryWeek, base.Add(time.Duration(g*perCreator+i)*time.Millisecond))
-					if err := s.Create(t.Context(), k); err != nil {
+					if err := s.Create(t.Context(), k, testAudit); err != nil {
 						t.Errorf("Create = %v, want nil", err)
 						continue
 					}
@@ -78,7 +78,7 @@ func testConcurrency(t *testing.T, open func(t *testing.T) keystore.Store, _ Opt
 				rng := rand.New(rand.NewPCG(1, uint64(g)))
 				for _, i := range rng.Perm(len(revokeSet)) {
 					at := base.Add(time.Hour + time.Duration(g*100+i)*time.Microsecond)
-					k, err := s.Revoke(t.Context(), revokeSet[i].ID, at)
+					k, err := s.Revoke(t.Context(), revokeSet[i].ID, at, testAudit)
 					if err != nil {
 						t.Errorf("Revoke = %v, want nil", err)
 						continue
@@ -96,7 +96,7 @@ func testConcurrency(t *testing.T, open func(t *testing.T) keystore.Store, _ Opt
 					old := rotateSet[i]
 					next := newKey(t, old.Name, old.Scope, old.Expiry, base.Add(2*time.Hour))
 					oldExpiresAt := base.Add(24*time.Hour + time.Duration(g*100+i)*time.Microsecond)
-					_, err := s.Rotate(t.Context(), old.ID, next, oldExpiresAt)
+					_, err := s.Rotate(t.Context(), old.ID, next, oldExpiresAt, testAudit)
 					if err != nil && !errors.Is(err, keystore.ErrRevoked) && !errors.Is(err, keystore.ErrReplaced) {
 						t.Errorf("Rotate = %v, want nil, ErrRevoked or ErrReplaced", err)
 						continue
@@ -287,7 +287,7 @@ func testRotationRace(t *testing.T, open func(t *testing.T) keystore.Store) {
 				nexts[g] = newKey(t, old.Name, old.Scope, old.Expiry, base.Add(time.Hour))
 				wg.Go(func() {
 					<-start
-					olds[g], errs[g] = s.Rotate(t.Context(), old.ID, nexts[g], base.Add(2*time.Hour))
+					olds[g], errs[g] = s.Rotate(t.Context(), old.ID, nexts[g], base.Add(2*time.Hour), testAudit)
 				})
 			}
 			close(start)
@@ -338,12 +338,12 @@ func testClosed(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 			name string
 			do   func() error
 		}{
-			{"Create", func() error { return s.Create(t.Context(), next) }},
+			{"Create", func() error { return s.Create(t.Context(), next, testAudit) }},
 			{"Get", func() error { _, err := s.Get(t.Context(), k.ID); return err }},
 			{"GetByDigest", func() error { _, err := s.GetByDigest(t.Context(), k.Digest); return err }},
 			{"List", func() error { _, err := s.List(t.Context(), keystore.Filter{Now: base}); return err }},
-			{"Revoke", func() error { _, err := s.Revoke(t.Context(), k.ID, base); return err }},
-			{"Rotate", func() error { _, err := s.Rotate(t.Context(), k.ID, next, base); return err }},
+			{"Revoke", func() error { _, err := s.Revoke(t.Context(), k.ID, base, testAudit); return err }},
+			{"Rotate", func() error { _, err := s.Rotate(t.Context(), k.ID, next, base, testAudit); return err }},
 			{"TouchLastUsed", func() error { return s.TouchLastUsed(t.Context(), map[string]time.Time{k.ID: base}) }},
 			{"TouchLastUsed(empty)", func() error { return s.TouchLastUsed(t.Context(), nil) }},
 			{"Changes", func() error { _, _, err := s.Changes(t.Context(), 0, 10); return err }},

@@ -94,7 +94,7 @@ func testInvalidInput(t *testing.T, open func(t *testing.T) keystore.Store, _ Op
 			if keystore.CheckNew(k) == nil {
 				t.Fatalf("%s: CheckNew accepts the key: the case tests nothing", tc.name)
 			}
-			if err := s.Create(t.Context(), k); !errors.Is(err, keystore.ErrInvalidKey) {
+			if err := s.Create(t.Context(), k, testAudit); !errors.Is(err, keystore.ErrInvalidKey) {
 				t.Errorf("Create(%s) = %v, want ErrInvalidKey", tc.name, err)
 			}
 			checkNothingStored(t, s, tc.name, k)
@@ -108,7 +108,7 @@ func testInvalidInput(t *testing.T, open func(t *testing.T) keystore.Store, _ Op
 		for _, tc := range invalidKeys {
 			next := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryDay, base.Add(time.Hour))
 			tc.mutate(&next)
-			if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(2*time.Hour)); !errors.Is(err, keystore.ErrInvalidKey) {
+			if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(2*time.Hour), testAudit); !errors.Is(err, keystore.ErrInvalidKey) {
 				t.Errorf("Rotate(%s) = %v, want ErrInvalidKey", tc.name, err)
 			}
 			if next.ID != old.ID {
@@ -163,12 +163,12 @@ func testCancelledContext(t *testing.T, open func(t *testing.T) keystore.Store, 
 			name string
 			do   func() error
 		}{
-			{"Create", func() error { return s.Create(ctx, fresh) }},
+			{"Create", func() error { return s.Create(ctx, fresh, testAudit) }},
 			{"Get", func() error { _, err := s.Get(ctx, k.ID); return err }},
 			{"GetByDigest", func() error { _, err := s.GetByDigest(ctx, k.Digest); return err }},
 			{"List", func() error { _, err := s.List(ctx, keystore.Filter{Now: base}); return err }},
-			{"Revoke", func() error { _, err := s.Revoke(ctx, k.ID, base.Add(time.Hour)); return err }},
-			{"Rotate", func() error { _, err := s.Rotate(ctx, k.ID, next, base.Add(time.Hour)); return err }},
+			{"Revoke", func() error { _, err := s.Revoke(ctx, k.ID, base.Add(time.Hour), testAudit); return err }},
+			{"Rotate", func() error { _, err := s.Rotate(ctx, k.ID, next, base.Add(time.Hour), testAudit); return err }},
 			{"TouchLastUsed", func() error { return s.TouchLastUsed(ctx, map[string]time.Time{k.ID: base.Add(time.Hour)}) }},
 			{"Changes", func() error { _, _, err := s.Changes(ctx, 0, 10); return err }},
 		} {

@@ -93,7 +93,7 @@ func testCreate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		before := seq(t, s)
 		dup := newKey(t, "second", apikey.ScopeRoutine, apikey.ExpiryYear, base.Add(time.Second))
 		dup.ID = first.ID
-		if err := s.Create(t.Context(), dup); !errors.Is(err, keystore.ErrExists) {
+		if err := s.Create(t.Context(), dup, testAudit); !errors.Is(err, keystore.ErrExists) {
 			t.Fatalf("Create(same ID) = %v, want ErrExists", err)
 		}
 		checkKey(t, "Get(first) after the refused create", mustGet(t, s, first.ID), first)
@@ -111,7 +111,7 @@ func testCreate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		before := seq(t, s)
 		dup := newKey(t, "second", apikey.ScopeRoutine, apikey.ExpiryYear, base.Add(time.Second))
 		dup.Digest = first.Digest
-		if err := s.Create(t.Context(), dup); !errors.Is(err, keystore.ErrExists) {
+		if err := s.Create(t.Context(), dup, testAudit); !errors.Is(err, keystore.ErrExists) {
 			t.Fatalf("Create(same digest) = %v, want ErrExists", err)
 		}
 		if _, err := s.Get(t.Context(), dup.ID); !errors.Is(err, keystore.ErrNotFound) {
@@ -170,7 +170,7 @@ func testList(t *testing.T, open func(t *testing.T) keystore.Store, _ Options) {
 		mk := func(name string, expiry apikey.Expiry, created time.Time, revoke bool) {
 			k := create(t, s, name, expiry, created)
 			if revoke {
-				if _, err := s.Revoke(t.Context(), k.ID, created.Add(time.Minute)); err != nil {
+				if _, err := s.Revoke(t.Context(), k.ID, created.Add(time.Minute), testAudit); err != nil {
 					t.Fatalf("Revoke(%s) = %v", name, err)
 				}
 			}

@@ -71,7 +71,7 @@ func testOwners(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 			mustCreate(t, s, k)
 			all = append(all, k)
 		}
-		revoked, err := s.Revoke(t.Context(), all[0].ID, base.Add(time.Hour))
+		revoked, err := s.Revoke(t.Context(), all[0].ID, base.Add(time.Hour), testAudit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func testOwners(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		mustCreate(t, s, old)
 		next := fullKey(t, "old", base.Add(time.Hour))
 		next.CreatedBy = apikey.Actor{Type: apikey.ActorAdmin, ID: "ops@host"}
-		if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(2*time.Hour)); err != nil {
+		if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(2*time.Hour), testAudit); err != nil {
 			t.Fatalf("Rotate = %v", err)
 		}
 		checkKey(t, "new key", mustGet(t, s, next.ID), next)
@@ -162,7 +162,7 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		} {
 			before := seq(t, s)
 			step.want(&k)
-			got, err := s.Update(t.Context(), k.ID, step.patch)
+			got, err := s.Update(t.Context(), k.ID, step.patch, testAudit)
 			if err != nil {
 				t.Fatalf("Update(%s) = %v, want nil", step.name, err)
 			}
@@ -180,7 +180,7 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		s := open(t)
 		k := create(t, s, "k", apikey.ExpiryNever, base)
 		m := map[string]string{"plan": "pro"}
-		got, err := s.Update(t.Context(), k.ID, keystore.Patch{Metadata: &m})
+		got, err := s.Update(t.Context(), k.ID, keystore.Patch{Metadata: &m}, testAudit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +194,7 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		s := open(t)
 		k := create(t, s, "k", apikey.ExpiryNever, base)
 		l := []string{"https://a.example"}
-		got, err := s.Update(t.Context(), k.ID, keystore.Patch{AllowedOrigins: &l})
+		got, err := s.Update(t.Context(), k.ID, keystore.Patch{AllowedOrigins: &l}, testAudit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +210,7 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		k := fullKey(t, "k", base)
 		mustCreate(t, s, k)
 		before := seq(t, s)
-		got, err := s.Update(t.Context(), k.ID, keystore.Patch{})
+		got, err := s.Update(t.Context(), k.ID, keystore.Patch{}, testAudit)
 		if err != nil {
 			t.Fatalf("Update(empty patch) = %v", err)
 		}
@@ -223,17 +223,17 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 	t.Run("Update of a revoked key is ErrRevoked and of a missing one ErrNotFound, changing nothing", func(t *testing.T) {
 		s := open(t)
 		k := create(t, s, "k", apikey.ExpiryNever, base)
-		k, err := s.Revoke(t.Context(), k.ID, base.Add(time.Minute))
+		k, err := s.Revoke(t.Context(), k.ID, base.Add(time.Minute), testAudit)
 		if err != nil {
 			t.Fatal(err)
 		}
 		missing := newKey(t, "missing", apikey.ScopeFull, apikey.ExpiryNever, base)
 		before := seq(t, s)
 		for _, p := range []keystore.Patch{{Name: str("new")}, {Metadata: meta(map[string]string{"a": "b"})}, {}} {
-			if _, err := s.Update(t.Context(), k.ID, p); !errors.Is(err, keystore.ErrRevoked) {
+			if _, err := s.Update(t.Context(), k.ID, p, testAudit); !errors.Is(err, keystore.ErrRevoked) {
 				t.Errorf("Update(revoked key, %+v) = %v, want ErrRevoked", p, err)
 			}
-			if _, err := s.Update(t.Context(), missing.ID, p); !errors.Is(err, keystore.ErrNotFound) {
+			if _, err := s.Update(t.Context(), missing.ID, p, testAudit); !errors.Is(err, keystore.ErrNotFound) {
 				t.Errorf("Update(missing key, %+v) = %v, want ErrNotFound", p, err)
 			}
 		}
@@ -248,11 +248,11 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 		expired := create(t, s, "expired", apikey.ExpiryHour, base.Add(-24*time.Hour))
 		old := create(t, s, "old", apikey.ExpiryNever, base)
 		next := newKey(t, "old", apikey.ScopeFull, apikey.ExpiryNever, base.Add(time.Minute))
-		if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(time.Hour)); err != nil {
+		if _, err := s.Rotate(t.Context(), old.ID, next, base.Add(time.Hour), testAudit); err != nil {
 			t.Fatal(err)
 		}
 		for _, id := range []string{expired.ID, old.ID} {
-			if got, err := s.Update(t.Context(), id, keystore.Patch{Name: str("renamed")}); err != nil || got.Name != "renamed" {
+			if got, err := s.Update(t.Context(), id, keystore.Patch{Name: str("renamed")}, testAudit); err != nil || got.Name != "renamed" {
 				t.Errorf("Update(%s) = %q, %v; want renamed, nil", id, got.Name, err)
 			}
 		}
@@ -290,7 +290,7 @@ func testUpdate(t *testing.T, open func(t *testing.T) keystore.Store, _ Options)
 			if keystore.CheckPatch(tc.patch) == nil {
 				t.Fatalf("%s: CheckPatch accepts the patch: the case tests nothing", tc.name)
 			}
-			if _, err := s.Update(t.Context(), k.ID, tc.patch); !errors.Is(err, keystore.ErrInvalidKey) {
+			if _, err := s.Update(t.Context(), k.ID, tc.patch, testAudit); !errors.Is(err, keystore.ErrInvalidKey) {
 				t.Errorf("Update(%s) = %v, want ErrInvalidKey", tc.name, err)
 			}
 		}

@@ -99,7 +99,7 @@ func testPages(t *testing.T, open func(t *testing.T) keystore.Store, _ Options) 
 			k := newKey(t, names[i%len(names)], scope, expiry, base.Add(time.Duration(i/2)*time.Second))
 			mustCreate(t, s, k)
 			if i%5 == 0 {
-				if _, err := s.Revoke(t.Context(), k.ID, base.Add(time.Hour)); err != nil {
+				if _, err := s.Revoke(t.Context(), k.ID, base.Add(time.Hour), testAudit); err != nil {
 					t.Fatalf("Revoke = %v", err)
 				}
 				k.RevokedAt = base.Add(time.Hour)

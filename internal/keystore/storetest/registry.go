@@ -65,7 +65,7 @@ func RunRegistry(t *testing.T, open func(t *testing.T) (keystore.Store, keystore
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Create(t.Context(), k); err != nil {
+		if err := s.Create(t.Context(), k, keystore.Audit{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, seq, _ := instances(t, r); seq != 1 {

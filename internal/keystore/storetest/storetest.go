@@ -36,6 +36,14 @@
 //     empty metadata and lists come back nil.
 //   - An effective Update adds one change (the key, with its digest); a
 //     patch that sets nothing, and a failed Update, add none.
+//   - Every change writes its audit events (keystore.CreatedEvent, ...) in
+//     its transaction: a failed or cancelled change writes none, a repeated
+//     Revoke none, the losing one of two rotations none; event IDs
+//     increase in commit order; a User-Agent is cut to 256 bytes.
+//   - ReportLeak decides by keystore.LeakAction inside its transaction.
+//   - RecordUsage adds counts at every step; concurrent batches, from one
+//     store or two sharing a database (Options.Pair), add up exactly,
+//     also while pruning.
 package storetest
 
 import (
@@ -57,6 +65,9 @@ type Options struct {
 	// keeps changes for (one hour), so that the next change written prunes
 	// them all but the newest. It must not write a change itself.
 	AgeChanges func(t *testing.T, s keystore.Store)
+	// Pair returns two stores over one fresh, empty database, as two
+	// gateway instances sharing it would open it.
+	Pair func(t *testing.T) (keystore.Store, keystore.Store)
 }
 
 // Run checks the store returned by open against every rule of
@@ -90,6 +101,9 @@ func RunWith(t *testing.T, open func(t *testing.T) keystore.Store, opts Options)
 		{"Closed", testClosed},
 		{"InvalidInput", testInvalidInput},
 		{"CancelledContext", testCancelledContext},
+		{"AuditLog", testAuditLog},
+		{"ReportLeak", testReportLeak},
+		{"Usage", testUsage},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, open, opts) })
 	}
@@ -127,7 +141,7 @@ func create(t *testing.T, s keystore.Store, name string, expiry apikey.Expiry, c
 
 func mustCreate(t *testing.T, s keystore.Store, k apikey.Key) {
 	t.Helper()
-	if err := s.Create(t.Context(), k); err != nil {
+	if err := s.Create(t.Context(), k, testAudit); err != nil {
 		t.Fatalf("Create(%q) = %v, want nil", k.Name, err)
 	}
 }
@@ -264,4 +278,11 @@ func wantChanges(keys ...apikey.Key) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// testAudit is who makes the suite's changes.
+var testAudit = keystore.Audit{
+	Actor:     apikey.Actor{Type: apikey.ActorAdmin, ID: "storetest@example"},
+	RemoteIP:  "192.0.2.7",
+	UserAgent: "storetest/1",
 }

@@ -1,15 +1,11 @@
 package keyservice
 
-// STAND-IN, replaced at merge by h-usage's ReportLeak: the lead deletes
-// this file. It has exactly the contract's signature and makes the same
-// decisions (GetByDigest, then a plain store Revoke), but records no
-// key.leak_reported event: the audit trail is h-usage's.
-
 import (
 	"context"
 	"fmt"
 
 	"github.com/docana/keygate/internal/apikey"
+	"github.com/docana/keygate/internal/keystore"
 )
 
 // Leak is a report that a key's secret was found in public.
@@ -31,27 +27,15 @@ type LeakOutcome struct {
 // when l.Revoke and the key is active and not a widget key with allowed
 // origins, revokes it in the same transaction (with a key.revoked event).
 // keystore.ErrNotFound when no key has digest d. Syncs the local cache.
-//
-// This stand-in records no event (replaced at merge by h-usage's ReportLeak).
+// The decision is keystore.LeakAction, judged by the store inside its
+// transaction. Views (ForOwner, As) do not apply: the report is keygate's
+// own.
 func (s *Service) ReportLeak(ctx context.Context, d apikey.Digest, l Leak) (LeakOutcome, error) {
-	k, err := s.store.GetByDigest(ctx, d)
-	if err != nil {
-		storeFailed(s.errs.get, err)
-		return LeakOutcome{}, fmt.Errorf("getting the reported key: %w", err)
-	}
-	now := s.Now()
-	switch {
-	case k.Status(now) != apikey.StatusActive:
-		return LeakOutcome{Key: k, ActionTaken: "already_inactive"}, nil
-	case !l.Revoke:
-		return LeakOutcome{Key: k, ActionTaken: "none"}, nil
-	case k.Scope == apikey.ScopeWidget && len(k.AllowedOrigins) > 0:
-		return LeakOutcome{Key: k, ActionTaken: "kept_public_widget"}, nil
-	}
-	revoked, err := s.store.Revoke(ctx, k.ID, now)
+	k, taken, err := s.store.ReportLeak(ctx, d, keystore.LeakReport{URL: l.URL, Source: l.Source, Revoke: l.Revoke}, s.Now())
 	if err != nil {
 		storeFailed(s.errs.revoke, err)
-		return LeakOutcome{}, fmt.Errorf("revoking key %s: %w", k.ID, err)
+		return LeakOutcome{}, fmt.Errorf("recording leak report: %w", err)
 	}
-	return LeakOutcome{Key: revoked, ActionTaken: "revoked"}, s.sync(ctx)
+	s.withPending(&k)
+	return LeakOutcome{Key: k, ActionTaken: taken}, s.sync(ctx)
 }
