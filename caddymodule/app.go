@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"github.com/docana/keygate/internal/keystore/sqlite"
 	"github.com/docana/keygate/internal/lastused"
 	"github.com/docana/keygate/internal/verifier"
+	"github.com/docana/keygate/internal/version"
 )
 
 func init() {
@@ -236,7 +236,7 @@ var thisInstance = sync.OnceValue(func() keystore.Instance {
 	return keystore.Instance{
 		ID:        instance.NewID(),
 		Hostname:  instance.Hostname(),
-		Version:   keygateVersion(),
+		Version:   version.String(),
 		StartedAt: time.Now().UTC().Truncate(time.Microsecond),
 	}
 })
@@ -250,27 +250,6 @@ var instanceUsers = struct {
 	sync.Mutex
 	n map[string]int
 }{n: map[string]int{}}
-
-// keygateVersion returns the version of the keygate module built into
-// this binary, or "(devel)".
-func keygateVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(devel)"
-	}
-	if bi.Main.Path == "github.com/docana/keygate" && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	for _, m := range bi.Deps {
-		if m.Path == "github.com/docana/keygate" {
-			if m.Replace != nil && m.Replace.Version != "" {
-				return m.Replace.Version
-			}
-			return m.Version
-		}
-	}
-	return "(devel)"
-}
 
 // Provision applies the defaults and placeholders, then takes the
 // resources of the resulting configuration from the pool, opening them if
@@ -528,11 +507,12 @@ func newResources(ctx context.Context, cfg App, logger *zap.Logger) (*resources,
 	svc := keyservice.New(store, format, v, rec, nil)
 	svc.CountStoreErrors(processMetrics.StoreErrors)
 	svc.SetFleet(keyservice.Fleet{
-		Registry: reg,
-		Self:     self.ID,
-		Applied:  v.Applied,
-		Timeout:  DefaultConfirmTimeout,
-		Live:     3 * time.Duration(cfg.SyncInterval),
+		Registry:    reg,
+		Self:        self.ID,
+		Applied:     v.Applied,
+		Timeout:     DefaultConfirmTimeout,
+		Live:        3 * time.Duration(cfg.SyncInterval),
+		Unconfirmed: processMetrics.ChangesUnconfirmed,
 	})
 	instanceUsers.Lock()
 	instanceUsers.n[location]++

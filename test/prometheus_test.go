@@ -169,7 +169,7 @@ scrape_configs:
 			}
 		}
 	}
-	if evaluated < 6 {
+	if evaluated < 7 {
 		t.Errorf("Prometheus loaded %d alert rules, want every rule of keygate-alerts.yml", evaluated)
 	}
 }

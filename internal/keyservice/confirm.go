@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/docana/keygate/internal/keystore"
 )
 
@@ -42,6 +44,10 @@ type Fleet struct {
 	// Live is how recently an instance must have reported to be waited
 	// for: three sync intervals.
 	Live time.Duration
+	// Unconfirmed, if set, counts the changes Confirm answered with a
+	// live instance still pending (caddy_apikey_changes_unconfirmed_total):
+	// what an operator alerts on when an instance stops following.
+	Unconfirmed prometheus.Counter
 }
 
 // SetFleet makes the service confirm changes with f. Call it before the
@@ -87,18 +93,30 @@ func (s *Service) Confirm(ctx context.Context) (Propagation, error) {
 		}
 		p := f.propagation(ins, target, now)
 		left := time.Until(deadline)
-		if len(p.Pending) == 0 || left <= 0 {
+		if len(p.Pending) == 0 {
+			return p, nil
+		}
+		if left <= 0 {
+			f.countUnconfirmed()
 			return p, nil
 		}
 		t := time.NewTimer(min(left, confirmPoll))
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			f.countUnconfirmed()
 			return p, nil
 		case <-wake:
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// countUnconfirmed counts a change answered with an instance pending.
+func (f *Fleet) countUnconfirmed() {
+	if f.Unconfirmed != nil {
+		f.Unconfirmed.Inc()
 	}
 }
 

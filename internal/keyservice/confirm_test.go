@@ -8,6 +8,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/docana/keygate/internal/keyservice"
 	"github.com/docana/keygate/internal/keystore"
 )
@@ -181,4 +184,34 @@ func TestConfirmWithoutAFleetConfirmsNothing(t *testing.T) {
 	if got := p.Describe("Revoked"); got != "" {
 		t.Errorf("Describe = %q, want \"\"", got)
 	}
+}
+
+// caddy_apikey_changes_unconfirmed_total counts the answers that name a
+// pending instance, and only those.
+func TestConfirmCountsTheChangesAnsweredWithAnInstancePending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFleetFixture(t, time.Second)
+		unconfirmed := prometheus.NewCounter(prometheus.CounterOpts{Name: "changes_unconfirmed_total", Help: "test"})
+		f.svc.SetFleet(keyservice.Fleet{Registry: f.reg, Self: "inst_self", Applied: f.local.Load, Timeout: time.Second, Live: 15 * time.Second, Unconfirmed: unconfirmed})
+		f.seq.Store(3)
+		f.local.Store(3)
+		f.beat(t, "inst_self", 3)
+		f.beat(t, "inst_b", 3)
+		if _, err := f.svc.Confirm(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.ToFloat64(unconfirmed); got != 0 {
+			t.Fatalf("after a change every instance applied: unconfirmed = %v, want 0", got)
+		}
+		f.seq.Store(4)
+		f.local.Store(4)
+		for _, d := range []time.Duration{time.Second, 0} {
+			if _, err := f.svc.WithConfirmTimeout(d).Confirm(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := testutil.ToFloat64(unconfirmed); got != 2 {
+			t.Errorf("after two answers naming inst_b pending: unconfirmed = %v, want 2", got)
+		}
+	})
 }

@@ -76,6 +76,9 @@ type Metrics struct {
 	// RateLimitStoreErrors counts failed calls to the shared rate-limit
 	// store (Redis).
 	RateLimitStoreErrors prometheus.Counter
+	// ChangesUnconfirmed counts the key changes answered while a live
+	// instance had not applied them (after confirm_timeout).
+	ChangesUnconfirmed prometheus.Counter
 }
 
 // New returns a fresh set of collectors, registered nowhere.
@@ -122,6 +125,11 @@ func New() *Metrics {
 			Name:      "leak_reports_total",
 			Help:      "Tokens of verified leak reports (GitHub secret scanning), by the label answered: true_positive (a key of this gateway) or false_positive (not a key, or no such key).",
 		}, []string{"label"}),
+		ChangesUnconfirmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "changes_unconfirmed_total",
+			Help:      "Key changes (create, update, rotate, revoke) answered after confirm_timeout while at least one live instance had not applied them.",
+		}),
 		RateLimitStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "rate_limit_store_errors_total",
@@ -136,7 +144,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.Requests, m.VerifyDuration, m.CacheLookups, m.StoreErrors,
 		m.LastUsedPending, m.LastUsedWrites, m.Invalidations,
 		m.LeakReports,
-		m.RateLimitStoreErrors,
+		m.RateLimitStoreErrors, m.ChangesUnconfirmed,
 	}
 }
 

@@ -54,6 +54,7 @@ func TestMetricNamesAndLabelsMatchTheDesign(t *testing.T) {
 		"caddy_apikey_invalidations_total":           "source",
 		"caddy_apikey_rate_limit_store_errors_total": "",
 		"caddy_apikey_leak_reports_total":            "label",
+		"caddy_apikey_changes_unconfirmed_total":     "",
 	}
 	got := map[string]string{}
 	for _, f := range families {
