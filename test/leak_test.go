@@ -172,6 +172,51 @@ func TestLeakReportsFromGitHubRevokeLeakedKeysOnTheGateway(t *testing.T) {
 		t.Fatalf("labels of a repeated report = %s, want %s", got, want)
 	}
 
+	// The audit log: each report of a known key is a key.leak_reported
+	// event by keygate itself, with the report's url and source and what
+	// was done; the revocations are key.revoked events of the same actor.
+	// No event holds a token.
+	_, auditBody := g.Admin(http.MethodGet, "/apikeys/audit?action=key.leak_reported&limit=100", nil)
+	var audit struct {
+		Events []struct {
+			KeyID   string            `json:"key_id"`
+			Actor   map[string]string `json:"actor"`
+			Details map[string]string `json:"details"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(auditBody, &audit); err != nil {
+		t.Fatalf("audit: %v: %s", err, auditBody)
+	}
+	taken := map[string][]string{}
+	for _, e := range audit.Events {
+		if e.Actor["type"] != "system" {
+			t.Errorf("leak event of %s by %v, want actor system", e.KeyID, e.Actor)
+		}
+		if e.KeyID == backendKey.ID && (e.Details["url"] != tokens[0].URL || e.Details["source"] != "content") {
+			t.Errorf("leak event of the backend key: details %v, want the report's url and source", e.Details)
+		}
+		taken[e.KeyID] = append(taken[e.KeyID], e.Details["action_taken"])
+	}
+	// Newest first: the repeated report, the revoking one, the report-only one.
+	for id, want := range map[string]string{
+		backendKey.ID: "already_inactive,revoked,none",
+		cronKey.ID:    "already_inactive,revoked,none",
+		widgetID:      "kept_public_widget,kept_public_widget,none",
+	} {
+		if got := strings.Join(taken[id], ","); got != want {
+			t.Errorf("leak events of %s: actions %s, want %s", id, got, want)
+		}
+	}
+	_, revokedBody := g.Admin(http.MethodGet, "/apikeys/audit?action=key.revoked&key_id="+backendKey.ID, nil)
+	if !strings.Contains(string(revokedBody), `"type":"system"`) {
+		t.Errorf("the leak's revocation is not a key.revoked event by system: %s", revokedBody)
+	}
+	for _, secret := range []string{backend, cron, widget, tokens[1].Token} {
+		if strings.Contains(string(auditBody)+string(revokedBody), secret) {
+			t.Errorf("an audit event holds a token (%s…)", secret[:6])
+		}
+	}
+
 	// The metric counts the tokens of the three answered reports; the
 	// refused ones count nothing.
 	_, metrics := g.Admin(http.MethodGet, "/metrics", nil)
