@@ -272,7 +272,7 @@ func TestPooledResourcesLogAfterTheirFirstConfigIsUnloaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	use(t, g, secret)
-	g.WaitOutput("writing last-used times failed")
+	g.WaitOutput("writing last-used times and usage counts failed")
 	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
