@@ -432,7 +432,7 @@ func listeningTCPPorts(t *testing.T, pid int) []int {
 	t.Helper()
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		t.Skipf("reading the process's descriptors: %v", err)
+		t.Fatalf("reading the process's descriptors: %v", err)
 	}
 	inodes := map[string]bool{}
 	for _, fd := range fds {
