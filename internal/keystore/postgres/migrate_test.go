@@ -203,3 +203,74 @@ func checkMigratedToV3(t *testing.T, got, want apikey.Key) {
 			want.Name, got.Owner, got.Metadata, got.CreatedBy, got.AllowedOrigins, got.AllowedIPs, got.RateLimits)
 	}
 }
+
+// A database of schema version 3 (owners and policy lists: the schema of
+// the main branch before usage, the audit log and the instance registry)
+// is migrated: its keys read back whole, usage can be recorded and read,
+// changes are audited from then on, and instances can register.
+func TestAVersion3DatabaseIsMigratedAndGetsUsageTheAuditLogAndTheRegistry(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	// Released migrations never change, so the first three are the
+	// version-3 schema as keygate wrote it.
+	if _, err := conn.Exec(t.Context(), `CREATE TABLE keygate_schema (
+	one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+	version integer NOT NULL
+);
+INSERT INTO keygate_schema (version) VALUES (3);`); err != nil {
+		t.Fatal(err)
+	}
+	for v, m := range migrations[:3] {
+		if _, err := conn.Exec(t.Context(), m); err != nil {
+			t.Fatalf("creating the version-%d schema: %v", v+1, err)
+		}
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	k := newKey(t, "version 3", now)
+	if _, err := conn.Exec(t.Context(), `INSERT INTO keygate_keys (id, name, scope, expiry, hint, digest, created_at, expires_at,
+			owner, metadata, created_by_type, created_by_id, allowed_origins, allowed_ips, rate_limits)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'org_a', '{"plan":"pro"}', 'admin', 'ops@host', '["https://app.example.com"]', '[]', '["100/1m"]')`,
+		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], k.CreatedAt, nullTime(k.ExpiresAt)); err != nil {
+		t.Fatalf("inserting the key: %v", err)
+	}
+
+	s := openStore(t, dsn, options{})
+	var version int
+	if err := conn.QueryRow(t.Context(), `SELECT version FROM keygate_schema`).Scan(&version); err != nil || version != len(migrations) {
+		t.Errorf("schema version after Open = %d, %v; want %d", version, err, len(migrations))
+	}
+	got, err := s.GetByDigest(t.Context(), k.Digest)
+	if err != nil || got.ID != k.ID || got.Owner != "org_a" || got.Metadata["plan"] != "pro" ||
+		got.CreatedBy != (apikey.Actor{Type: apikey.ActorAdmin, ID: "ops@host"}) ||
+		len(got.AllowedOrigins) != 1 || len(got.RateLimits) != 1 || got.RateLimits[0] != "100/1m" {
+		t.Fatalf("GetByDigest(migrated key) = %+v, %v; want it as version 3 wrote it", got, err)
+	}
+
+	minute := now.Truncate(time.Minute)
+	if err := s.RecordUsage(t.Context(), map[string]time.Time{k.ID: minute}, []keystore.UsageCount{{KeyID: k.ID, Minute: minute, Result: "ok", N: 3}}); err != nil {
+		t.Fatalf("RecordUsage(migrated key) = %v", err)
+	}
+	rows, err := s.Usage(t.Context(), k.ID, time.Hour, minute.Add(-time.Hour), minute.Add(time.Hour))
+	if err != nil || len(rows) != 1 || rows[0].N != 3 {
+		t.Errorf("Usage(migrated key, 1h) = %+v, %v; want one row of 3", rows, err)
+	}
+	if _, err := s.Revoke(t.Context(), k.ID, now.Add(time.Second), keystore.Audit{Actor: apikey.Actor{Type: apikey.ActorAdmin, ID: "ops@host"}}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Audit(t.Context(), keystore.AuditFilter{KeyID: k.ID})
+	if err != nil || len(evs) != 1 || evs[0].Action != keystore.ActionRevoked || evs[0].Owner != "org_a" {
+		t.Errorf("Audit(migrated key) = %+v, %v; want its revocation only (nobody recorded its creation)", evs, err)
+	}
+
+	if err := s.Beat(t.Context(), keystore.Instance{ID: "inst_migrated", Hostname: "h", Version: "v", StartedAt: now, AppliedSeq: 1}); err != nil {
+		t.Fatalf("Beat on the migrated database = %v", err)
+	}
+	ins, _, _, err := s.Instances(t.Context())
+	if err != nil || len(ins) != 1 || ins[0].ID != "inst_migrated" {
+		t.Errorf("Instances = %+v, %v; want the one that beat", ins, err)
+	}
+}

@@ -191,3 +191,62 @@ func checkMigratedToV3(t *testing.T, got, want apikey.Key) {
 			want.Name, got.Owner, got.Metadata, got.CreatedBy, got.AllowedOrigins, got.AllowedIPs, got.RateLimits)
 	}
 }
+
+// A file of schema version 3 (owners and policy lists: the schema of the
+// main branch before usage and the audit log) is migrated: its keys read
+// back whole, usage can be recorded and read, and changes are audited
+// from then on.
+func TestAVersion3FileIsMigratedAndGetsUsageAndTheAuditLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	db := rawDB(t, path)
+	// Released migrations never change, so the first three are the
+	// version-3 schema as keygate wrote it.
+	for v, m := range migrations[:3] {
+		if _, err := db.ExecContext(t.Context(), m); err != nil {
+			t.Fatalf("creating the version-%d schema: %v", v+1, err)
+		}
+	}
+	if _, err := db.ExecContext(t.Context(), "PRAGMA user_version = 3"); err != nil {
+		t.Fatal(err)
+	}
+	secret, k := newKey(t, "version 3")
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at, expires_at,
+			owner, metadata, created_by_type, created_by_id, allowed_origins, allowed_ips, rate_limits)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'org_a', '{"plan":"pro"}', 'admin', 'ops@host', '["https://app.example.com"]', '[]', '["100/1m"]')`,
+		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], micros(k.CreatedAt), nullMicros(k.ExpiresAt)); err != nil {
+		t.Fatalf("inserting the key: %v", err)
+	}
+	db.Close()
+
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open(version-3 file) = %v", err)
+	}
+	defer s.Close()
+	var version int
+	if err := s.db.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != schemaVersion {
+		t.Errorf("user_version after Open = %d, %v; want %d", version, err, schemaVersion)
+	}
+	got, err := s.GetByDigest(t.Context(), apikey.DigestOf(secret))
+	if err != nil || got.ID != k.ID || got.Owner != "org_a" || got.Metadata["plan"] != "pro" ||
+		got.CreatedBy != (apikey.Actor{Type: apikey.ActorAdmin, ID: "ops@host"}) ||
+		len(got.AllowedOrigins) != 1 || len(got.RateLimits) != 1 || got.RateLimits[0] != "100/1m" {
+		t.Fatalf("GetByDigest(migrated key) = %+v, %v; want it as version 3 wrote it", got, err)
+	}
+
+	minute := time.Now().UTC().Truncate(time.Minute)
+	if err := s.RecordUsage(t.Context(), map[string]time.Time{k.ID: minute}, []keystore.UsageCount{{KeyID: k.ID, Minute: minute, Result: "ok", N: 3}}); err != nil {
+		t.Fatalf("RecordUsage(migrated key) = %v", err)
+	}
+	rows, err := s.Usage(t.Context(), k.ID, time.Hour, minute.Add(-time.Hour), minute.Add(time.Hour))
+	if err != nil || len(rows) != 1 || rows[0].N != 3 {
+		t.Errorf("Usage(migrated key, 1h) = %+v, %v; want one row of 3", rows, err)
+	}
+	if _, err := s.Revoke(t.Context(), k.ID, time.Now(), keystore.Audit{Actor: apikey.Actor{Type: apikey.ActorAdmin, ID: "ops@host"}}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Audit(t.Context(), keystore.AuditFilter{KeyID: k.ID})
+	if err != nil || len(evs) != 1 || evs[0].Action != keystore.ActionRevoked || evs[0].Owner != "org_a" {
+		t.Errorf("Audit(migrated key) = %+v, %v; want its revocation only (nobody recorded its creation)", evs, err)
+	}
+}
