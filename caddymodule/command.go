@@ -228,12 +228,8 @@ made through the admin API or the console waits for every live instance.`,
 
 // runInstances runs apikey instances.
 func (c cli) runInstances(cmd *cobra.Command, _ []string) error {
-	body, err := callAdmin(cmd, http.MethodGet, adminAPIKeysPath+instancesPath, nil)
-	if err != nil || printedJSON(cmd, body) {
-		return err
-	}
 	var list keyservice.InstancesJSON
-	if err := decodeAnswer(body, &list); err != nil {
+	if printed, err := getAnswer(cmd, adminAPIKeysPath+instancesPath, nil, &list); err != nil || printed {
 		return err
 	}
 	printInstances(cmd.OutOrStdout(), list, c.now())

@@ -98,19 +98,8 @@ func (c cli) runUsage(cmd *cobra.Command, args []string) error {
 		}
 		query.Set("step", step)
 	}
-	uri := adminAPIKeysPath + "/" + id + "/usage"
-	if len(query) > 0 {
-		uri += "?" + query.Encode()
-	}
-	body, err := callAdmin(cmd, http.MethodGet, uri, nil)
-	if err != nil {
-		return err
-	}
-	if printedJSON(cmd, body) {
-		return nil
-	}
 	var series keyservice.UsageSeries
-	if err := decodeAnswer(body, &series); err != nil {
+	if printed, err := getAnswer(cmd, adminAPIKeysPath+"/"+id+"/usage", query, &series); err != nil || printed {
 		return err
 	}
 	printSeries(cmd.OutOrStdout(), series)
@@ -119,19 +108,8 @@ func (c cli) runUsage(cmd *cobra.Command, args []string) error {
 
 // runAllUsage runs apikey usage without an ID.
 func (c cli) runAllUsage(cmd *cobra.Command, query url.Values) error {
-	uri := adminAPIKeysPath + "/usage"
-	if len(query) > 0 {
-		uri += "?" + query.Encode()
-	}
-	body, err := callAdmin(cmd, http.MethodGet, uri, nil)
-	if err != nil {
-		return err
-	}
-	if printedJSON(cmd, body) {
-		return nil
-	}
 	var answer usageResponse
-	if err := decodeAnswer(body, &answer); err != nil {
+	if printed, err := getAnswer(cmd, adminAPIKeysPath+"/usage", query, &answer); err != nil || printed {
 		return err
 	}
 	out := cmd.OutOrStdout()
@@ -284,19 +262,8 @@ func (c cli) runAudit(cmd *cobra.Command, _ []string) error {
 		}
 		query.Set("limit", strconv.Itoa(limit))
 	}
-	uri := adminAPIKeysPath + "/audit"
-	if len(query) > 0 {
-		uri += "?" + query.Encode()
-	}
-	body, err := callAdmin(cmd, http.MethodGet, uri, nil)
-	if err != nil {
-		return err
-	}
-	if printedJSON(cmd, body) {
-		return nil
-	}
 	var answer auditResponse
-	if err := decodeAnswer(body, &answer); err != nil {
+	if printed, err := getAnswer(cmd, adminAPIKeysPath+"/audit", query, &answer); err != nil || printed {
 		return err
 	}
 	out := cmd.OutOrStdout()
@@ -391,4 +358,20 @@ func cut(s string) string {
 		}
 	}
 	return s
+}
+
+// getAnswer asks the admin API for path with query. With --json it prints
+// the answer as it came and reports printed; else it decodes it into v.
+func getAnswer(cmd *cobra.Command, path string, query url.Values, v any) (printed bool, err error) {
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
+	body, err := callAdmin(cmd, http.MethodGet, path, nil)
+	if err != nil {
+		return false, err
+	}
+	if printedJSON(cmd, body) {
+		return true, nil
+	}
+	return false, decodeAnswer(body, v)
 }

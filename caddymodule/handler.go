@@ -379,12 +379,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// Rate limits last: a request refused by any step above never counts.
 	if h.limits != nil {
+		if kv.badLimits {
+			return h.reject(w, apikey.CodeRateLimitUnavailable, k, h.limitUnavailableBody, nil)
+		}
 		pol := kv.limits
 		if pol == nil {
 			pol = h.limits.defaults[scopeIndex(k.Scope)]
-		}
-		if kv.badLimits {
-			return h.reject(w, apikey.CodeRateLimitUnavailable, k, h.limitUnavailableBody, nil)
 		}
 		if pol != nil {
 			d, err := h.limits.limiter.Allow(k.ID, pol, now)
