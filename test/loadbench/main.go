@@ -490,27 +490,33 @@ func roundOrder(n, round int) []int {
 const coverKeys = 10_000
 
 // warmUp loads v, unmeasured, for d and, for a set of at most coverKeys
-// keys, until every key was sent at least once (within a minute).
+// keys or a variant marked cover, until one run sent every key at least
+// once (within a minute, or three with cover). It must be one run: wrk's
+// round-robin starts again from the first key with each run, so runs
+// shorter than the set only ever send its beginning.
 func (b *bench) warmUp(ctx context.Context, v variant, d time.Duration) error {
 	limit := time.Minute
 	if v.cover {
 		limit = 3 * time.Minute
 	}
 	deadline := time.Now().Add(limit)
-	var sent int64
+	need := int64(v.keys.n) * 11 / 10
 	for {
 		r, err := b.measure(ctx, v, d)
 		if err != nil {
 			return err
 		}
-		sent += r.Requests
-		if (v.keys.n > coverKeys && !v.cover) || sent >= int64(v.keys.n)*11/10 {
+		if (v.keys.n > coverKeys && !v.cover) || r.Requests >= need {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			logf("  %s: warm-up sent %d requests for %d keys in %v: measuring anyway", v.name, sent, v.keys.n, limit)
+		left := time.Until(deadline)
+		if left <= 0 {
+			logf("  %s: warm-up sent at most %d requests in one run for %d keys in %v: measuring anyway", v.name, r.Requests, v.keys.n, limit)
 			return nil
 		}
+		// Long enough for the whole set at this run's rate, and a fifth.
+		rate := max(float64(r.Requests)/d.Seconds(), 1)
+		d = min(max(time.Duration(1.2*float64(need)/rate*float64(time.Second)), 2*d), left)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -39,6 +41,10 @@ func (b *bench) profileRun(ctx context.Context, s scenario, v variant) error {
 	if err := fetchTo(ctx, admin+"/debug/pprof/allocs", allocsBefore); err != nil {
 		return err
 	}
+	countersBefore, err := keygateCounters(ctx, admin)
+	if err != nil {
+		return err
+	}
 	type measured struct {
 		r   runResult
 		err error
@@ -64,6 +70,10 @@ func (b *bench) profileRun(ctx context.Context, s scenario, v variant) error {
 	}
 	allocsAfter := filepath.Join(dir, name+".allocs-after.pprof")
 	if err := fetchTo(ctx, admin+"/debug/pprof/allocs", allocsAfter); err != nil {
+		return err
+	}
+	countersAfter, err := keygateCounters(ctx, admin)
+	if err != nil {
 		return err
 	}
 
@@ -99,12 +109,56 @@ func (b *bench) profileRun(ctx context.Context, s scenario, v variant) error {
 	}
 	b.report.Profiles = append(b.report.Profiles, profileResult{
 		Name: s.name + ": " + v.name,
-		About: fmt.Sprintf("Under the %s scenario's load: %.0f req/s, proxy CPU %.1f µs/req, %.1f allocs/req during the profiled run (profiling itself costs a little).",
-			s.name, m.r.RPS, m.r.ProxyCPUus, m.r.MallocsPerReq),
+		About: fmt.Sprintf("Under the %s scenario's load: %.0f req/s, proxy CPU %.1f µs/req, %.1f allocs/req during the profiled run (profiling itself costs a little).%s",
+			s.name, m.r.RPS, m.r.ProxyCPUus, m.r.MallocsPerReq, countersAfter.since(countersBefore)),
 		Files: []string{cpu, allocsBefore, allocsAfter},
 		Top:   text,
 	})
 	return nil
+}
+
+// keygateCounters reads the counters of keygate's cache and change log
+// from a Caddy admin endpoint's /metrics: what tells a profile of hits
+// from one of misses. A process without keygate has none.
+func keygateCounters(ctx context.Context, admin string) (counters, error) {
+	body, err := get(ctx, admin+"/metrics")
+	if err != nil {
+		return nil, err
+	}
+	c := counters{}
+	for _, line := range strings.Split(string(body), "\n") {
+		for _, name := range []string{"caddy_apikey_cache_lookups_total", "caddy_apikey_invalidations_total", "caddy_apikey_store_errors_total"} {
+			if !strings.HasPrefix(line, name+"{") {
+				continue
+			}
+			series, value, ok := strings.Cut(line, " ")
+			if !ok {
+				continue
+			}
+			if f, err := strconv.ParseFloat(value, 64); err == nil {
+				c[series] = f
+			}
+		}
+	}
+	return c, nil
+}
+
+// counters maps a series (name and labels) to its value.
+type counters map[string]float64
+
+// since describes what grew from before to c, for a profile's about line.
+func (c counters) since(before counters) string {
+	var grew []string
+	for series, v := range c {
+		if d := v - before[series]; d > 0 {
+			grew = append(grew, fmt.Sprintf("%s +%.0f", series, d))
+		}
+	}
+	if len(grew) == 0 {
+		return ""
+	}
+	slices.Sort(grew)
+	return " Meanwhile: " + strings.Join(grew, ", ") + "."
 }
 
 // handlerFrame matches keygate's handler in a stack; proxyFrames the
