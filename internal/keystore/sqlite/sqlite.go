@@ -448,26 +448,7 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.Patch, a keyst
 // TouchLastUsed records the last use of keys, never moving one backwards,
 // in one transaction.
 func (s *Store) TouchLastUsed(ctx context.Context, uses map[string]time.Time) error {
-	if s.closed.Load() {
-		return keystore.ErrClosed
-	}
-	if len(uses) == 0 {
-		return nil
-	}
-	return s.write(ctx, "recording last use", func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx,
-			`UPDATE keys SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for id, at := range uses {
-			if _, err := stmt.ExecContext(ctx, micros(at), id); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return s.RecordUsage(ctx, uses, nil)
 }
 
 // Changes returns the changes after since, oldest first, at most limit of

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,31 +24,50 @@ func (s *Store) RecordUsage(ctx context.Context, uses map[string]time.Time, coun
 		return nil
 	}
 	return s.write(ctx, "recording usage", func(tx *sql.Tx) error {
+		// One statement per table for the whole batch, its rows as one
+		// JSON array: a statement per row costs a round of database/sql's
+		// allocations and a parse each. Last-used times go in ID order,
+		// so the updates walk the ID index forward; usage rows in
+		// Rollup's. ("WHERE true" lets SQLite parse the upsert after a
+		// SELECT.)
 		if len(uses) > 0 {
-			stmt, err := tx.PrepareContext(ctx,
-				`UPDATE keys SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)`)
-			if err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE keys SET last_used_at = u.value->>1
+				FROM json_each(?) AS u
+				WHERE keys.id = u.value->>0 AND (keys.last_used_at IS NULL OR keys.last_used_at < u.value->>1)`,
+				usesJSON(uses)); err != nil {
 				return err
-			}
-			defer stmt.Close()
-			for id, at := range uses {
-				if _, err := stmt.ExecContext(ctx, micros(at), id); err != nil {
-					return err
-				}
 			}
 		}
 		if len(rows) == 0 {
 			return nil
 		}
-		// One statement for the whole batch, its rows as one JSON array,
-		// in Rollup's order: a statement per row costs a round of
-		// database/sql's allocations each, three rows per key and minute.
-		// ("WHERE true" lets SQLite parse the upsert after a SELECT.)
 		_, err := tx.ExecContext(ctx, `INSERT INTO usage (key_id, step, start, result, n)
 			SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(?) WHERE true
 			ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = n + excluded.n`, usageJSON(rows))
 		return err
 	})
+}
+
+// usesJSON encodes last-used times as a JSON array of [key_id, unix
+// microseconds], sorted by key ID. Zero times are left out.
+func usesJSON(uses map[string]time.Time) string {
+	ids := slices.Sorted(maps.Keys(uses))
+	b := make([]byte, 0, 48*len(ids))
+	b = append(b, '[')
+	for _, id := range ids {
+		if uses[id].IsZero() {
+			continue
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendQuote(b, id)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, micros(uses[id]), 10)
+		b = append(b, ']')
+	}
+	return string(append(b, ']'))
 }
 
 // usageJSON encodes rows as a JSON array of [key_id, step seconds, start
