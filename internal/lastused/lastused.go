@@ -1,11 +1,23 @@
 // Package lastused records when each key was last used and how: requests
 // note uses in memory, per key the latest time wins, and count them per
 // key, per minute and per result (Results); a flusher writes both to the
-// store in one batch (keystore.Store.RecordUsage, one transaction) every
-// Interval and at Close. A failed write keeps its uses and counts for the
-// next flush, so an outage loses nothing but what exceeds MaxPending, and
-// Close tries again until its deadline. The flusher also prunes old usage
-// and audit events (keystore.Store.Prune) every PruneInterval.
+// store in batches (keystore.Store.RecordUsage, one transaction per chunk
+// of at most ChunkKeys keys) every Interval and at Close. A failed write
+// keeps its uses and counts for the next flush, so an outage loses nothing
+// but what exceeds MaxPending, and Close tries again until its deadline.
+// The flusher also prunes old usage and audit events
+// (keystore.Store.Prune) every PruneInterval.
+//
+// What a write costs grows with the keys in it, not with the requests, so
+// the flusher writes each key and minute about once: the counts of a
+// minute when it has ended, and a key's last use when it is the first of
+// its minute to be written or its minute has ended (a key in constant use
+// gets one write a minute, a key used after a pause is written at the next
+// flush). Close writes everything. What is held back stays visible to
+// Pending and PendingCounts, so the instance that holds it answers as if
+// it were written; another instance reading the store sees a busy key's
+// last use and the current minute's counts up to a minute and an Interval
+// late.
 package lastused
 
 import (
@@ -13,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +94,13 @@ const (
 	DefaultPruneInterval = time.Hour
 )
 
+// ChunkKeys is the most keys one write holds: a larger batch is written
+// in several transactions, each within Timeout, so that a batch of many
+// keys neither holds the store's write lock for long (other writes, such
+// as revocations, wait for it) nor fails its deadline as a whole and comes
+// back ever larger.
+const ChunkKeys = 10_000
+
 // shardCount is the number of independently locked parts of the pending
 // set, so that requests for different keys rarely wait for each other.
 const shardCount = 32
@@ -107,7 +127,8 @@ type Config struct {
 	// Retention is what pruning keeps; zero fields take
 	// keystore.DefaultRetention's.
 	Retention keystore.Retention
-	// Now is the clock of pruning; nil means time.Now.
+	// Now is the clock of pruning and of the flusher's current minute;
+	// nil means time.Now.
 	Now func() time.Time
 	// Logger receives warnings about failed writes; nil discards them.
 	Logger *zap.Logger
@@ -121,7 +142,11 @@ type shard struct {
 	mu     sync.Mutex
 	uses   map[string]int64
 	counts map[countKey]countRow
-	_      [40]byte // keeps neighbouring shards' locks off one cache line
+	// written holds the keys whose use of the current minute was moved
+	// to a batch, with that minute (Unix minutes): their further uses of
+	// the minute wait for its end.
+	written map[string]int64
+	_       [32]byte // keeps neighbouring shards' locks off one cache line
 }
 
 // countKey names a count row: a key and a minute (Unix minutes).
@@ -228,6 +253,7 @@ func New(w Writer, cfg Config) *Recorder {
 	for i := range r.shards {
 		r.shards[i].uses = make(map[string]int64)
 		r.shards[i].counts = make(map[countKey]countRow)
+		r.shards[i].written = make(map[string]int64)
 	}
 	r.done.Add(1)
 	go r.run()
@@ -359,11 +385,20 @@ func (r *Recorder) Pending(id string) (time.Time, bool) {
 	return time.Unix(0, ns).UTC(), true
 }
 
-// Flush writes what is pending now, uses and counts in one batch with a
-// deadline of Timeout. If the write fails, the batch is kept for the next
-// flush, merged with what was noted meanwhile (the latest use wins, counts
-// add up), and the error returned.
+// Flush writes everything pending now, uses and counts, in chunks of at
+// most ChunkKeys keys, each with a deadline of Timeout. If a write fails,
+// its chunk and those not yet written are kept for the next flush, merged
+// with what was noted meanwhile (the latest use wins, counts add up), and
+// the error returned.
 func (r *Recorder) Flush(ctx context.Context) error {
+	return r.flush(ctx, math.MaxInt64)
+}
+
+// flush writes what is pending, holding back the minute current (Unix
+// minutes) and those after it: their counts, and the uses of keys whose
+// use of that minute was already written (see the package doc).
+// math.MaxInt64 holds back nothing.
+func (r *Recorder) flush(ctx context.Context, current int64) error {
 	r.flushing.Lock()
 	defer r.flushing.Unlock()
 
@@ -385,30 +420,121 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		r.inflightMu.Lock()
 		s.mu.Lock()
 		for id, ns := range s.uses {
+			minute := ns / int64(time.Minute)
+			if minute >= current {
+				if s.written[id] == minute {
+					continue
+				}
+				s.written[id] = minute
+			}
 			batch[id] = ns
+			delete(s.uses, id)
 		}
 		for ck, row := range s.counts {
-			counts[ck] = row
+			if ck.minute < current {
+				counts[ck] = row
+				delete(s.counts, ck)
+			}
 		}
-		clear(s.uses)
-		clear(s.counts)
+		for id, minute := range s.written {
+			if minute < current {
+				delete(s.written, id)
+			}
+		}
 		s.mu.Unlock()
 		r.inflight, r.inflightCounts = batch, counts
 		r.inflightMu.Unlock()
 	}
-	if len(batch) == 0 && len(counts) == 0 {
+	defer func() {
 		r.inflightMu.Lock()
 		r.inflight, r.inflightCounts = nil, nil
 		r.inflightMu.Unlock()
+	}()
+	if len(batch) == 0 && len(counts) == 0 {
 		return nil
 	}
 
-	uses := make(map[string]time.Time, len(batch))
+	chunks := split(batch, counts)
+	for i, c := range chunks {
+		err := r.write(ctx, c)
+		// The chunk leaves the batch in flight as it is written or goes
+		// back to the shards, under inflightMu, so that Pending and
+		// PendingCounts count it once.
+		r.inflightMu.Lock()
+		for id := range c.uses {
+			delete(batch, id)
+		}
+		for ck := range c.counts {
+			delete(counts, ck)
+		}
+		if err == nil {
+			r.inflightMu.Unlock()
+			r.pending.Add(-int64(len(c.uses)))
+			r.gauge.Sub(float64(len(c.uses)))
+			r.pendingCounts.Add(-int64(len(c.counts)))
+			continue
+		}
+		var keys, rows int
+		for _, rest := range chunks[i:] {
+			for id := range rest.uses {
+				delete(batch, id)
+			}
+			for ck := range rest.counts {
+				delete(counts, ck)
+			}
+			r.restore(rest.uses, rest.counts)
+			keys += len(rest.uses)
+			rows += len(rest.counts)
+		}
+		r.inflightMu.Unlock()
+		r.logger.Warn("writing last-used times and usage counts failed: kept for the next flush",
+			zap.Int("keys", keys), zap.Int("count_rows", rows), zap.Error(err))
+		return fmt.Errorf("writing last-used times of %d keys and %d usage rows: %w", keys, rows, err)
+	}
+	return nil
+}
+
+// chunk is the part of a batch one write holds: the uses and counts of at
+// most ChunkKeys keys.
+type chunk struct {
+	uses   map[string]int64
+	counts map[countKey]countRow
+}
+
+// split cuts a batch into chunks, each key's use and counts in one.
+func split(batch map[string]int64, counts map[countKey]countRow) []chunk {
+	var (
+		chunks []chunk
+		of     = make(map[string]int, len(batch)) // key → its chunk
+	)
+	place := func(id string) *chunk {
+		i, ok := of[id]
+		if !ok {
+			if len(chunks) == 0 || len(of) >= len(chunks)*ChunkKeys {
+				chunks = append(chunks, chunk{uses: map[string]int64{}, counts: map[countKey]countRow{}})
+			}
+			i = len(chunks) - 1
+			of[id] = i
+		}
+		return &chunks[i]
+	}
 	for id, ns := range batch {
+		place(id).uses[id] = ns
+	}
+	for ck, row := range counts {
+		place(ck.id).counts[ck] = row
+	}
+	return chunks
+}
+
+// write stores one chunk within Timeout.
+func (r *Recorder) write(ctx context.Context, c chunk) error {
+	uses := make(map[string]time.Time, len(c.uses))
+	for id, ns := range c.uses {
 		uses[id] = time.Unix(0, ns).UTC()
 	}
-	rows := make([]keystore.UsageCount, 0, len(counts))
-	for ck, row := range counts {
+	rows := make([]keystore.UsageCount, 0, len(c.counts))
+	for ck, row := range c.counts {
 		for res, n := range row {
 			if n > 0 {
 				rows = append(rows, keystore.UsageCount{KeyID: ck.id, Minute: time.Unix(ck.minute*60, 0).UTC(), Result: Results[res], N: int64(n)})
@@ -416,27 +542,13 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.timeout)
-	err := r.w.RecordUsage(wctx, uses, rows)
-	cancel()
-
-	if err == nil {
-		r.writesOK.Inc()
-		r.pending.Add(-int64(len(batch)))
-		r.gauge.Sub(float64(len(batch)))
-		r.pendingCounts.Add(-int64(len(counts)))
-	} else {
+	defer cancel()
+	if err := r.w.RecordUsage(wctx, uses, rows); err != nil {
 		r.writeErr.Inc()
 		r.storeErr.Inc()
-		r.restore(batch, counts)
-		r.logger.Warn("writing last-used times and usage counts failed: kept for the next flush",
-			zap.Int("keys", len(batch)), zap.Int("count_rows", len(counts)), zap.Error(err))
+		return err
 	}
-	r.inflightMu.Lock()
-	r.inflight, r.inflightCounts = nil, nil
-	r.inflightMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("writing last-used times of %d keys and %d usage rows: %w", len(batch), len(counts), err)
-	}
+	r.writesOK.Inc()
 	return nil
 }
 
@@ -503,8 +615,8 @@ func (r *Recorder) run() {
 		case <-r.stop:
 			return
 		case <-ticker.C:
-			// Flush logs its failure and keeps the batch.
-			_ = r.Flush(context.Background())
+			// flush logs its failure and keeps the batch.
+			_ = r.flush(context.Background(), r.now().UnixNano()/int64(time.Minute))
 			if now := time.Now(); !now.Before(nextPrune) {
 				nextPrune = now.Add(r.pruneInterval)
 				r.prune()
@@ -570,6 +682,7 @@ func (r *Recorder) drop(cause error) {
 		rows += int64(len(s.counts))
 		clear(s.uses)
 		clear(s.counts)
+		clear(s.written)
 		s.mu.Unlock()
 	}
 	if n == 0 && rows == 0 {

@@ -1,0 +1,119 @@
+package lastused
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestATickHoldsBackTheCurrentMinuteAndCloseWritesIt(t *testing.T) {
+	w := &scriptedWriter{}
+	r, m := newRecorder(t, w, Config{})
+	minute := func(at time.Time) int64 { return at.Unix() / 60 }
+	r.Use("a", t0.Add(10*time.Second), ResultOK)
+	r.Use("a", t0.Add(20*time.Second), ResultOK)
+	r.Use("b", t0.Add(5*time.Second), 1) // insufficient_scope
+
+	// 12:00 is current: a's first use of it is written, no count is.
+	if err := r.flush(context.Background(), minute(t0)); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.batches) != 1 || len(w.batches[0]) != 1 || !w.batches[0]["a"].Equal(t0.Add(20*time.Second)) || len(w.counts[0]) != 0 {
+		t.Fatalf("first tick wrote uses %v and counts %v, want a's use at 12:00:20 and no count", w.batches, w.counts)
+	}
+	if got, want := countLines(r.PendingCounts("")), []string{"a 12:00 ok 2", "b 12:00 insufficient_scope 1"}; !slices.Equal(got, want) {
+		t.Errorf("pending counts = %q, want %q (held, still visible)", got, want)
+	}
+
+	// A further use of 12:00 waits for the minute's end, visible meanwhile.
+	r.Use("a", t0.Add(40*time.Second), ResultOK)
+	if err := r.flush(context.Background(), minute(t0)); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.batches) != 1 {
+		t.Fatalf("second tick in 12:00 wrote %v, want nothing", w.batches[1:])
+	}
+	if at, ok := r.Pending("a"); !ok || !at.Equal(t0.Add(40*time.Second)) {
+		t.Errorf("Pending(a) = %v, %v; want 12:00:40, true", at, ok)
+	}
+	if got := pendingGauge(m); got != 1 {
+		t.Errorf("pending gauge = %d, want 1 (a)", got)
+	}
+
+	// 12:01: the counts of 12:00 go, and a's latest use; 12:01's counts stay.
+	r.Use("a", t0.Add(70*time.Second), ResultOK)
+	if err := r.flush(context.Background(), minute(t0)+1); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.batches[1]; len(got) != 1 || !got["a"].Equal(t0.Add(70*time.Second)) {
+		t.Errorf("tick in 12:01 wrote uses %v, want a at 12:01:10", got)
+	}
+	if got, want := countLines(w.counts[1]), []string{"a 12:00 ok 3", "b 12:00 insufficient_scope 1"}; !slices.Equal(got, want) {
+		t.Errorf("tick in 12:01 wrote counts %q, want %q", got, want)
+	}
+
+	// Close writes what is held back.
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := countLines(w.counts[len(w.counts)-1]), []string{"a 12:01 ok 1"}; !slices.Equal(got, want) {
+		t.Errorf("Close wrote counts %q, want %q", got, want)
+	}
+	if got := pendingGauge(m); got != 0 || r.pendingCounts.Load() != 0 {
+		t.Errorf("after Close: pending gauge %d, pending count rows %d; want 0 and 0", got, r.pendingCounts.Load())
+	}
+}
+
+func TestALargeBatchIsWrittenInChunksAndAFailedChunkIsKept(t *testing.T) {
+	w := &scriptedWriter{}
+	w.during = func() {
+		w.mu.Lock()
+		if len(w.batches) == 1 {
+			w.fail = 1 // the second chunk fails
+		}
+		w.mu.Unlock()
+	}
+	r, m := newRecorder(t, w, Config{})
+	n := ChunkKeys + 5
+	for i := range n {
+		r.Use(fmt.Sprintf("key%05d", i), t0, ResultOK)
+	}
+	if err := r.Flush(context.Background()); err == nil {
+		t.Fatal("Flush = nil, want the second chunk's error")
+	}
+	if len(w.batches) != 2 || len(w.batches[0]) != ChunkKeys || len(w.batches[1]) != 5 {
+		t.Fatalf("writes of %d chunks, want 2 of %d and 5 keys", len(w.batches), ChunkKeys)
+	}
+	for id := range w.batches[0] {
+		if len(w.counts[0]) != ChunkKeys {
+			t.Fatalf("first chunk: %d count rows for %d keys", len(w.counts[0]), ChunkKeys)
+		}
+		if _, ok := r.Pending(id); ok {
+			t.Fatalf("%s, written in the first chunk, is still pending", id)
+		}
+		break
+	}
+	if got := pendingGauge(m); got != 5 || r.pendingCounts.Load() != 5 {
+		t.Errorf("after the failure: pending gauge %d, pending count rows %d; want 5 and 5 (the failed chunk)", got, r.pendingCounts.Load())
+	}
+	if got := len(r.PendingCounts("")); got != 5 {
+		t.Errorf("PendingCounts has %d rows, want the failed chunk's 5", got)
+	}
+	w.during = nil
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.last(); len(got) != 5 {
+		t.Errorf("the retry wrote %d keys, want the failed chunk's 5", len(got))
+	}
+	for id := range w.batches[1] {
+		if _, ok := w.last()[id]; !ok {
+			t.Errorf("%s of the failed chunk was not written again", id)
+		}
+	}
+	if got := pendingGauge(m); got != 0 {
+		t.Errorf("pending gauge = %d after the retry, want 0", got)
+	}
+}
