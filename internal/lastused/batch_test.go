@@ -8,16 +8,33 @@ import (
 	"time"
 )
 
+func TestATickWithFewKeysPendingWritesEverything(t *testing.T) {
+	w := &scriptedWriter{}
+	r, _ := newRecorder(t, w, Config{Now: func() time.Time { return t0.Add(30 * time.Second) }})
+	r.Use("a", t0.Add(10*time.Second), ResultOK)
+	r.Use("a", t0.Add(20*time.Second), ResultOK)
+	if err := r.tick(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.batches) != 1 || !w.batches[0]["a"].Equal(t0.Add(20*time.Second)) {
+		t.Fatalf("tick wrote uses %v, want a at 12:00:20", w.batches)
+	}
+	if got, want := countLines(w.counts[0]), []string{"a 12:00 ok 2"}; !slices.Equal(got, want) {
+		t.Errorf("tick wrote counts %q, want the current minute's %q", got, want)
+	}
+}
+
 func TestATickHoldsBackTheCurrentMinuteAndCloseWritesIt(t *testing.T) {
 	w := &scriptedWriter{}
-	r, m := newRecorder(t, w, Config{})
-	minute := func(at time.Time) int64 { return at.Unix() / 60 }
+	clock := t0.Add(30 * time.Second)
+	r, m := newRecorder(t, w, Config{Now: func() time.Time { return clock }})
+	r.holdBackAbove = 0 // as if many keys were pending
 	r.Use("a", t0.Add(10*time.Second), ResultOK)
 	r.Use("a", t0.Add(20*time.Second), ResultOK)
 	r.Use("b", t0.Add(5*time.Second), 1) // insufficient_scope
 
 	// 12:00 is current: a's first use of it is written, no count is.
-	if err := r.flush(context.Background(), minute(t0)); err != nil {
+	if err := r.tick(); err != nil {
 		t.Fatal(err)
 	}
 	if len(w.batches) != 1 || len(w.batches[0]) != 1 || !w.batches[0]["a"].Equal(t0.Add(20*time.Second)) || len(w.counts[0]) != 0 {
@@ -29,7 +46,7 @@ func TestATickHoldsBackTheCurrentMinuteAndCloseWritesIt(t *testing.T) {
 
 	// A further use of 12:00 waits for the minute's end, visible meanwhile.
 	r.Use("a", t0.Add(40*time.Second), ResultOK)
-	if err := r.flush(context.Background(), minute(t0)); err != nil {
+	if err := r.tick(); err != nil {
 		t.Fatal(err)
 	}
 	if len(w.batches) != 1 {
@@ -44,7 +61,8 @@ func TestATickHoldsBackTheCurrentMinuteAndCloseWritesIt(t *testing.T) {
 
 	// 12:01: the counts of 12:00 go, and a's latest use; 12:01's counts stay.
 	r.Use("a", t0.Add(70*time.Second), ResultOK)
-	if err := r.flush(context.Background(), minute(t0)+1); err != nil {
+	clock = t0.Add(75 * time.Second)
+	if err := r.tick(); err != nil {
 		t.Fatal(err)
 	}
 	if got := w.batches[1]; len(got) != 1 || !got["a"].Equal(t0.Add(70*time.Second)) {
