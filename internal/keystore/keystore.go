@@ -99,9 +99,10 @@ type Store interface {
 	// older than the stored one is ignored, so last use never moves
 	// backwards; unknown IDs are ignored.
 	TouchLastUsed(ctx context.Context, uses map[string]time.Time) error
-	// RecordUsage does what TouchLastUsed does with uses and adds counts,
-	// rolled up (Rollup) into every step, in one transaction: the batch
-	// of the last-used recorder. Counts of unknown IDs are kept too.
+	// RecordUsage does what TouchLastUsed does with uses and adds counts
+	// (Rollup, with the store's RollupState read in the same
+	// transaction), in one transaction: the batch of the last-used
+	// recorder. Counts of unknown IDs are kept too.
 	RecordUsage(ctx context.Context, uses map[string]time.Time, counts []UsageCount) error
 	// Usage returns the counts of key id at step (StepMinute, StepHour or
 	// StepDay) whose start is in [from, to), oldest first.
@@ -113,8 +114,10 @@ type Store interface {
 	UsageByKey(ctx context.Context, owner string, step time.Duration, from, to time.Time) ([]KeyTotal, error)
 	// Audit returns the audit events f selects, newest first.
 	Audit(ctx context.Context, f AuditFilter) ([]Event, error)
-	// Prune deletes the usage and audit events older at now than r keeps.
-	// Safe to call from several instances at once.
+	// Prune rolls the minutes up to RollupTarget(now) into hours and days
+	// (RollupState), then deletes the usage and audit events older at now
+	// than r keeps (minute rows only once rolled up). Safe to call from
+	// several instances at once.
 	Prune(ctx context.Context, now time.Time, r Retention) error
 	// Changes returns the changes after sequence number since, oldest first,
 	// at most limit of them, and the store's current sequence number.

@@ -7,7 +7,7 @@ import (
 )
 
 // The steps usage is kept at: counts are written per minute and rolled up
-// into hours and days as they are written (UTC hours and days).
+// into hours and days by the instances (RollupState; UTC hours and days).
 const (
 	StepMinute = time.Minute
 	StepHour   = time.Hour
@@ -69,23 +69,67 @@ var DefaultRetention = Retention{
 	Audit:  400 * 24 * time.Hour,
 }
 
-// Rollup returns the rows that counts add to, at every step, each (key,
-// step, start, result) once, sorted by key, step, start and result: the
-// order in which stores lock rows, so that two writers never deadlock.
-// Counts of zero or less are left out.
-func Rollup(counts []UsageCount) []UsageBucket {
+// RollupState says which minute rows the hour and day rows include: the
+// minutes before Until of every key and, while a rollup runs from Until to
+// Target key by key, the minutes before Target of the keys up to DoneKey
+// (byte order). Counts of any other minute are in its minute row only, and
+// a query at the hour or day step adds them (stores evaluate Rolled in
+// SQL too, with the same rule). A store keeps one state; its rollup moves
+// it forward in short transactions of RollupChunkKeys keys, and writers
+// read it in their transaction, so that every count is in the hour and day
+// rows exactly once: written there by a writer that found its minute
+// rolled, or added by the rollup, never both.
+type RollupState struct {
+	Until, Target time.Time
+	DoneKey       string
+}
+
+// Rolled reports whether counts of key's minute belong in the hour and
+// day rows as they are written.
+func (s RollupState) Rolled(key string, minute time.Time) bool {
+	return minute.Before(s.Until) || (minute.Before(s.Target) && key <= s.DoneKey)
+}
+
+// RollupChunkKeys is how many keys one rollup transaction takes;
+// RollupChunksPerPrune, if more than 0, stops a Prune's rollup after that
+// many (the next Prune goes on). Variables so that the store tests can
+// stop a rollup in the middle and look at the state in between.
+var (
+	RollupChunkKeys      = 5000
+	RollupChunksPerPrune = 0
+)
+
+// RollupTarget is where a rollup starting at now rolls minutes up to: the
+// ten minutes that ended at least two minutes ago, so that the minutes
+// instances still hold back (lastused) are rarely rolled before they are
+// written. Rolling up every ten minutes writes a busy key's hour and day
+// rows six times an hour instead of sixty.
+func RollupTarget(now time.Time) time.Time {
+	return now.Add(-2 * time.Minute).UTC().Truncate(10 * time.Minute)
+}
+
+// Rollup returns the rows that counts add to, each (key, step, start,
+// result) once, sorted by key, step, start and result: the order in which
+// stores lock rows, so that two writers never deadlock. Every count adds
+// to its minute row; one whose minute state says is rolled adds to its
+// hour and day rows too. Counts of zero or less are left out.
+func Rollup(counts []UsageCount, state RollupState) []UsageBucket {
 	type at struct {
 		key    string
 		step   time.Duration
 		start  int64
 		result string
 	}
-	sums := make(map[at]int64, 3*len(counts))
+	sums := make(map[at]int64, len(counts))
 	for _, c := range counts {
 		if c.N <= 0 {
 			continue
 		}
-		for _, step := range Steps {
+		steps := Steps[:1]
+		if state.Rolled(c.KeyID, c.Minute) {
+			steps = Steps
+		}
+		for _, step := range steps {
 			sums[at{c.KeyID, step, StepStart(c.Minute, step).Unix(), c.Result}] += c.N
 		}
 	}
@@ -98,6 +142,15 @@ func Rollup(counts []UsageCount) []UsageBucket {
 			a.Start.Compare(b.Start), cmp.Compare(a.Result, b.Result))
 	})
 	return out
+}
+
+// StepCeil returns the start of the first step at or after t.
+func StepCeil(t time.Time, step time.Duration) time.Time {
+	s := StepStart(t, step)
+	if s.Before(t) {
+		s = s.Add(step)
+	}
+	return s
 }
 
 // StepStart returns the start of the step holding t: t truncated to the

@@ -5,7 +5,7 @@
 // of at most ChunkKeys keys) every Interval and at Close. A failed write
 // keeps its uses and counts for the next flush, so an outage loses nothing
 // but what exceeds MaxPending, and Close tries again until its deadline.
-// The flusher also prunes old usage and audit events
+// The flusher also rolls usage up and prunes old usage and audit events
 // (keystore.Store.Prune) every PruneInterval.
 //
 // What a write costs grows with the keys in it, not with the requests. So
@@ -93,7 +93,7 @@ const (
 	DefaultInterval      = 10 * time.Second
 	DefaultMaxPending    = 1_000_000
 	DefaultTimeout       = 5 * time.Second
-	DefaultPruneInterval = time.Hour
+	DefaultPruneInterval = 10 * time.Minute
 )
 
 // ChunkKeys is the most keys one write holds: a larger batch is written
@@ -129,8 +129,9 @@ type Config struct {
 	// it, counts of further rows are dropped (logged once per flush).
 	// Default: MaxPending.
 	MaxPendingCounts int
-	// PruneInterval is how often the Writer, if a Pruner, is pruned;
-	// the first prune runs after one Interval. Default 1h.
+	// PruneInterval is how often the Writer, if a Pruner, is pruned
+	// (which rolls usage up first: keystore.RollupTarget moves every ten
+	// minutes); the first prune runs after one Interval. Default 10m.
 	PruneInterval time.Duration
 	// Retention is what pruning keeps; zero fields take
 	// keystore.DefaultRetention's.

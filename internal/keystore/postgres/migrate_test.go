@@ -274,3 +274,64 @@ INSERT INTO keygate_schema (version) VALUES (3);`); err != nil {
 		t.Errorf("Instances = %+v, %v; want the one that beat", ins, err)
 	}
 }
+
+func TestAVersion5DatabasesUsageCountsOnceAfterTheMigrationAndARollup(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), `CREATE TABLE keygate_schema (
+	one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+	version integer NOT NULL
+);
+INSERT INTO keygate_schema (version) VALUES (5);`); err != nil {
+		t.Fatal(err)
+	}
+	for v, m := range migrations[:5] {
+		if _, err := conn.Exec(t.Context(), m); err != nil {
+			t.Fatalf("creating the version-%d schema: %v", v+1, err)
+		}
+	}
+	// Usage as version 5 wrote it: each count at all three steps, this
+	// minute and an hour ago.
+	now := time.Now().UTC()
+	k := newKey(t, "used", now)
+	for _, m := range []time.Time{now.Truncate(time.Minute), now.Add(-time.Hour).Truncate(time.Minute)} {
+		for _, step := range keystore.Steps {
+			if _, err := conn.Exec(t.Context(), `INSERT INTO keygate_usage (key_id, step, start, result, n) VALUES ($1, $2, $3, 'ok', 5)
+ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = keygate_usage.n + excluded.n`,
+				k.ID, int32(step/time.Second), keystore.StepStart(m, step)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s, err := Open(t.Context(), dsn, nil)
+	if err != nil {
+		t.Fatalf("Open(version-5 database) = %v", err)
+	}
+	defer s.Close()
+	day := now.Truncate(24 * time.Hour)
+	total := func(when string) {
+		t.Helper()
+		for _, step := range keystore.Steps {
+			rows, err := s.Usage(t.Context(), k.ID, step, day.Add(-24*time.Hour), now.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			for _, r := range rows {
+				n += r.N
+			}
+			if n != 10 {
+				t.Errorf("%s: requests at step %v = %d, want 10 (each count once)", when, step, n)
+			}
+		}
+	}
+	total("after the migration")
+	if err := s.Prune(t.Context(), now.Add(2*time.Hour), keystore.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	total("after a rollup past both minutes")
+}

@@ -77,10 +77,8 @@ ALTER TABLE keygate_keys
 CREATE INDEX keygate_keys_owner ON keygate_keys (owner, created_at DESC, id DESC) WHERE owner IS NOT NULL;
 `,
 	// v4: usage counts and the audit log, as in SQLite. keygate_usage
-	// holds one row per key, step (seconds), start and result; every batch
-	// adds to the rows of all three steps (keystore.Rollup) with
-	// idempotent upserts, so instances sharing the database need no
-	// coordination to roll up. keygate_audit holds one row per event;
+	// holds one row per key, step (seconds), start and result; in v4 every
+	// batch added to the rows of all three steps (since v6, see there). keygate_audit holds one row per event;
 	// events are written in the transactions of key changes, which the
 	// change counter's row lock serialises, so seq order is commit order.
 	`
@@ -126,6 +124,26 @@ CREATE TABLE keygate_instances (
 	applied_seq   bigint NOT NULL,
 	cache_entries bigint NOT NULL
 );
+`,
+
+	// v6: usage is written per minute and rolled up into hours and days
+	// by the instances (keystore.RollupState); keygate_usage_rollup holds
+	// the state, one row. A database with usage already has every minute
+	// in its hour and day rows (v4 wrote all three steps), so its state
+	// starts at the next minute; one without starts at the epoch. The
+	// rollup goes through the keys in byte order, as Go compares the
+	// state's done_key, whatever the database's collation: hence
+	// COLLATE "C" and the index keygate_keys_id_c.
+	`
+CREATE TABLE keygate_usage_rollup (
+	until    timestamptz NOT NULL,
+	target   timestamptz NOT NULL,
+	done_key text COLLATE "C" NOT NULL
+);
+INSERT INTO keygate_usage_rollup (until, target, done_key)
+	SELECT t, t, '' FROM (SELECT CASE WHEN EXISTS (SELECT 1 FROM keygate_usage)
+		THEN date_trunc('minute', now()) + interval '1 minute' ELSE 'epoch'::timestamptz END AS t) AS s;
+CREATE INDEX keygate_keys_id_c ON keygate_keys (id COLLATE "C");
 `,
 }
 

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -18,10 +19,12 @@ import (
 const pruneLock = migrationLock + 1
 
 // RecordUsage implements keystore.Store: last-used times and usage
-// counts, rolled up into every step, in one transaction. The usage rows
-// are upserted in keystore.Rollup's order, and the keys locked in ID
-// order, so that instances writing overlapping batches wait for each
-// other instead of deadlocking.
+// counts in one transaction, the counts added as keystore.Rollup says
+// with the rollup state read first (FOR SHARE: a rollup step, which
+// takes the row FOR UPDATE, waits for the writers that read the state
+// before it, and they for it). The usage rows are upserted in Rollup's
+// order, and the keys locked in ID order, so that instances writing
+// overlapping batches wait for each other instead of deadlocking.
 func (s *Store) RecordUsage(ctx context.Context, uses map[string]time.Time, counts []keystore.UsageCount) error {
 	if s.closed.Load() {
 		return keystore.ErrClosed
@@ -37,21 +40,28 @@ func (s *Store) RecordUsage(ctx context.Context, uses map[string]time.Time, coun
 	for i, id := range ids {
 		times[i] = uses[id]
 	}
-	rows := keystore.Rollup(counts)
-	if len(ids) == 0 && len(rows) == 0 {
+	if len(ids) == 0 && len(counts) == 0 {
 		return nil
 	}
-	var (
-		keyIDs  = make([]string, len(rows))
-		steps   = make([]int32, len(rows))
-		starts  = make([]time.Time, len(rows))
-		results = make([]string, len(rows))
-		ns      = make([]int64, len(rows))
-	)
-	for i, r := range rows {
-		keyIDs[i], steps[i], starts[i], results[i], ns[i] = r.KeyID, int32(r.Step/time.Second), r.Start, r.Result, r.N
-	}
 	err := s.write(ctx, func(tx pgx.Tx) error {
+		var rows []keystore.UsageBucket
+		if len(counts) > 0 {
+			state, err := rollupState(ctx, tx, "FOR SHARE")
+			if err != nil {
+				return err
+			}
+			rows = keystore.Rollup(counts, state)
+		}
+		var (
+			keyIDs  = make([]string, len(rows))
+			steps   = make([]int32, len(rows))
+			starts  = make([]time.Time, len(rows))
+			results = make([]string, len(rows))
+			ns      = make([]int64, len(rows))
+		)
+		for i, r := range rows {
+			keyIDs[i], steps[i], starts[i], results[i], ns[i] = r.KeyID, int32(r.Step/time.Second), r.Start, r.Result, r.N
+		}
 		b := &pgx.Batch{}
 		if len(ids) > 0 {
 			b.Queue(touchLastUsed, ids, times)
@@ -70,12 +80,41 @@ ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = keygate_usage.n + ex
 	return nil
 }
 
-// Usage implements keystore.Store.
+// rollupState reads the rollup state in tx, locked as lock says.
+func rollupState(ctx context.Context, tx pgx.Tx, lock string) (keystore.RollupState, error) {
+	var st keystore.RollupState
+	if err := tx.QueryRow(ctx, `SELECT until, target, done_key FROM keygate_usage_rollup `+lock).Scan(&st.Until, &st.Target, &st.DoneKey); err != nil {
+		return keystore.RollupState{}, fmt.Errorf("reading the usage rollup state: %w", err)
+	}
+	st.Until, st.Target = st.Until.UTC(), st.Target.UTC()
+	return st, nil
+}
+
+// unrolledMinutes selects, from keygate_usage u and keygate_usage_rollup
+// r, the minute rows whose counts are not in the hour and day rows yet:
+// the negation of keystore.RollupState.Rolled. $1 is the first minute
+// wanted, $2 the end.
+const unrolledMinutes = `u.step = 60 AND u.start >= greatest(r.until, $1) AND u.start < $2
+	AND (u.start >= r.target OR u.key_id COLLATE "C" > r.done_key)`
+
+// bucket is the start of the step ($3 seconds) holding u.start.
+const bucket = `to_timestamp(floor(extract(epoch FROM u.start) / $3::int) * $3::int)`
+
+// Usage implements keystore.Store. At the hour and day steps, the minutes
+// not rolled up yet are added.
 func (s *Store) Usage(ctx context.Context, id string, step time.Duration, from, to time.Time) ([]keystore.UsageRow, error) {
+	q := `SELECT start, result, n FROM keygate_usage
+WHERE key_id = $4 AND step = $3 AND start >= $1 AND start < $2 ORDER BY start, result`
+	if step != keystore.StepMinute {
+		q = `SELECT start, result, sum(n)::bigint FROM (
+	SELECT start, result, n FROM keygate_usage WHERE key_id = $4 AND step = $3 AND start >= $1 AND start < $2
+	UNION ALL
+	SELECT ` + bucket + `, u.result, u.n FROM keygate_usage_rollup r, keygate_usage u WHERE u.key_id = $4 AND ` + unrolledMinutes + `
+) AS rows GROUP BY start, result ORDER BY start, result`
+	}
 	var out []keystore.UsageRow
 	err := s.read(ctx, func() error {
-		rows, err := s.pool.Query(ctx, `SELECT start, result, n FROM keygate_usage
-WHERE key_id = $1 AND step = $2 AND start >= $3 AND start < $4 ORDER BY start, result`, id, int32(step/time.Second), from, to)
+		rows, err := s.pool.Query(ctx, q, keystore.StepCeil(from, step), keystore.StepCeil(to, step), int32(step/time.Second), id)
 		if err != nil {
 			return err
 		}
@@ -93,16 +132,21 @@ WHERE key_id = $1 AND step = $2 AND start >= $3 AND start < $4 ORDER BY start, r
 	return out, nil
 }
 
-// UsageByKey implements keystore.Store.
+// UsageByKey implements keystore.Store, with the minutes not rolled up
+// yet added at the hour and day steps.
 func (s *Store) UsageByKey(ctx context.Context, owner string, step time.Duration, from, to time.Time) ([]keystore.KeyTotal, error) {
+	rowsOf := `SELECT key_id, result, n FROM keygate_usage WHERE step = $3 AND start >= $1 AND start < $2`
+	if step != keystore.StepMinute {
+		rowsOf += ` UNION ALL SELECT u.key_id, u.result, u.n FROM keygate_usage_rollup r, keygate_usage u WHERE ` + unrolledMinutes
+	}
 	q := `SELECT u.key_id, sum(CASE WHEN u.result = 'ok' THEN u.n ELSE 0 END)::bigint, sum(CASE WHEN u.result = 'ok' THEN 0 ELSE u.n END)::bigint
-FROM keygate_usage u`
-	args := []any{int32(step / time.Second), from, to}
+FROM (` + rowsOf + `) AS u`
+	args := []any{keystore.StepCeil(from, step), keystore.StepCeil(to, step), int32(step / time.Second)}
 	if owner != "" {
 		q += ` JOIN keygate_keys k ON k.id = u.key_id AND k.owner = $4`
 		args = append(args, owner)
 	}
-	q += ` WHERE u.step = $1 AND u.start >= $2 AND u.start < $3 GROUP BY u.key_id ORDER BY sum(u.n) DESC, u.key_id`
+	q += ` GROUP BY u.key_id ORDER BY sum(u.n) DESC, u.key_id`
 	var out []keystore.KeyTotal
 	err := s.read(ctx, func() error {
 		rows, err := s.pool.Query(ctx, q, args...)
@@ -122,12 +166,20 @@ FROM keygate_usage u`
 	return out, nil
 }
 
-// Prune implements keystore.Store. One instance prunes at a time: the
-// others find the advisory lock taken and skip their turn.
+// Prune implements keystore.Store. One instance rolls up and prunes at a
+// time: each of its transactions takes the advisory lock pruneLock, and
+// an instance that finds it taken skips its turn, as the work is the same.
 func (s *Store) Prune(ctx context.Context, now time.Time, r keystore.Retention) error {
+	if err := s.rollUp(ctx, keystore.RollupTarget(now)); err != nil {
+		return s.fail("rolling up usage", err)
+	}
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		var got bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, pruneLock).Scan(&got); err != nil || !got {
+			return err
+		}
+		state, err := rollupState(ctx, tx, "")
+		if err != nil {
 			return err
 		}
 		for _, p := range []struct {
@@ -137,8 +189,12 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r keystore.Retention) 
 			if p.keep <= 0 {
 				continue
 			}
+			before := now.Add(-p.keep)
+			if p.step == keystore.StepMinute && state.Until.Before(before) {
+				before = state.Until // never delete what is not rolled up
+			}
 			if _, err := tx.Exec(ctx, `DELETE FROM keygate_usage WHERE step = $1 AND start < $2`,
-				int32(p.step/time.Second), now.Add(-p.keep)); err != nil {
+				int32(p.step/time.Second), before); err != nil {
 				return err
 			}
 		}
@@ -153,6 +209,64 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r keystore.Retention) 
 		return s.fail("pruning usage and audit events", err)
 	}
 	return nil
+}
+
+// rollUp adds the minutes up to target to the hour and day rows, in
+// transactions of keystore.RollupChunkKeys keys each (in byte order), so
+// that no writer waits long for the state row. A rollup cut short goes on
+// from where its state says at the next call, here or on another
+// instance.
+func (s *Store) rollUp(ctx context.Context, target time.Time) error {
+	for chunks := 1; ; chunks++ {
+		var done bool
+		err := s.write(ctx, func(tx pgx.Tx) error {
+			var got bool
+			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, pruneLock).Scan(&got); err != nil || !got {
+				done = true // another instance is at it
+				return err
+			}
+			st, err := rollupState(ctx, tx, "FOR UPDATE")
+			if err != nil {
+				return err
+			}
+			if st.Target.Equal(st.Until) { // idle: start one?
+				if !target.After(st.Until) {
+					done = true
+					return nil
+				}
+				st.Target, st.DoneKey = target, ""
+			}
+			var upper string
+			err = tx.QueryRow(ctx, `SELECT id FROM keygate_keys WHERE id COLLATE "C" > $1 ORDER BY id COLLATE "C" OFFSET $2 LIMIT 1`,
+				st.DoneKey, keystore.RollupChunkKeys-1).Scan(&upper)
+			last := errors.Is(err, pgx.ErrNoRows)
+			if err != nil && !last {
+				return err
+			}
+			for _, step := range []time.Duration{keystore.StepHour, keystore.StepDay} {
+				if _, err := tx.Exec(ctx, `INSERT INTO keygate_usage (key_id, step, start, result, n)
+SELECT u.key_id, $3::int, `+bucket+`, u.result, sum(u.n)
+FROM keygate_keys k JOIN keygate_usage u ON u.key_id = k.id AND u.step = 60 AND u.start >= $1 AND u.start < $2
+WHERE k.id COLLATE "C" > $4 AND ($5 OR k.id COLLATE "C" <= $6)
+GROUP BY u.key_id, 3, u.result
+ORDER BY u.key_id, 3, u.result
+ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = keygate_usage.n + excluded.n`,
+					st.Until, st.Target, int32(step/time.Second), st.DoneKey, last, upper); err != nil {
+					return err
+				}
+			}
+			if last {
+				st.Until, st.DoneKey, done = st.Target, "", true
+			} else {
+				st.DoneKey = upper
+			}
+			_, err = tx.Exec(ctx, `UPDATE keygate_usage_rollup SET until = $1, target = $2, done_key = $3`, st.Until, st.Target, st.DoneKey)
+			return err
+		})
+		if err != nil || done || chunks == keystore.RollupChunksPerPrune {
+			return err
+		}
+	}
 }
 
 const eventColumns = `seq, at, action, key_id, owner, actor_type, actor_id, remote_ip, user_agent, changes, details`

@@ -250,3 +250,60 @@ func TestAVersion3FileIsMigratedAndGetsUsageAndTheAuditLog(t *testing.T) {
 		t.Errorf("Audit(migrated key) = %+v, %v; want its revocation only (nobody recorded its creation)", evs, err)
 	}
 }
+
+func TestAVersion4FilesUsageCountsOnceAfterTheMigrationAndARollup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	db := rawDB(t, path)
+	// Released migrations never change, so the first four are the
+	// version-4 schema as keygate wrote it.
+	for v, m := range migrations[:4] {
+		if _, err := db.ExecContext(t.Context(), m); err != nil {
+			t.Fatalf("creating the version-%d schema: %v", v+1, err)
+		}
+	}
+	if _, err := db.ExecContext(t.Context(), `PRAGMA user_version = 4`); err != nil {
+		t.Fatal(err)
+	}
+	// Usage as version 4 wrote it: each count at all three steps, this
+	// minute (a key in use right before the upgrade) and an hour ago.
+	_, k := newKey(t, "used")
+	now := time.Now().UTC()
+	for _, m := range []time.Time{now.Truncate(time.Minute), now.Add(-time.Hour).Truncate(time.Minute)} {
+		for _, step := range keystore.Steps {
+			if _, err := db.ExecContext(t.Context(), `INSERT INTO usage (key_id, step, start, result, n) VALUES (?, ?, ?, 'ok', 5)
+				ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = n + excluded.n`,
+				k.ID, int64(step/time.Second), keystore.StepStart(m, step).Unix()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db.Close()
+
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open(version-4 file) = %v", err)
+	}
+	defer s.Close()
+	day := now.Truncate(24 * time.Hour)
+	total := func(when string) {
+		t.Helper()
+		for _, step := range []time.Duration{keystore.StepMinute, keystore.StepHour, keystore.StepDay} {
+			rows, err := s.Usage(t.Context(), k.ID, step, day.Add(-24*time.Hour), now.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			for _, r := range rows {
+				n += r.N
+			}
+			if n != 10 {
+				t.Errorf("%s: requests at step %v = %d, want 10 (each count once)", when, step, n)
+			}
+		}
+	}
+	total("after the migration")
+	if err := s.Prune(t.Context(), now.Add(2*time.Hour), keystore.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	total("after a rollup past both minutes")
+}

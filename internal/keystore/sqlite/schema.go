@@ -59,9 +59,9 @@ var migrations = []string{
 	// 4: usage counts and the audit log.
 	//
 	// usage holds one row per key, step (60, 3600 or 86400 seconds), start
-	// (unix seconds, UTC) and result; every batch adds to the rows of all
-	// three steps (keystore.Rollup), and old rows are deleted by step
-	// (keystore.Retention). audit holds one row per event, seq giving its
+	// (unix seconds, UTC) and result (version 4 added every batch to the
+	// rows of all three steps; since 5, see below), and old rows are
+	// deleted by step (keystore.Retention). audit holds one row per event, seq giving its
 	// ID and order; changes and details are JSON objects. Keys of version 3
 	// have no events: nobody recorded them.
 	`CREATE TABLE usage (
@@ -89,6 +89,21 @@ var migrations = []string{
 	CREATE INDEX audit_key ON audit (key_id, seq);
 	CREATE INDEX audit_owner ON audit (owner, seq) WHERE owner IS NOT NULL;
 	CREATE INDEX audit_at ON audit (at);`,
+
+	// 5: usage is written per minute and rolled up into hours and days
+	// by the instances (keystore.RollupState); usage_rollup holds the
+	// state, one row, times in unix seconds. A file with usage already
+	// has every minute in its hour and day rows (version 4 wrote all three
+	// steps), so its state starts at the next minute; one without starts
+	// at 0.
+	`CREATE TABLE usage_rollup (
+		until    INTEGER NOT NULL,
+		target   INTEGER NOT NULL,
+		done_key TEXT    NOT NULL
+	) STRICT;
+	INSERT INTO usage_rollup (until, target, done_key)
+		SELECT t, t, '' FROM (SELECT CASE WHEN EXISTS (SELECT 1 FROM usage)
+			THEN (CAST(strftime('%s', 'now') AS INTEGER) / 60 + 1) * 60 ELSE 0 END AS t);`,
 }
 
 // indexes are created, if missing, every time a file is opened, after the

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,14 +14,15 @@ import (
 	"github.com/docana/keygate/internal/keystore"
 )
 
-// RecordUsage writes last-used times and usage counts, rolled up into
-// every step, in one transaction.
+// RecordUsage writes last-used times and usage counts in one
+// transaction: every count to its minute row, and to its hour and day rows
+// too if the rollup state read in the transaction says its minute is
+// rolled up already (keystore.Rollup).
 func (s *Store) RecordUsage(ctx context.Context, uses map[string]time.Time, counts []keystore.UsageCount) error {
 	if s.closed.Load() {
 		return keystore.ErrClosed
 	}
-	rows := keystore.Rollup(counts)
-	if len(uses) == 0 && len(rows) == 0 {
+	if len(uses) == 0 && len(counts) == 0 {
 		return nil
 	}
 	return s.write(ctx, "recording usage", func(tx *sql.Tx) error {
@@ -38,14 +40,35 @@ func (s *Store) RecordUsage(ctx context.Context, uses map[string]time.Time, coun
 				return err
 			}
 		}
+		if len(counts) == 0 {
+			return nil
+		}
+		state, err := rollupState(ctx, tx)
+		if err != nil {
+			return err
+		}
+		rows := keystore.Rollup(counts, state)
 		if len(rows) == 0 {
 			return nil
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO usage (key_id, step, start, result, n)
+		_, err = tx.ExecContext(ctx, `INSERT INTO usage (key_id, step, start, result, n)
 			SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(?) WHERE true
 			ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = n + excluded.n`, usageJSON(rows))
 		return err
 	})
+}
+
+// rollupState reads the rollup state in tx.
+func rollupState(ctx context.Context, tx *sql.Tx) (keystore.RollupState, error) {
+	var (
+		st            keystore.RollupState
+		until, target int64
+	)
+	if err := tx.QueryRowContext(ctx, `SELECT until, target, done_key FROM usage_rollup`).Scan(&until, &target, &st.DoneKey); err != nil {
+		return keystore.RollupState{}, fmt.Errorf("reading the usage rollup state: %w", err)
+	}
+	st.Until, st.Target = time.Unix(until, 0).UTC(), time.Unix(target, 0).UTC()
+	return st, nil
 }
 
 // usesJSON encodes last-used times as a JSON array of [key_id, unix
@@ -94,14 +117,28 @@ func usageJSON(rows []keystore.UsageBucket) string {
 	return string(append(b, ']'))
 }
 
-// Usage returns the counts of key id at step in [from, to).
+// unrolledMinutes selects, from usage u and usage_rollup r, the minute
+// rows whose counts are not in the hour and day rows yet: the negation of
+// keystore.RollupState.Rolled. ?1 is the first minute wanted, ?2 the end.
+const unrolledMinutes = `u.step = 60 AND u.start >= max(r.until, ?1) AND u.start < ?2
+	AND (u.start >= r.target OR u.key_id > r.done_key)`
+
+// Usage returns the counts of key id at step in [from, to). At the hour
+// and day steps, the minutes not rolled up yet are added.
 func (s *Store) Usage(ctx context.Context, id string, step time.Duration, from, to time.Time) ([]keystore.UsageRow, error) {
 	if s.closed.Load() {
 		return nil, keystore.ErrClosed
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT start, result, n FROM usage
-		WHERE key_id = ? AND step = ? AND start >= ? AND start < ? ORDER BY start, result`,
-		id, int64(step/time.Second), unixCeil(from), unixCeil(to))
+	secs := int64(step / time.Second)
+	q := `SELECT start, result, n FROM usage WHERE key_id = ?3 AND step = ?4 AND start >= ?1 AND start < ?2 ORDER BY start, result`
+	if step != keystore.StepMinute {
+		q = `SELECT start, result, sum(n) FROM (
+			SELECT start, result, n FROM usage WHERE key_id = ?3 AND step = ?4 AND start >= ?1 AND start < ?2
+			UNION ALL
+			SELECT u.start - u.start % ?4, u.result, u.n FROM usage_rollup r, usage u WHERE u.key_id = ?3 AND ` + unrolledMinutes + `
+		) GROUP BY start, result ORDER BY start, result`
+	}
+	rows, err := s.db.QueryContext(ctx, q, keystore.StepCeil(from, step).Unix(), keystore.StepCeil(to, step).Unix(), id, secs)
 	if err != nil {
 		return nil, s.fail("reading usage", err)
 	}
@@ -124,20 +161,24 @@ func (s *Store) Usage(ctx context.Context, id string, step time.Duration, from, 
 	return out, nil
 }
 
-// UsageByKey returns the totals of every key with requests in the range.
+// UsageByKey returns the totals of every key with requests in the range,
+// the minutes not rolled up yet added at the hour and day steps.
 func (s *Store) UsageByKey(ctx context.Context, owner string, step time.Duration, from, to time.Time) ([]keystore.KeyTotal, error) {
 	if s.closed.Load() {
 		return nil, keystore.ErrClosed
 	}
+	rowsOf := `SELECT key_id, result, n FROM usage WHERE step = ?3 AND start >= ?1 AND start < ?2`
+	if step != keystore.StepMinute {
+		rowsOf += ` UNION ALL SELECT u.key_id, u.result, u.n FROM usage_rollup r, usage u WHERE ` + unrolledMinutes
+	}
 	q := `SELECT u.key_id, sum(CASE WHEN u.result = 'ok' THEN u.n ELSE 0 END), sum(CASE WHEN u.result = 'ok' THEN 0 ELSE u.n END)
-		FROM usage u`
-	args := []any{}
+		FROM (` + rowsOf + `) u`
+	args := []any{keystore.StepCeil(from, step).Unix(), keystore.StepCeil(to, step).Unix(), int64(step / time.Second)}
 	if owner != "" {
-		q += ` JOIN keys k ON k.id = u.key_id AND k.owner = ?`
+		q += ` JOIN keys k ON k.id = u.key_id AND k.owner = ?4`
 		args = append(args, owner)
 	}
-	q += ` WHERE u.step = ? AND u.start >= ? AND u.start < ? GROUP BY u.key_id ORDER BY sum(u.n) DESC, u.key_id`
-	args = append(args, int64(step/time.Second), unixCeil(from), unixCeil(to))
+	q += ` GROUP BY u.key_id ORDER BY sum(u.n) DESC, u.key_id`
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, s.fail("reading usage by key", err)
@@ -157,20 +198,19 @@ func (s *Store) UsageByKey(ctx context.Context, owner string, step time.Duration
 	return out, nil
 }
 
-// unixCeil returns t in unix seconds, rounded up, so that a range bound
-// between two steps excludes the step it falls in.
-func unixCeil(t time.Time) int64 {
-	u := t.Unix()
-	if t.Nanosecond() > 0 {
-		u++
-	}
-	return u
-}
-
-// Prune deletes usage and events older than r keeps. Deleting is
-// idempotent, so processes sharing the file may prune at once.
+// Prune rolls minutes up into hours and days, then deletes usage and
+// events older than r keeps; minute rows only once rolled up. Rolling up
+// and deleting are idempotent, so processes sharing the file may prune at
+// once.
 func (s *Store) Prune(ctx context.Context, now time.Time, r keystore.Retention) error {
+	if err := s.rollUp(ctx, keystore.RollupTarget(now)); err != nil {
+		return err
+	}
 	return s.write(ctx, "pruning usage and audit events", func(tx *sql.Tx) error {
+		state, err := rollupState(ctx, tx)
+		if err != nil {
+			return err
+		}
 		for _, p := range []struct {
 			step time.Duration
 			keep time.Duration
@@ -178,8 +218,12 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r keystore.Retention) 
 			if p.keep <= 0 {
 				continue
 			}
+			before := now.Add(-p.keep)
+			if p.step == keystore.StepMinute && state.Until.Before(before) {
+				before = state.Until
+			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM usage WHERE step = ? AND start < ?`,
-				int64(p.step/time.Second), now.Add(-p.keep).Unix()); err != nil {
+				int64(p.step/time.Second), before.Unix()); err != nil {
 				return err
 			}
 		}
@@ -190,6 +234,62 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r keystore.Retention) 
 		}
 		return nil
 	})
+}
+
+// rollUp adds the minutes up to target to the hour and day rows, in
+// transactions of keystore.RollupChunkKeys keys each (in ID order), so
+// that writers, revocations among them, never wait long for the write
+// lock. A rollup cut short (an error, a stop) goes on from where its state
+// says at the next call.
+func (s *Store) rollUp(ctx context.Context, target time.Time) error {
+	for chunks := 1; ; chunks++ {
+		var done bool
+		err := s.write(ctx, "rolling up usage", func(tx *sql.Tx) error {
+			st, err := rollupState(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if st.Target.Equal(st.Until) { // idle: start one?
+				if !target.After(st.Until) {
+					done = true
+					return nil
+				}
+				st.Target, st.DoneKey = target, ""
+			}
+			// The chunk: the next RollupChunkKeys keys after DoneKey, or
+			// all the rest.
+			var upper string
+			err = tx.QueryRowContext(ctx, `SELECT id FROM keys WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?`,
+				st.DoneKey, keystore.RollupChunkKeys-1).Scan(&upper)
+			last := errors.Is(err, sql.ErrNoRows)
+			if err != nil && !last {
+				return err
+			}
+			for _, step := range []time.Duration{keystore.StepHour, keystore.StepDay} {
+				secs := int64(step / time.Second)
+				q := `INSERT INTO usage (key_id, step, start, result, n)
+					SELECT u.key_id, ?1, u.start - u.start % ?1, u.result, sum(u.n)
+					FROM keys k JOIN usage u ON u.key_id = k.id AND u.step = 60 AND u.start >= ?2 AND u.start < ?3
+					WHERE k.id > ?4 AND (?5 OR k.id <= ?6)
+					GROUP BY u.key_id, u.start - u.start % ?1, u.result
+					ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = n + excluded.n`
+				if _, err := tx.ExecContext(ctx, q, secs, st.Until.Unix(), st.Target.Unix(), st.DoneKey, last, upper); err != nil {
+					return err
+				}
+			}
+			if last {
+				st.Until, st.DoneKey, done = st.Target, "", true
+			} else {
+				st.DoneKey = upper
+			}
+			_, err = tx.ExecContext(ctx, `UPDATE usage_rollup SET until = ?, target = ?, done_key = ?`,
+				st.Until.Unix(), st.Target.Unix(), st.DoneKey)
+			return err
+		})
+		if err != nil || done || chunks == keystore.RollupChunksPerPrune {
+			return err
+		}
+	}
 }
 
 const eventColumns = `seq, at, action, key_id, owner, actor_type, actor_id, remote_ip, user_agent, changes, details`

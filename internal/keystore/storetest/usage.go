@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -135,6 +136,95 @@ func testUsage(t *testing.T, open func(t *testing.T) keystore.Store, opts Option
 		}
 	})
 
+	t.Run("Prune rolls minutes up into hours and days; queries answer the same before, during and after, and late counts once", func(t *testing.T) {
+		s := open(t)
+		a := create(t, s, "a", apikey.ExpiryNever, base)
+		b := create(t, s, "b", apikey.ExpiryNever, base.Add(time.Second))
+		c := create(t, s, "c", apikey.ExpiryNever, base.Add(2*time.Second))
+		h := minute.Truncate(time.Hour)
+		d := minute.Truncate(24 * time.Hour)
+		write := func(n int64) {
+			for _, k := range []apikey.Key{a, b, c} {
+				recordUsage(t, s, nil,
+					keystore.UsageCount{KeyID: k.ID, Minute: h, Result: "ok", N: n},
+					keystore.UsageCount{KeyID: k.ID, Minute: h.Add(59 * time.Minute), Result: "rate_limited", N: n},
+					keystore.UsageCount{KeyID: k.ID, Minute: h.Add(time.Hour), Result: "ok", N: 10 * n})
+			}
+		}
+		check := func(when string, n int64) {
+			t.Helper()
+			hs, h1, ds := h.Format(time.RFC3339), h.Add(time.Hour).Format(time.RFC3339), d.Format(time.RFC3339)
+			for _, k := range []apikey.Key{a, b, c} {
+				checkRows(t, when+": hours of "+k.Name, usageRows(t, s, k.ID, keystore.StepHour, h, h.Add(2*time.Hour)),
+					fmt.Sprintf("%s ok %d", hs, n), fmt.Sprintf("%s rate_limited %d", hs, n), fmt.Sprintf("%s ok %d", h1, 10*n))
+				if h.Add(time.Hour).Day() == h.Day() {
+					checkRows(t, when+": days of "+k.Name, usageRows(t, s, k.ID, keystore.StepDay, d, d.Add(24*time.Hour)),
+						fmt.Sprintf("%s ok %d", ds, 11*n), fmt.Sprintf("%s rate_limited %d", ds, n))
+				}
+				checkRows(t, when+": minutes of "+k.Name, usageRows(t, s, k.ID, keystore.StepMinute, h, h.Add(2*time.Hour)),
+					fmt.Sprintf("%s ok %d", hs, n), fmt.Sprintf("%s rate_limited %d", h.Add(59*time.Minute).Format(time.RFC3339), n),
+					fmt.Sprintf("%s ok %d", h1, 10*n))
+			}
+			got, err := s.UsageByKey(t.Context(), "", keystore.StepHour, h, h.Add(2*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 3 || got[0].OK != 11*n || got[0].Refused != n {
+				t.Errorf("%s: UsageByKey = %+v, want 3 keys with %d ok and %d refused each", when, got, 11*n, n)
+			}
+		}
+		write(1)
+		check("before any rollup", 1)
+		// Rollups in chunks of one key: several transactions each.
+		defer func(n int) { keystore.RollupChunkKeys = n }(keystore.RollupChunkKeys)
+		keystore.RollupChunkKeys = 1
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := s.Prune(ctx, h.Add(3*time.Hour), keystore.DefaultRetention); err == nil {
+			t.Error("Prune with an ended context = nil, want its error")
+		}
+		check("after a rollup that could not run", 1)
+		// Stopped after its first chunk (one key), the rollup of the
+		// first hour is half done: late counts of that hour go to the
+		// hour and day rows for the first key in byte order, to the
+		// minute rows only for the others, and every query still adds
+		// each count once.
+		keystore.RollupChunksPerPrune = 1
+		defer func() { keystore.RollupChunksPerPrune = 0 }()
+		if err := s.Prune(t.Context(), h.Add(75*time.Minute), keystore.DefaultRetention); err != nil {
+			t.Fatalf("Prune = %v", err)
+		}
+		check("in the middle of a rollup", 1)
+		write(1)
+		check("after late counts in the middle of a rollup", 2)
+		for range 3 {
+			if err := s.Prune(t.Context(), h.Add(75*time.Minute), keystore.DefaultRetention); err != nil {
+				t.Fatalf("Prune = %v", err)
+			}
+		}
+		keystore.RollupChunksPerPrune = 0
+		check("after rolling up the first hour", 2)
+		write(-1) // (no count: N <= 0 is left out)
+		check("after counts of zero", 2)
+		if err := s.Prune(t.Context(), h.Add(3*time.Hour), keystore.DefaultRetention); err != nil {
+			t.Fatalf("Prune = %v", err)
+		}
+		check("after rolling up both hours", 2)
+		write(1)
+		check("after late counts of rolled minutes", 3)
+		if err := s.Prune(t.Context(), h.Add(3*time.Hour), keystore.DefaultRetention); err != nil {
+			t.Fatalf("Prune = %v", err)
+		}
+		check("after a second rollup to the same point", 3)
+		// Minutes are deleted after 48 hours, hours and days stay.
+		if err := s.Prune(t.Context(), h.Add(50*time.Hour), keystore.DefaultRetention); err != nil {
+			t.Fatalf("Prune = %v", err)
+		}
+		checkRows(t, "minutes after 50 hours", usageRows(t, s, a.ID, keystore.StepMinute, h, h.Add(2*time.Hour)))
+		checkRows(t, "hours after 50 hours", usageRows(t, s, a.ID, keystore.StepHour, h, h.Add(2*time.Hour)),
+			h.Format(time.RFC3339)+" ok 3", h.Format(time.RFC3339)+" rate_limited 3", h.Add(time.Hour).Format(time.RFC3339)+" ok 30")
+	})
+
 	t.Run("concurrent batches add up exactly", func(t *testing.T) {
 		s := open(t)
 		a := create(t, s, "a", apikey.ExpiryNever, base)
@@ -157,6 +247,8 @@ func testUsage(t *testing.T, open func(t *testing.T) keystore.Store, opts Option
 func writeConcurrently(t *testing.T, stores []keystore.Store, a, b apikey.Key) {
 	t.Helper()
 	const rounds = 20
+	defer func(n int) { keystore.RollupChunkKeys = n }(keystore.RollupChunkKeys)
+	keystore.RollupChunkKeys = 1
 	var wg sync.WaitGroup
 	for i, s := range stores {
 		wg.Go(func() {
@@ -173,7 +265,10 @@ func writeConcurrently(t *testing.T, stores []keystore.Store, a, b apikey.Key) {
 					t.Errorf("RecordUsage = %v", err)
 					return
 				}
-				if err := s.Prune(t.Context(), minute, keystore.DefaultRetention); err != nil {
+				// Each prune rolls up ten minutes further, in chunks of
+				// one key, while the others write: counts land before,
+				// during and after the rollup of their minute.
+				if err := s.Prune(t.Context(), minute.Add(time.Duration(r)*10*time.Minute), keystore.DefaultRetention); err != nil {
 					t.Errorf("Prune = %v", err)
 					return
 				}
@@ -201,5 +296,13 @@ func writeConcurrently(t *testing.T, stores []keystore.Store, a, b apikey.Key) {
 	}
 	if minutes != n {
 		t.Errorf("minutes of a add up to %d, want %d", minutes, n)
+	}
+	h := minute.Truncate(time.Hour)
+	got, err = stores[0].UsageByKey(t.Context(), "", keystore.StepHour, h, h.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("hours = %+v, want %+v", got, want)
 	}
 }
