@@ -102,7 +102,8 @@ type Store interface {
 	// RecordUsage does what TouchLastUsed does with uses and adds counts
 	// (Rollup, with the store's RollupState read in the same
 	// transaction), in one transaction: the batch of the last-used
-	// recorder. Counts of unknown IDs are kept too.
+	// recorder. Counts of unknown IDs are written too, but no rollup
+	// adds them to hours and days.
 	RecordUsage(ctx context.Context, uses map[string]time.Time, counts []UsageCount) error
 	// Usage returns the counts of key id at step (StepMinute, StepHour or
 	// StepDay) whose start is in [from, to), oldest first.

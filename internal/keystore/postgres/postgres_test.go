@@ -683,3 +683,11 @@ func BenchmarkUsage(b *testing.B) {
 		return openStore(b, pgtest.NewDatabase(b), options{})
 	})
 }
+
+// BenchmarkRollup is storetest.BenchmarkRollup on PostgreSQL with 10,000
+// keys.
+func BenchmarkRollup(b *testing.B) {
+	storetest.BenchmarkRollup(b, func(b *testing.B) keystore.Store {
+		return openStore(b, pgtest.NewDatabase(b), options{})
+	}, 10_000)
+}

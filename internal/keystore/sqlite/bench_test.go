@@ -243,3 +243,16 @@ func BenchmarkUsage(b *testing.B) {
 		return s
 	})
 }
+
+// BenchmarkRollup is storetest.BenchmarkRollup on SQLite with 10,000
+// keys (docs/LOADBENCH.md, issue 14).
+func BenchmarkRollup(b *testing.B) {
+	storetest.BenchmarkRollup(b, func(b *testing.B) keystore.Store {
+		s, err := Open(b.Context(), filepath.Join(b.TempDir(), "keys.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}, 10_000)
+}

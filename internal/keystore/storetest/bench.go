@@ -31,8 +31,8 @@ func BenchmarkUsage(b *testing.B, open func(b *testing.B) keystore.Store) {
 		}
 		counts = counts[:0]
 	}
-	// A year and a month of days: one count per day makes one day row,
-	// one hour row and one minute row each (rolled up as written).
+	// A year and a month of days: one count per day makes one minute
+	// row, and one hour and one day row once rolled up (below).
 	for d := 400; d >= 1; d-- {
 		at := now.Add(-time.Duration(d) * 24 * time.Hour)
 		counts = append(counts, keystore.UsageCount{KeyID: k.ID, Minute: at, Result: "ok", N: 1000},
@@ -50,9 +50,24 @@ func BenchmarkUsage(b *testing.B, open func(b *testing.B) keystore.Store) {
 	}
 	flush()
 	for i := range 1000 {
-		counts = append(counts, keystore.UsageCount{KeyID: fmt.Sprintf("key_other%017d", i), Minute: now.Add(-time.Duration(i) * time.Minute), Result: "ok", N: 3})
+		_, other, err := format.New(fmt.Sprintf("other %d", i), apikey.ScopeFull, apikey.ExpiryNever, now.Add(-48*time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Create(b.Context(), other, keystore.Audit{}); err != nil {
+			b.Fatal(err)
+		}
+		counts = append(counts, keystore.UsageCount{KeyID: other.ID, Minute: now.Add(-time.Duration(i) * time.Minute), Result: "ok", N: 3})
 	}
 	flush()
+	// As the instances keep it: rolled up to ten minutes ago, minutes
+	// older than 48 hours and hours older than 90 days deleted (days
+	// kept here beyond the default 400, so that all 400 are read).
+	keep := keystore.DefaultRetention
+	keep.Day = 401 * 24 * time.Hour
+	if err := s.Prune(b.Context(), now, keep); err != nil {
+		b.Fatal(err)
+	}
 
 	day := keystore.StepStart(now, keystore.StepDay)
 	for _, q := range []struct {
@@ -88,4 +103,56 @@ func BenchmarkUsage(b *testing.B, open func(b *testing.B) keystore.Store) {
 			}
 		}
 	})
+}
+
+// BenchmarkRollup measures what rolling usage up costs the instances:
+// keys keys each used in every minute of ten (one minute row each, as a
+// busy gateway writes them), then one Prune rolls those ten minutes into
+// the hour and day rows, as every ten minutes. It reports the time per
+// key-minute rolled. open must return a fresh, empty store.
+func BenchmarkRollup(b *testing.B, open func(b *testing.B) keystore.Store, keys int) {
+	s := open(b)
+	start := time.Date(2031, time.March, 4, 12, 0, 0, 0, time.UTC)
+	ids := make([]string, keys)
+	for i := range ids {
+		_, k, err := format.New(fmt.Sprintf("rolled %d", i), apikey.ScopeFull, apikey.ExpiryNever, start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Create(b.Context(), k, keystore.Audit{}); err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = k.ID
+	}
+	var at time.Time
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		at = start.Add(time.Duration(i) * 10 * time.Minute)
+		for m := range 10 {
+			counts := make([]keystore.UsageCount, 0, keys)
+			for _, id := range ids {
+				counts = append(counts, keystore.UsageCount{KeyID: id, Minute: at.Add(time.Duration(m) * time.Minute), Result: "ok", N: 5})
+			}
+			if err := s.RecordUsage(b.Context(), nil, counts); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		if err := s.Prune(b.Context(), at.Add(12*time.Minute), keystore.DefaultRetention); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	rows, err := s.Usage(b.Context(), ids[0], keystore.StepDay, start.Truncate(24*time.Hour), at.Add(24*time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	for _, r := range rows {
+		n += r.N
+	}
+	if want := int64(b.N) * 10 * 5; n != want {
+		b.Fatalf("a key's days add up to %d requests, want %d", n, want)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*keys*10), "ns/key-minute")
 }
