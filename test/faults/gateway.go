@@ -319,7 +319,7 @@ func storedLastUsed(path string, ids []string) (map[string]time.Time, error) {
 	got := map[string]time.Time{}
 	for _, id := range ids {
 		var us sql.NullInt64
-		if err := db.QueryRow("SELECT last_used_at FROM keys WHERE id = ?", id).Scan(&us); err != nil {
+		if err := db.QueryRow("SELECT (SELECT at FROM last_used WHERE key_id = keys.id) FROM keys WHERE id = ?", id).Scan(&us); err != nil {
 			return nil, fmt.Errorf("reading key %s: %w", id, err)
 		}
 		if us.Valid {

@@ -30,7 +30,7 @@ import (
 // store file can be cached and reused across runs.
 const (
 	datasetKeys    = 1_000_000
-	datasetVersion = 5 // bump when the derivation below or the store schema changes (2: replaced_by; 3: owner, metadata; 4: usage, audit; 5: usage rollup state)
+	datasetVersion = 6 // bump when the derivation below or the store schema changes (2: replaced_by; 3: owner, metadata; 4: usage, audit; 5: usage rollup state; 6: last_used table)
 )
 
 var datasetCreated = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -121,8 +121,8 @@ func buildSQLiteDataset(ctx context.Context, path string) error {
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)`)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)`)
 	if err != nil {
 		return fmt.Errorf("the store's schema changed? %w", err)
 	}

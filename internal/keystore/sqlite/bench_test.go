@@ -77,11 +77,16 @@ func buildBenchStore(ctx context.Context, path string) error {
 	if _, err := tx.ExecContext(ctx, "PRAGMA cache_size = -262144"); err != nil {
 		return err
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)`)
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
+	used, err := tx.PrepareContext(ctx, `INSERT INTO last_used (key_id, at) VALUES (?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer used.Close()
 	created := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range benchKeys {
 		secret := benchSecret(i)
@@ -91,8 +96,12 @@ func buildBenchStore(ctx context.Context, path string) error {
 		if i%2 == 0 {
 			expires = micros(apikey.ExpiryYear.ExpiresAt(at))
 		}
-		if _, err := stmt.ExecContext(ctx, fmt.Sprintf("key_%022d", i), "bench "+strconv.Itoa(i), apikey.ScopeFull.String(),
-			string(apikey.ExpiryYear), apikey.Hint(secret), d[:], micros(at), expires, micros(at.Add(time.Minute))); err != nil {
+		id := fmt.Sprintf("key_%022d", i)
+		if _, err := stmt.ExecContext(ctx, id, "bench "+strconv.Itoa(i), apikey.ScopeFull.String(),
+			string(apikey.ExpiryYear), apikey.Hint(secret), d[:], micros(at), expires); err != nil {
+			return err
+		}
+		if _, err := used.ExecContext(ctx, id, micros(at.Add(time.Minute))); err != nil {
 			return err
 		}
 	}

@@ -55,7 +55,14 @@ type Store struct {
 	onEvents atomic.Pointer[func([]keystore.Event)]
 }
 
-const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, last_used_at, replaced_by,
+// keyColumns are what scanKey reads of a key: the columns of keys and
+// its last use from last_used.
+const keyColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at,
+	(SELECT at FROM last_used WHERE key_id = keys.id), replaced_by,
+	owner, metadata, created_by_type, created_by_id, allowed_origins, allowed_ips, rate_limits`
+
+// insertColumns are the columns insertKey writes.
+const insertColumns = `id, name, scope, expiry, hint, digest, created_at, expires_at, revoked_at, replaced_by,
 	owner, metadata, created_by_type, created_by_id, allowed_origins, allowed_ips, rate_limits`
 
 // Open opens the key store in the SQLite file at path, creating the file
@@ -253,7 +260,7 @@ func (s *Store) List(ctx context.Context, f keystore.Filter) ([]apikey.Key, erro
 		conds, args = append(conds, "(id = ? OR instr(lower(name), ?) > 0)"), append(args, f.Query, keystore.FoldQuery(f.Query))
 	}
 	if !f.NotUsedSince.IsZero() {
-		conds, args = append(conds, "(last_used_at IS NULL OR last_used_at < ?)"), append(args, micros(f.NotUsedSince))
+		conds, args = append(conds, "NOT EXISTS (SELECT 1 FROM last_used WHERE key_id = keys.id AND at >= ?)"), append(args, micros(f.NotUsedSince))
 	}
 	order := "created_at DESC, id DESC"
 	switch {
@@ -570,7 +577,7 @@ func (s *Store) fail(op string, err error) error {
 // insertKey stores k, returning keystore.ErrExists if its ID or digest is
 // taken.
 func insertKey(ctx context.Context, tx *sql.Tx, k apikey.Key) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+insertColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], micros(k.CreatedAt), nullMicros(k.ExpiresAt),
 		sql.NullString{String: k.Owner, Valid: k.Owner != ""}, keystore.EncodeMetadata(k.Metadata),
 		k.CreatedBy.Type, k.CreatedBy.ID,

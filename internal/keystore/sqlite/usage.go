@@ -29,13 +29,13 @@ func (s *Store) RecordUsage(ctx context.Context, uses map[string]time.Time, coun
 		// One statement per table for the whole batch, its rows as one
 		// JSON array: a statement per row costs a round of database/sql's
 		// allocations and a parse each. Last-used times go in ID order,
-		// so the updates walk the ID index forward; usage rows in
-		// Rollup's. ("WHERE true" lets SQLite parse the upsert after a
+		// so the upserts walk last_used forward (unknown IDs left out);
+		// usage rows in Rollup's. ("WHERE true" lets SQLite parse the upsert after a
 		// SELECT.)
 		if len(uses) > 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE keys SET last_used_at = u.value->>1
-				FROM json_each(?) AS u
-				WHERE keys.id = u.value->>0 AND (keys.last_used_at IS NULL OR keys.last_used_at < u.value->>1)`,
+			if _, err := tx.ExecContext(ctx, `INSERT INTO last_used (key_id, at)
+				SELECT value->>0, value->>1 FROM json_each(?) WHERE EXISTS (SELECT 1 FROM keys WHERE id = value->>0)
+				ON CONFLICT (key_id) DO UPDATE SET at = excluded.at WHERE excluded.at > at`,
 				usesJSON(uses)); err != nil {
 				return err
 			}
