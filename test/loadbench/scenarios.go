@@ -146,30 +146,40 @@ func (s *starter) caddy(name string, start func(ctx context.Context, name string
 	return in
 }
 
+// keygate starts keygate on a copy of the dataset of its own, removed when
+// the scenario's processes stop: keygate writes last-used times and usage
+// into its store, and a scenario must not start on what earlier ones
+// wrote (nor on a file an earlier keygate migrated).
 func (s *starter) keygate(name string, cacheSize int) *instance {
 	return s.caddy(name, func(ctx context.Context, name string) (*instance, error) {
-		return s.b.keygateProxy(ctx, name, "", s.b.dataset, cacheSize)
+		dataset := filepath.Join(s.b.work, name+".db")
+		s.after = append(s.after, func() { removeStore(dataset) })
+		if err := copyDataset(ctx, s.b.dataset, dataset); err != nil {
+			return nil, fmt.Errorf("copying the dataset: %w", err)
+		}
+		return s.b.keygateProxy(ctx, name, "", dataset, cacheSize)
 	})
 }
 
 // compared starts, with -compare, the same keygate with the binary to
 // compare, and returns the variants made by rows for it, renamed; nil
-// without -compare. With -compare-dataset, the binary runs on a copy of
-// that file of its own, removed when the scenario's processes stop: a
-// binary of a newer schema migrates the file it opens in place, and one of
-// an older schema refuses the newer file the other rows run on.
+// without -compare. The binary runs on a copy of the dataset of its own
+// (of -compare-dataset's file if given), as keygate does: a binary of a
+// newer schema migrates the file it opens in place, and one of an older
+// schema refuses the newer file the other rows run on.
 func (s *starter) compared(name string, cacheSize int, rows func(kg *instance) []variant) []variant {
 	if s.b.opt.compare == "" || s.err != nil {
 		return nil
 	}
 	in := s.caddy(name+"-compare", func(ctx context.Context, name string) (*instance, error) {
-		dataset := s.b.dataset
-		if src := s.b.opt.compareDataset; src != "" {
-			dataset = filepath.Join(s.b.work, name+".db")
-			s.after = append(s.after, func() { removeStore(dataset) })
-			if err := copyDataset(ctx, src, dataset); err != nil {
-				return nil, fmt.Errorf("-compare-dataset: %w", err)
-			}
+		src := s.b.dataset
+		if s.b.opt.compareDataset != "" {
+			src = s.b.opt.compareDataset
+		}
+		dataset := filepath.Join(s.b.work, name+".db")
+		s.after = append(s.after, func() { removeStore(dataset) })
+		if err := copyDataset(ctx, src, dataset); err != nil {
+			return nil, fmt.Errorf("copying the dataset for -compare: %w", err)
 		}
 		return s.b.keygateProxy(ctx, name, s.b.opt.compare, dataset, cacheSize)
 	})
