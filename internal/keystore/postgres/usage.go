@@ -243,10 +243,14 @@ func (s *Store) rollUp(ctx context.Context, target time.Time) error {
 			if err != nil && !last {
 				return err
 			}
+			// LATERAL: the chunk's keys, then each key's minutes by the
+			// primary key, not every key's minutes of the range per chunk.
 			for _, step := range []time.Duration{keystore.StepHour, keystore.StepDay} {
 				if _, err := tx.Exec(ctx, `INSERT INTO keygate_usage (key_id, step, start, result, n)
 SELECT u.key_id, $3::int, `+bucket+`, u.result, sum(u.n)
-FROM keygate_keys k JOIN keygate_usage u ON u.key_id = k.id AND u.step = 60 AND u.start >= $1 AND u.start < $2
+FROM keygate_keys k CROSS JOIN LATERAL (
+	SELECT key_id, start, result, n FROM keygate_usage WHERE key_id = k.id AND step = 60 AND start >= $1 AND start < $2
+) AS u
 WHERE k.id COLLATE "C" > $4 AND ($5 OR k.id COLLATE "C" <= $6)
 GROUP BY u.key_id, 3, u.result
 ORDER BY u.key_id, 3, u.result

@@ -265,11 +265,15 @@ func (s *Store) rollUp(ctx context.Context, target time.Time) error {
 			if err != nil && !last {
 				return err
 			}
+			// CROSS JOIN makes SQLite walk the chunk's keys and seek each
+			// key's minutes by the primary key; left to itself it scanned
+			// every key's minutes of the range through usage_step_start
+			// for every chunk, quadratic in the keys.
 			for _, step := range []time.Duration{keystore.StepHour, keystore.StepDay} {
 				secs := int64(step / time.Second)
 				q := `INSERT INTO usage (key_id, step, start, result, n)
 					SELECT u.key_id, ?1, u.start - u.start % ?1, u.result, sum(u.n)
-					FROM keys k JOIN usage u ON u.key_id = k.id AND u.step = 60 AND u.start >= ?2 AND u.start < ?3
+					FROM keys k CROSS JOIN usage u ON u.key_id = k.id AND u.step = 60 AND u.start >= ?2 AND u.start < ?3
 					WHERE k.id > ?4 AND (?5 OR k.id <= ?6)
 					GROUP BY u.key_id, u.start - u.start % ?1, u.result
 					ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = n + excluded.n`
