@@ -90,6 +90,31 @@ func (s RollupState) Rolled(key string, minute time.Time) bool {
 	return minute.Before(s.Until) || (minute.Before(s.Target) && key <= s.DoneKey)
 }
 
+// Start returns the state with a rollup to target begun, if none is under
+// way, and false if there is nothing to roll up (target is not after
+// Until).
+func (s RollupState) Start(target time.Time) (RollupState, bool) {
+	if s.Target.Equal(s.Until) { // idle
+		if !target.After(s.Until) {
+			return s, false
+		}
+		s.Target, s.DoneKey = target, ""
+	}
+	return s, true
+}
+
+// Done returns the state after a rollup transaction added the minutes of
+// the keys up to upper, or of all the rest if last, and whether the
+// rollup is complete.
+func (s RollupState) Done(upper string, last bool) (RollupState, bool) {
+	if last {
+		s.Until, s.DoneKey = s.Target, ""
+		return s, true
+	}
+	s.DoneKey = upper
+	return s, false
+}
+
 // RollupChunkKeys is how many keys one rollup transaction takes;
 // RollupChunksPerPrune, if more than 0, stops a Prune's rollup after that
 // many (the next Prune goes on). Variables so that the store tests can

@@ -11,6 +11,7 @@ import (
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore"
 	"github.com/docana/keygate/internal/keystore/postgres/pgtest"
+	"github.com/docana/keygate/internal/keystore/storetest"
 )
 
 // schemaV1 is the schema of version 1 as keygate released it, with its
@@ -315,19 +316,7 @@ ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = keygate_usage.n + ex
 	day := now.Truncate(24 * time.Hour)
 	total := func(when string) {
 		t.Helper()
-		for _, step := range keystore.Steps {
-			rows, err := s.Usage(t.Context(), k.ID, step, day.Add(-24*time.Hour), now.Add(time.Hour))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var n int64
-			for _, r := range rows {
-				n += r.N
-			}
-			if n != 10 {
-				t.Errorf("%s: requests at step %v = %d, want 10 (each count once)", when, step, n)
-			}
-		}
+		storetest.CheckUsageTotals(t, s, k.ID, day.Add(-24*time.Hour), now.Add(time.Hour), 10, when)
 	}
 	total("after the migration")
 	if err := s.Prune(t.Context(), now.Add(2*time.Hour), keystore.DefaultRetention); err != nil {

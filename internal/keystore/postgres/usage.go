@@ -229,12 +229,10 @@ func (s *Store) rollUp(ctx context.Context, target time.Time) error {
 			if err != nil {
 				return err
 			}
-			if st.Target.Equal(st.Until) { // idle: start one?
-				if !target.After(st.Until) {
-					done = true
-					return nil
-				}
-				st.Target, st.DoneKey = target, ""
+			st, ok := st.Start(target)
+			if !ok {
+				done = true
+				return nil
 			}
 			var upper string
 			err = tx.QueryRow(ctx, `SELECT id FROM keygate_keys WHERE id COLLATE "C" > $1 ORDER BY id COLLATE "C" OFFSET $2 LIMIT 1`,
@@ -259,11 +257,7 @@ ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = keygate_usage.n + ex
 					return err
 				}
 			}
-			if last {
-				st.Until, st.DoneKey, done = st.Target, "", true
-			} else {
-				st.DoneKey = upper
-			}
+			st, done = st.Done(upper, last)
 			_, err = tx.Exec(ctx, `UPDATE keygate_usage_rollup SET until = $1, target = $2, done_key = $3`, st.Until, st.Target, st.DoneKey)
 			return err
 		})

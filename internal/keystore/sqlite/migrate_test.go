@@ -9,6 +9,7 @@ import (
 
 	"github.com/docana/keygate/internal/apikey"
 	"github.com/docana/keygate/internal/keystore"
+	"github.com/docana/keygate/internal/keystore/storetest"
 )
 
 // schemaV1 is the schema of version 1 as keygate released it (migrations[0]
@@ -287,19 +288,7 @@ func TestAVersion4FilesUsageCountsOnceAfterTheMigrationAndARollup(t *testing.T) 
 	day := now.Truncate(24 * time.Hour)
 	total := func(when string) {
 		t.Helper()
-		for _, step := range []time.Duration{keystore.StepMinute, keystore.StepHour, keystore.StepDay} {
-			rows, err := s.Usage(t.Context(), k.ID, step, day.Add(-24*time.Hour), now.Add(time.Hour))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var n int64
-			for _, r := range rows {
-				n += r.N
-			}
-			if n != 10 {
-				t.Errorf("%s: requests at step %v = %d, want 10 (each count once)", when, step, n)
-			}
-		}
+		storetest.CheckUsageTotals(t, s, k.ID, day.Add(-24*time.Hour), now.Add(time.Hour), 10, when)
 	}
 	total("after the migration")
 	if err := s.Prune(t.Context(), now.Add(2*time.Hour), keystore.DefaultRetention); err != nil {

@@ -249,12 +249,10 @@ func (s *Store) rollUp(ctx context.Context, target time.Time) error {
 			if err != nil {
 				return err
 			}
-			if st.Target.Equal(st.Until) { // idle: start one?
-				if !target.After(st.Until) {
-					done = true
-					return nil
-				}
-				st.Target, st.DoneKey = target, ""
+			st, ok := st.Start(target)
+			if !ok {
+				done = true
+				return nil
 			}
 			// The chunk: the next RollupChunkKeys keys after DoneKey, or
 			// all the rest.
@@ -281,11 +279,7 @@ func (s *Store) rollUp(ctx context.Context, target time.Time) error {
 					return err
 				}
 			}
-			if last {
-				st.Until, st.DoneKey, done = st.Target, "", true
-			} else {
-				st.DoneKey = upper
-			}
+			st, done = st.Done(upper, last)
 			_, err = tx.ExecContext(ctx, `UPDATE usage_rollup SET until = ?, target = ?, done_key = ?`,
 				st.Until.Unix(), st.Target.Unix(), st.DoneKey)
 			return err

@@ -306,3 +306,22 @@ func writeConcurrently(t *testing.T, stores []keystore.Store, a, b apikey.Key) {
 		t.Errorf("hours = %+v, want %+v", got, want)
 	}
 }
+
+// CheckUsageTotals checks that the requests of key id from from to to add
+// up to want at every step (the migration tests of each store use it).
+func CheckUsageTotals(t *testing.T, s keystore.Store, id string, from, to time.Time, want int64, when string) {
+	t.Helper()
+	for _, step := range keystore.Steps {
+		rows, err := s.Usage(t.Context(), id, step, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, r := range rows {
+			n += r.N
+		}
+		if n != want {
+			t.Errorf("%s: requests at step %v = %d, want %d (each count once)", when, step, n, want)
+		}
+	}
+}
