@@ -241,9 +241,21 @@ func (s *Store) rollUp(ctx context.Context, target time.Time) error {
 			if err != nil && !last {
 				return err
 			}
+			// All at once if no minute of the range has a count: an idle
+			// gateway's keys are not walked.
+			var counted bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keygate_usage WHERE step = 60 AND start >= $1 AND start < $2)`,
+				st.Until, st.Target).Scan(&counted); err != nil {
+				return err
+			}
+			last = last || !counted
+			steps := []time.Duration{keystore.StepHour, keystore.StepDay}
+			if !counted {
+				steps = nil
+			}
 			// LATERAL: the chunk's keys, then each key's minutes by the
 			// primary key, not every key's minutes of the range per chunk.
-			for _, step := range []time.Duration{keystore.StepHour, keystore.StepDay} {
+			for _, step := range steps {
 				if _, err := tx.Exec(ctx, `INSERT INTO keygate_usage (key_id, step, start, result, n)
 SELECT u.key_id, $3::int, `+bucket+`, u.result, sum(u.n)
 FROM keygate_keys k CROSS JOIN LATERAL (

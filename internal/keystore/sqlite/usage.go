@@ -255,7 +255,8 @@ func (s *Store) rollUp(ctx context.Context, target time.Time) error {
 				return nil
 			}
 			// The chunk: the next RollupChunkKeys keys after DoneKey, or
-			// all the rest.
+			// all the rest; all at once if no minute of the range has a
+			// count (an idle gateway's million keys are not walked).
 			var upper string
 			err = tx.QueryRowContext(ctx, `SELECT id FROM keys WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?`,
 				st.DoneKey, keystore.RollupChunkKeys-1).Scan(&upper)
@@ -263,11 +264,22 @@ func (s *Store) rollUp(ctx context.Context, target time.Time) error {
 			if err != nil && !last {
 				return err
 			}
+			var one int
+			err = tx.QueryRowContext(ctx, `SELECT 1 FROM usage WHERE step = 60 AND start >= ? AND start < ? LIMIT 1`,
+				st.Until.Unix(), st.Target.Unix()).Scan(&one)
+			idle := errors.Is(err, sql.ErrNoRows)
+			if err != nil && !idle {
+				return err
+			}
 			// CROSS JOIN makes SQLite walk the chunk's keys and seek each
 			// key's minutes by the primary key; left to itself it scanned
 			// every key's minutes of the range through usage_step_start
 			// for every chunk, quadratic in the keys.
 			for _, step := range []time.Duration{keystore.StepHour, keystore.StepDay} {
+				if idle {
+					last = true
+					break
+				}
 				secs := int64(step / time.Second)
 				q := `INSERT INTO usage (key_id, step, start, result, n)
 					SELECT u.key_id, ?1, u.start - u.start % ?1, u.result, sum(u.n)
