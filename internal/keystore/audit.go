@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -296,4 +297,27 @@ type EventListener interface {
 	// OnEvents makes the store call f with the events of each committed
 	// change, in order; nil stops it. f must not block.
 	OnEvents(f func([]Event))
+}
+
+// EventHook is the part of a store that implements EventListener: the
+// function set by OnEvents, called by Emit once a change committed. Its
+// zero value calls nothing; it is safe for concurrent use.
+type EventHook struct {
+	f atomic.Pointer[func([]Event)]
+}
+
+// OnEvents implements EventListener.
+func (h *EventHook) OnEvents(f func([]Event)) {
+	if f == nil {
+		h.f.Store(nil)
+		return
+	}
+	h.f.Store(&f)
+}
+
+// Emit tells the listener, if any, of events that were committed.
+func (h *EventHook) Emit(events []Event) {
+	if f := h.f.Load(); f != nil && len(events) > 0 {
+		(*f)(events)
+	}
 }

@@ -48,8 +48,8 @@ type Store struct {
 	cancel  context.CancelFunc // stops the listener
 	done    chan struct{}      // closed when the listener has stopped
 
-	// onEvents hears of the audit events of each committed change.
-	onEvents atomic.Pointer[func([]keystore.Event)]
+	// events hears of the audit events of each committed change.
+	events keystore.EventHook
 }
 
 // options are the hooks tests use to reach into Open.
@@ -174,7 +174,7 @@ func (s *Store) Create(ctx context.Context, k apikey.Key, a keystore.Audit) erro
 	if err != nil {
 		return s.fail("creating key "+k.ID, err)
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return nil
 }
 
@@ -313,7 +313,7 @@ func (s *Store) Revoke(ctx context.Context, id string, at time.Time, a keystore.
 	if err != nil {
 		return apikey.Key{}, s.fail("revoking key "+id, err)
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return k, nil
 }
 
@@ -353,7 +353,7 @@ func (s *Store) ReportLeak(ctx context.Context, d apikey.Digest, r keystore.Leak
 	if err != nil {
 		return apikey.Key{}, "", s.fail("recording leak report", err)
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return k, taken, nil
 }
 
@@ -399,7 +399,7 @@ func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpir
 	if err != nil {
 		return apikey.Key{}, s.fail("rotating key "+id, err)
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return old, nil
 }
 
@@ -441,7 +441,7 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.Patch, a keyst
 	if err != nil {
 		return apikey.Key{}, s.fail("updating key "+id, err)
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return k, nil
 }
 

@@ -51,8 +51,8 @@ type Store struct {
 	getByDigest *sql.Stmt
 	changes     *sql.Stmt
 
-	// onEvents hears of the audit events of each committed change.
-	onEvents atomic.Pointer[func([]keystore.Event)]
+	// events hears of the audit events of each committed change.
+	events keystore.EventHook
 }
 
 // keyColumns are what scanKey reads of a key: the columns of keys and
@@ -189,7 +189,7 @@ func (s *Store) Create(ctx context.Context, k apikey.Key, a keystore.Audit) erro
 	if err != nil {
 		return err
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return nil
 }
 
@@ -321,7 +321,7 @@ func (s *Store) Revoke(ctx context.Context, id string, at time.Time, a keystore.
 	if err != nil {
 		return apikey.Key{}, err
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return k, nil
 }
 
@@ -368,7 +368,7 @@ func (s *Store) ReportLeak(ctx context.Context, d apikey.Digest, r keystore.Leak
 	if err != nil {
 		return apikey.Key{}, "", err
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return k, taken, nil
 }
 
@@ -414,7 +414,7 @@ func (s *Store) Rotate(ctx context.Context, id string, next apikey.Key, oldExpir
 	if err != nil {
 		return apikey.Key{}, err
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return old, nil
 }
 
@@ -455,7 +455,7 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.Patch, a keyst
 	if err != nil {
 		return apikey.Key{}, err
 	}
-	s.emit(events)
+	s.events.Emit(events)
 	return k, nil
 }
 

@@ -385,20 +385,7 @@ func insertEvents(ctx context.Context, tx *sql.Tx, events ...keystore.Event) ([]
 }
 
 // OnEvents implements keystore.EventListener.
-func (s *Store) OnEvents(f func([]keystore.Event)) {
-	if f == nil {
-		s.onEvents.Store(nil)
-		return
-	}
-	s.onEvents.Store(&f)
-}
-
-// emit tells the listener of events that were committed.
-func (s *Store) emit(events []keystore.Event) {
-	if f := s.onEvents.Load(); f != nil && len(events) > 0 {
-		(*f)(events)
-	}
-}
+func (s *Store) OnEvents(f func([]keystore.Event)) { s.events.OnEvents(f) }
 
 // Interface guards
 var _ keystore.EventListener = (*Store)(nil)
