@@ -314,6 +314,16 @@ func (a *App) Cleanup() error {
 
 // service returns the key management service; nil if the app was not
 // provisioned.
+// apikeysApp returns the apikeys app of ctx, which Caddy loads (with its
+// defaults if the config has none) for the first module that asks.
+func apikeysApp(ctx caddy.Context) (*App, error) {
+	app, err := ctx.App("apikeys")
+	if err != nil {
+		return nil, fmt.Errorf("getting apikeys app: %w", err)
+	}
+	return app.(*App), nil
+}
+
 func (a *App) service() *keyservice.Service {
 	return a.svc
 }

@@ -103,11 +103,11 @@ func (Console) CaddyModule() caddy.ModuleInfo {
 // Provision gets the key service of the apikeys app and prepares the
 // console.
 func (c *Console) Provision(ctx caddy.Context) error {
-	appIface, err := ctx.App("apikeys")
+	app, err := apikeysApp(ctx)
 	if err != nil {
-		return fmt.Errorf("getting apikeys app: %w", err)
+		return err
 	}
-	return c.provision(appIface.(*App), ctx.Logger())
+	return c.provision(app, ctx.Logger())
 }
 
 // provision prepares the console over the key service of app.

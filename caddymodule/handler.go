@@ -194,11 +194,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx); err != nil {
 		return err
 	}
-	appIface, err := ctx.App("apikeys")
+	app, err := apikeysApp(ctx)
 	if err != nil {
-		return fmt.Errorf("getting apikeys app: %w", err)
+		return err
 	}
-	app := appIface.(*App)
 	if app.res == nil {
 		return errors.New("the apikeys app is not provisioned")
 	}

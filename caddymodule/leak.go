@@ -94,11 +94,11 @@ func (l *LeakReport) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx); err != nil {
 		return err
 	}
-	appIface, err := ctx.App("apikeys")
+	app, err := apikeysApp(ctx)
 	if err != nil {
-		return fmt.Errorf("getting apikeys app: %w", err)
+		return err
 	}
-	return l.provision(appIface.(*App), ctx.Logger())
+	return l.provision(app, ctx.Logger())
 }
 
 // provision prepares the handler over the key service of app.
