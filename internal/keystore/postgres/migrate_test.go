@@ -299,6 +299,11 @@ INSERT INTO keygate_schema (version) VALUES (5);`); err != nil {
 	// minute and an hour ago.
 	now := time.Now().UTC()
 	k := newKey(t, "used", now)
+	if _, err := conn.Exec(t.Context(), `INSERT INTO keygate_keys (id, name, scope, expiry, hint, digest, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], k.CreatedAt); err != nil {
+		t.Fatalf("inserting the key: %v", err)
+	}
 	for _, m := range []time.Time{now.Truncate(time.Minute), now.Add(-time.Hour).Truncate(time.Minute)} {
 		for _, step := range keystore.Steps {
 			if _, err := conn.Exec(t.Context(), `INSERT INTO keygate_usage (key_id, step, start, result, n) VALUES ($1, $2, $3, 'ok', 5)

@@ -252,7 +252,7 @@ func TestAVersion3FileIsMigratedAndGetsUsageAndTheAuditLog(t *testing.T) {
 	}
 }
 
-func TestAVersion4FilesUsageCountsOnceAfterTheMigrationAndARollup(t *testing.T) {
+func TestAVersion4FilesLastUseMovesAndItsUsageCountsOnceAfterARollup(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.db")
 	db := rawDB(t, path)
 	// Released migrations never change, so the first four are the
@@ -265,10 +265,17 @@ func TestAVersion4FilesUsageCountsOnceAfterTheMigrationAndARollup(t *testing.T) 
 	if _, err := db.ExecContext(t.Context(), `PRAGMA user_version = 4`); err != nil {
 		t.Fatal(err)
 	}
-	// Usage as version 4 wrote it: each count at all three steps, this
-	// minute (a key in use right before the upgrade) and an hour ago.
+	// A key as version 4 wrote it, last used a minute ago, and its usage:
+	// each count at all three steps, this minute (a key in use right
+	// before the upgrade) and an hour ago.
 	_, k := newKey(t, "used")
 	now := time.Now().UTC()
+	usedAt := now.Add(-time.Minute).Truncate(time.Microsecond)
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at, last_used_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], micros(k.CreatedAt), micros(usedAt)); err != nil {
+		t.Fatal(err)
+	}
 	for _, m := range []time.Time{now.Truncate(time.Minute), now.Add(-time.Hour).Truncate(time.Minute)} {
 		for _, step := range keystore.Steps {
 			if _, err := db.ExecContext(t.Context(), `INSERT INTO usage (key_id, step, start, result, n) VALUES (?, ?, ?, 'ok', 5)
@@ -291,6 +298,9 @@ func TestAVersion4FilesUsageCountsOnceAfterTheMigrationAndARollup(t *testing.T) 
 		storetest.CheckUsageTotals(t, s, k.ID, day.Add(-24*time.Hour), now.Add(time.Hour), 10, when)
 	}
 	total("after the migration")
+	if got, err := s.Get(t.Context(), k.ID); err != nil || !got.LastUsedAt.Equal(usedAt) {
+		t.Errorf("LastUsedAt after the migration = %v, %v; want %v (moved to last_used)", got.LastUsedAt, err, usedAt)
+	}
 	if err := s.Prune(t.Context(), now.Add(2*time.Hour), keystore.DefaultRetention); err != nil {
 		t.Fatal(err)
 	}
