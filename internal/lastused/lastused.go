@@ -466,41 +466,38 @@ func (r *Recorder) flush(ctx context.Context, current int64) error {
 	}
 
 	chunks := split(batch, counts)
-	for i, c := range chunks {
-		err := r.write(ctx, c)
-		// The chunk leaves the batch in flight as it is written or goes
-		// back to the shards, under inflightMu, so that Pending and
-		// PendingCounts count it once.
-		r.inflightMu.Lock()
+	// A chunk leaves the batch in flight as it is written, or as it goes
+	// back to the shards, under inflightMu, so that Pending and
+	// PendingCounts count it once.
+	leave := func(c chunk) {
 		for id := range c.uses {
 			delete(batch, id)
 		}
 		for ck := range c.counts {
 			delete(counts, ck)
 		}
-		if err == nil {
+	}
+	for i, c := range chunks {
+		if err := r.write(ctx, c); err != nil {
+			var keys, rows int
+			r.inflightMu.Lock()
+			for _, rest := range chunks[i:] {
+				leave(rest)
+				r.restore(rest.uses, rest.counts)
+				keys += len(rest.uses)
+				rows += len(rest.counts)
+			}
 			r.inflightMu.Unlock()
-			r.pending.Add(-int64(len(c.uses)))
-			r.gauge.Sub(float64(len(c.uses)))
-			r.pendingCounts.Add(-int64(len(c.counts)))
-			continue
+			r.logger.Warn("writing last-used times and usage counts failed: kept for the next flush",
+				zap.Int("keys", keys), zap.Int("count_rows", rows), zap.Error(err))
+			return fmt.Errorf("writing last-used times of %d keys and %d usage rows: %w", keys, rows, err)
 		}
-		var keys, rows int
-		for _, rest := range chunks[i:] {
-			for id := range rest.uses {
-				delete(batch, id)
-			}
-			for ck := range rest.counts {
-				delete(counts, ck)
-			}
-			r.restore(rest.uses, rest.counts)
-			keys += len(rest.uses)
-			rows += len(rest.counts)
-		}
+		r.inflightMu.Lock()
+		leave(c)
 		r.inflightMu.Unlock()
-		r.logger.Warn("writing last-used times and usage counts failed: kept for the next flush",
-			zap.Int("keys", keys), zap.Int("count_rows", rows), zap.Error(err))
-		return fmt.Errorf("writing last-used times of %d keys and %d usage rows: %w", keys, rows, err)
+		r.pending.Add(-int64(len(c.uses)))
+		r.gauge.Sub(float64(len(c.uses)))
+		r.pendingCounts.Add(-int64(len(c.counts)))
 	}
 	return nil
 }
