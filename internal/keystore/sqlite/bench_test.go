@@ -265,3 +265,55 @@ func BenchmarkRollup(b *testing.B) {
 		return s
 	}, 10_000)
 }
+
+// BenchmarkRecordUsageChunk writes what the last-used recorder writes for
+// one chunk of busy keys once a minute (lastused.ChunkKeys keys, random
+// among the benchmark store's, each with its last use and one minute
+// row), every iteration the next minute: the cost per key of the
+// once-a-minute writes of docs/LOADBENCH.md's cached100k.
+func BenchmarkRecordUsageChunk(b *testing.B) {
+	const chunk = 10_000
+	s := benchStore(b)
+	rows, err := s.db.QueryContext(b.Context(), "SELECT id FROM keys ORDER BY random() LIMIT ?", min(chunk, benchKeys))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	uses := make(map[string]time.Time, len(ids))
+	counts := make([]keystore.UsageCount, len(ids))
+	minute := time.Now().UTC().Truncate(time.Minute)
+	record := func() {
+		minute = minute.Add(time.Minute)
+		for i, id := range ids {
+			uses[id] = minute.Add(time.Second)
+			counts[i] = keystore.UsageCount{KeyID: id, Minute: minute, Result: "ok", N: 6}
+		}
+		if err := s.RecordUsage(b.Context(), uses, counts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// An hour of history first, as a gateway that has been busy for one
+	// has: where each minute's rows land among the earlier ones is what
+	// the writes cost.
+	if _, err := s.db.ExecContext(b.Context(), "DELETE FROM usage"); err != nil {
+		b.Fatal(err)
+	}
+	for range 60 {
+		record()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		record()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ids)), "ns/key")
+}

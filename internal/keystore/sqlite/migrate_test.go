@@ -4,6 +4,8 @@ import (
 	"database/sql"
 	"errors"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,4 +307,89 @@ func TestAVersion4FilesLastUseMovesAndItsUsageCountsOnceAfterARollup(t *testing.
 		t.Fatal(err)
 	}
 	total("after a rollup past both minutes")
+}
+
+func TestAVersion6FilesUsageMovesToTimeOrderWithEveryCount(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	db := rawDB(t, path)
+	for v, m := range migrations[:6] {
+		if _, err := db.ExecContext(t.Context(), m); err != nil {
+			t.Fatalf("creating the version-%d schema: %v", v+1, err)
+		}
+	}
+	if _, err := db.ExecContext(t.Context(), `PRAGMA user_version = 6`); err != nil {
+		t.Fatal(err)
+	}
+	// Two keys as version 6 wrote them, with a rollup halfway: minutes
+	// before the state's until are in the hour and day rows too, the
+	// minute after it only in its minute row (the key above done_key).
+	now := time.Now().UTC()
+	rolled := now.Add(-30 * time.Minute).Truncate(10 * time.Minute)
+	var ids []string
+	for _, name := range []string{"a", "b"} {
+		_, k := newKey(t, name)
+		if _, err := db.ExecContext(t.Context(), `INSERT INTO keys (id, name, scope, expiry, hint, digest, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			k.ID, k.Name, k.Scope.String(), string(k.Expiry), k.Hint, k.Digest[:], micros(k.CreatedAt)); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, k.ID)
+	}
+	insert := func(id string, step time.Duration, start time.Time, n int) {
+		t.Helper()
+		if _, err := db.ExecContext(t.Context(), `INSERT INTO usage (key_id, step, start, result, n) VALUES (?, ?, ?, 'ok', ?)
+			ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = n + excluded.n`,
+			id, int64(step/time.Second), keystore.StepStart(start, step).Unix(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, id := range ids {
+		before := rolled.Add(-time.Minute)
+		for _, step := range keystore.Steps {
+			insert(id, step, before, 2+i) // rolled up
+		}
+		insert(id, keystore.StepMinute, rolled.Add(time.Minute), 10*(i+1)) // not yet
+	}
+	if _, err := db.ExecContext(t.Context(), `UPDATE usage_rollup SET until = ?, target = ?, done_key = ''`,
+		rolled.Unix(), rolled.Add(10*time.Minute).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open(version-6 file) = %v", err)
+	}
+	defer s.Close()
+	var pk []string
+	rows, err := s.db.QueryContext(t.Context(), `SELECT name FROM pragma_table_info('usage') WHERE pk > 0 ORDER BY pk`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		pk = append(pk, c)
+	}
+	if got := strings.Join(pk, ", "); got != "step, start, key_id, result" {
+		t.Errorf("usage's primary key after the migration = (%s), want (step, start, key_id, result)", got)
+	}
+	from, to := now.Truncate(24*time.Hour).Add(-24*time.Hour), now.Add(time.Hour)
+	for i, id := range ids {
+		want := int64(2 + i + 10*(i+1))
+		storetest.CheckUsageTotals(t, s, id, from, to, want, "key "+strconv.Itoa(i)+" after the migration")
+	}
+	totals, err := s.UsageByKey(t.Context(), "", keystore.StepHour, from, to)
+	if err != nil || len(totals) != 2 || totals[0].KeyID != ids[1] || totals[0].OK != 23 || totals[1].OK != 12 {
+		t.Errorf("UsageByKey after the migration = %+v, %v; want b 23, a 12", totals, err)
+	}
+	if err := s.Prune(t.Context(), now.Add(2*time.Hour), keystore.DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		want := int64(2 + i + 10*(i+1))
+		storetest.CheckUsageTotals(t, s, id, from, to, want, "key "+strconv.Itoa(i)+" after a rollup")
+	}
 }

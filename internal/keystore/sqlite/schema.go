@@ -117,6 +117,29 @@ var migrations = []string{
 	) STRICT, WITHOUT ROWID;
 	INSERT INTO last_used (key_id, at) SELECT id, last_used_at FROM keys WHERE last_used_at IS NOT NULL;
 	ALTER TABLE keys DROP COLUMN last_used_at;`,
+
+	// 7: usage rows are kept in time order, (step, start, key_id, result),
+	// instead of by key. A minute's rows of every busy key are written
+	// together once a minute (and rolled up together, and pruned
+	// together): in time order they fill pages at the end of the table,
+	// where by key each landed in its own key's pages, scattered over the
+	// file, so that 100,000 busy keys rewrote (and read back) about
+	// 100,000 pages every minute, more as the 48 hours of minutes grew. A
+	// key's own rows are found by seeking each step of the range
+	// (Store.Usage). usage_step_start goes with the old table: the
+	// primary key now begins with its columns.
+	`CREATE TABLE usage_by_time (
+		key_id TEXT    NOT NULL,
+		step   INTEGER NOT NULL,
+		start  INTEGER NOT NULL,
+		result TEXT    NOT NULL,
+		n      INTEGER NOT NULL,
+		PRIMARY KEY (step, start, key_id, result)
+	) STRICT, WITHOUT ROWID;
+	INSERT INTO usage_by_time (key_id, step, start, result, n)
+		SELECT key_id, step, start, result, n FROM usage ORDER BY step, start, key_id, result;
+	DROP TABLE usage;
+	ALTER TABLE usage_by_time RENAME TO usage;`,
 }
 
 // indexes are created, if missing, every time a file is opened, after the

@@ -53,7 +53,7 @@ func (s *Store) RecordUsage(ctx context.Context, uses map[string]time.Time, coun
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO usage (key_id, step, start, result, n)
 			SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(?) WHERE true
-			ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = n + excluded.n`, usageJSON(rows))
+			ON CONFLICT (step, start, key_id, result) DO UPDATE SET n = n + excluded.n`, usageJSON(rows))
 		return err
 	})
 }
@@ -123,6 +123,20 @@ func usageJSON(rows []keystore.UsageBucket) string {
 const unrolledMinutes = `u.step = 60 AND u.start >= max(r.until, ?1) AND u.start < ?2
 	AND (u.start >= r.target OR u.key_id > r.done_key)`
 
+// startsIn returns a common table expression named name: the distinct
+// starts of step's rows in [from, to) (SQL expressions), then a NULL. Each
+// is one seek by the primary key, past every key's rows of the start
+// before it: usage rows are in time order (schema 7), so the rows of one
+// key, or of one chunk of keys, are found by seeking each start the range
+// holds, where a range of starts would read every key's rows, and where
+// the starts a range could hold (every minute since the rollup state's
+// until, which can be long ago) may be far more than those it holds.
+func startsIn(name, step, from, to string) string {
+	next := `(SELECT min(start) FROM usage WHERE step = ` + step + ` AND start %s AND start < ` + to + `)`
+	return name + `(start) AS (SELECT ` + fmt.Sprintf(next, ">= "+from) + `
+		UNION ALL SELECT ` + fmt.Sprintf(next, "> "+name+".start") + ` FROM ` + name + ` WHERE ` + name + `.start IS NOT NULL)`
+}
+
 // Usage returns the counts of key id at step in [from, to). At the hour
 // and day steps, the minutes not rolled up yet are added.
 func (s *Store) Usage(ctx context.Context, id string, step time.Duration, from, to time.Time) ([]keystore.UsageRow, error) {
@@ -130,12 +144,20 @@ func (s *Store) Usage(ctx context.Context, id string, step time.Duration, from, 
 		return nil, keystore.ErrClosed
 	}
 	secs := int64(step / time.Second)
-	q := `SELECT start, result, n FROM usage WHERE key_id = ?3 AND step = ?4 AND start >= ?1 AND start < ?2 ORDER BY start, result`
+	// CROSS JOIN keeps the starts outside: a seek for the key's rows of
+	// each. The minutes not rolled up are among those from the rollup
+	// state's until on.
+	q := `WITH RECURSIVE ` + startsIn("starts", "?4", "?1", "?2") + `
+		SELECT u.start, u.result, u.n FROM starts s CROSS JOIN usage u ON u.step = ?4 AND u.start = s.start AND u.key_id = ?3
+		ORDER BY u.start, u.result`
 	if step != keystore.StepMinute {
-		q = `SELECT start, result, sum(n) FROM (
-			SELECT start, result, n FROM usage WHERE key_id = ?3 AND step = ?4 AND start >= ?1 AND start < ?2
+		q = `WITH RECURSIVE ` + startsIn("starts", "?4", "?1", "?2") + `,
+			` + startsIn("minutes", "60", "(SELECT max(until, ?1) FROM usage_rollup)", "?2") + `
+		SELECT start, result, sum(n) FROM (
+			SELECT u.start, u.result, u.n FROM starts s CROSS JOIN usage u ON u.step = ?4 AND u.start = s.start AND u.key_id = ?3
 			UNION ALL
-			SELECT u.start - u.start % ?4, u.result, u.n FROM usage_rollup r, usage u WHERE u.key_id = ?3 AND ` + unrolledMinutes + `
+			SELECT u.start - u.start % ?4, u.result, u.n FROM minutes m CROSS JOIN usage u ON u.step = 60 AND u.start = m.start AND u.key_id = ?3
+				CROSS JOIN usage_rollup r WHERE ` + unrolledMinutes + `
 		) GROUP BY start, result ORDER BY start, result`
 	}
 	rows, err := s.db.QueryContext(ctx, q, keystore.StepCeil(from, step).Unix(), keystore.StepCeil(to, step).Unix(), id, secs)
@@ -271,23 +293,30 @@ func (s *Store) rollUp(ctx context.Context, target time.Time) error {
 			if err != nil && !idle {
 				return err
 			}
-			// CROSS JOIN makes SQLite walk the chunk's keys and seek each
-			// key's minutes by the primary key; left to itself it scanned
-			// every key's minutes of the range through usage_step_start
-			// for every chunk, quadratic in the keys.
+			// For each minute of the range with rows (CROSS JOIN keeps
+			// them outside), the chunk's keys are one range of the
+			// primary key; a range of minutes would read every key's
+			// rows for every chunk, quadratic in the keys. The last chunk
+			// has no upper bound: it also takes the counts of IDs after
+			// the last key's.
+			chunk := `u.key_id > ?4`
+			args := []any{0, st.Until.Unix(), st.Target.Unix(), st.DoneKey}
+			if !last {
+				chunk, args = chunk+` AND u.key_id <= ?5`, append(args, upper)
+			}
 			for _, step := range []time.Duration{keystore.StepHour, keystore.StepDay} {
 				if idle {
 					last = true
 					break
 				}
-				secs := int64(step / time.Second)
-				q := `INSERT INTO usage (key_id, step, start, result, n)
+				args[0] = int64(step / time.Second)
+				q := `WITH RECURSIVE ` + startsIn("minutes", "60", "?2", "?3") + `
+					INSERT INTO usage (key_id, step, start, result, n)
 					SELECT u.key_id, ?1, u.start - u.start % ?1, u.result, sum(u.n)
-					FROM keys k CROSS JOIN usage u ON u.key_id = k.id AND u.step = 60 AND u.start >= ?2 AND u.start < ?3
-					WHERE k.id > ?4 AND (?5 OR k.id <= ?6)
+					FROM minutes m CROSS JOIN usage u ON u.step = 60 AND u.start = m.start AND ` + chunk + `
 					GROUP BY u.key_id, u.start - u.start % ?1, u.result
-					ON CONFLICT (key_id, step, start, result) DO UPDATE SET n = n + excluded.n`
-				if _, err := tx.ExecContext(ctx, q, secs, st.Until.Unix(), st.Target.Unix(), st.DoneKey, last, upper); err != nil {
+					ON CONFLICT (step, start, key_id, result) DO UPDATE SET n = n + excluded.n`
+				if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 					return err
 				}
 			}
