@@ -30,7 +30,7 @@ import (
 // store file can be cached and reused across runs.
 const (
 	datasetKeys    = 1_000_000
-	datasetVersion = 6 // bump when the derivation below or the store schema changes (2: replaced_by; 3: owner, metadata; 4: usage, audit; 5: usage rollup state; 6: last_used table)
+	datasetVersion = 7 // bump when the derivation below or the store schema changes (2: replaced_by; 3: owner, metadata; 4: usage, audit; 5: usage rollup state; 6: last_used table; 7: usage in time order)
 )
 
 var datasetCreated = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
