@@ -29,6 +29,7 @@ func TestATickHoldsBackTheCurrentMinuteAndCloseWritesIt(t *testing.T) {
 	clock := t0.Add(30 * time.Second)
 	r, m := newRecorder(t, w, Config{Now: func() time.Time { return clock }})
 	r.holdBackAbove = 0 // as if many keys were pending
+	r.recentWindow = 10 * time.Second
 	r.Use("a", t0.Add(10*time.Second), ResultOK)
 	r.Use("a", t0.Add(20*time.Second), ResultOK)
 	r.Use("b", t0.Add(5*time.Second), 1) // insufficient_scope
@@ -59,7 +60,9 @@ func TestATickHoldsBackTheCurrentMinuteAndCloseWritesIt(t *testing.T) {
 		t.Errorf("pending gauge = %d, want 1 (a)", got)
 	}
 
-	// 12:01: the counts of 12:00 go, and a's latest use; 12:01's counts stay.
+	// 12:01: the counts of 12:00 go, and a's latest use, as the last one
+	// written (12:00:20) is more than the window (10 s) older than 12:01;
+	// 12:01's counts stay.
 	r.Use("a", t0.Add(70*time.Second), ResultOK)
 	clock = t0.Add(75 * time.Second)
 	if err := r.tick(); err != nil {
@@ -133,5 +136,47 @@ func TestALargeBatchIsWrittenInChunksAndAFailedChunkIsKept(t *testing.T) {
 	}
 	if got := pendingGauge(m); got != 0 {
 		t.Errorf("pending gauge = %d after the retry, want 0", got)
+	}
+}
+
+func TestAKeyWrittenAtTheEndOfAMinuteWaitsForTheEndOfTheNext(t *testing.T) {
+	w := &scriptedWriter{}
+	clock := t0.Add(65 * time.Second)
+	r, _ := newRecorder(t, w, Config{Now: func() time.Time { return clock }})
+	r.holdBackAbove = 0 // as if many keys were pending
+	r.recentWindow = 10 * time.Second
+	r.Use("a", t0.Add(55*time.Second), ResultOK) // 12:00:55
+	r.Use("b", t0.Add(45*time.Second), ResultOK) // 12:00:45
+
+	// 12:01:05: 12:00 has ended, both last uses are written.
+	if err := r.tick(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.batches) != 1 || len(w.batches[0]) != 2 {
+		t.Fatalf("tick at 12:01:05 wrote %v, want a and b", w.batches)
+	}
+
+	// 12:01:15: a's use of 12:01 waits, its last use written (12:00:55)
+	// being within 10 s of 12:01; b's (12:00:45) is not, so b's goes.
+	r.Use("a", t0.Add(70*time.Second), ResultOK)
+	r.Use("b", t0.Add(71*time.Second), ResultOK)
+	clock = t0.Add(75 * time.Second)
+	if err := r.tick(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.batches) != 2 || len(w.batches[1]) != 1 || !w.batches[1]["b"].Equal(t0.Add(71*time.Second)) {
+		t.Fatalf("tick at 12:01:15 wrote %v, want b's use at 12:01:11 only", w.batches[1:])
+	}
+	if at, ok := r.Pending("a"); !ok || !at.Equal(t0.Add(70*time.Second)) {
+		t.Errorf("Pending(a) = %v, %v; want 12:01:10, true (held, still visible)", at, ok)
+	}
+
+	// 12:02:05: 12:01 has ended: a's use of it is written.
+	clock = t0.Add(125 * time.Second)
+	if err := r.tick(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.batches) != 3 || !w.batches[2]["a"].Equal(t0.Add(70*time.Second)) {
+		t.Fatalf("tick at 12:02:05 wrote %v, want a's use at 12:01:10", w.batches[2:])
 	}
 }

@@ -11,15 +11,17 @@
 // What a write costs grows with the keys in it, not with the requests. So
 // when more than HoldBackAbove keys or count rows are pending, a tick
 // writes each key and minute about once: the counts of a minute when it
-// has ended, and a key's last use when it is the first of its minute to be
-// written or its minute has ended (a key in constant use gets one write a
-// minute instead of one per tick; a key used after a pause is still
-// written at the next tick). Close writes everything. What is held back
-// stays visible to Pending and PendingCounts, so the instance holding it
-// answers as if it were written; another instance reading the store sees
-// a busy key's last use and the current minute's counts up to a minute
-// and an Interval late, and a SIGKILL loses them. With fewer keys pending
-// a tick writes everything, as holding back would save little.
+// has ended, and a key's last use when its minute has ended or when the
+// last use written of the key is older than the current minute by more
+// than an Interval (a key in constant use gets one write a minute instead
+// of one per tick; a key used after a pause is still written at the next
+// tick). Close writes everything. What is held back stays visible to
+// Pending and PendingCounts, so the instance holding it answers as if it
+// were written; another instance reading the store sees the current
+// minute's counts up to a minute and an Interval late, a busy key's last
+// use up to a minute and two Intervals late, and a SIGKILL loses them.
+// With fewer keys pending a tick writes everything, as holding back would
+// save little.
 package lastused
 
 import (
@@ -151,9 +153,10 @@ type shard struct {
 	mu     sync.Mutex
 	uses   map[string]int64
 	counts map[countKey]countRow
-	// written holds the keys whose use of the current minute was moved
-	// to a batch, with that minute (Unix minutes): their further uses of
-	// the minute wait for its end.
+	// written holds, while ticks hold back, the keys whose last use
+	// moved to a batch is recent (see flush), with that use (Unix
+	// nanoseconds): their further uses of the current minute wait for
+	// its end.
 	written map[string]int64
 	_       [32]byte // keeps neighbouring shards' locks off one cache line
 }
@@ -184,10 +187,14 @@ type Recorder struct {
 	dropped atomic.Int64
 	// pendingCounts counts the count rows in the shards and in flight,
 	// bounded by maxCounts.
-	pendingCounts  atomic.Int64
-	droppedCounts  atomic.Int64
-	maxCounts      int64
-	holdBackAbove  int64 // HoldBackAbove; tests lower it
+	pendingCounts atomic.Int64
+	droppedCounts atomic.Int64
+	maxCounts     int64
+	holdBackAbove int64 // HoldBackAbove; tests lower it
+	// recentWindow is how much older than the current minute a key's last
+	// use written may be for its further uses to be held back: Interval;
+	// tests, which tick by hand with an Interval of an hour, set it.
+	recentWindow   time.Duration
 	pruneInterval  time.Duration
 	retention      keystore.Retention
 	now            func() time.Time
@@ -257,6 +264,7 @@ func New(w Writer, cfg Config) *Recorder {
 
 		maxCounts:     int64(cfg.MaxPendingCounts),
 		holdBackAbove: HoldBackAbove,
+		recentWindow:  cfg.Interval,
 		pruneInterval: cfg.PruneInterval,
 		retention:     cfg.Retention,
 		now:           cfg.Now,
@@ -407,8 +415,8 @@ func (r *Recorder) Flush(ctx context.Context) error {
 
 // flush writes what is pending, holding back the minute current (Unix
 // minutes) and those after it: their counts, and the uses of keys whose
-// use of that minute was already written (see the package doc).
-// math.MaxInt64 holds back nothing.
+// last use written is recent (see the package doc). math.MaxInt64 holds
+// back nothing.
 func (r *Recorder) flush(ctx context.Context, current int64) error {
 	r.flushing.Lock()
 	defer r.flushing.Unlock()
@@ -421,6 +429,17 @@ func (r *Recorder) flush(ctx context.Context, current int64) error {
 		r.logger.Warn("too many pending usage counts: requests of further keys and minutes not counted",
 			zap.Int64("dropped", n), zap.Int64("max_pending_counts", r.maxCounts))
 	}
+	// Held back: a use of the current minute or later of a key whose
+	// last use written is recent, at most an Interval older than the
+	// current minute, so that the store lags a busy key's last use by at
+	// most a minute and two Intervals. A key written at the end of the
+	// minute before (its last use of it) then waits for this minute's
+	// end: one write a minute, not two.
+	holding := current != math.MaxInt64
+	var recent int64
+	if holding {
+		recent = current*int64(time.Minute) - int64(r.recentWindow)
+	}
 	// Each shard moves to the batch under inflightMu, so that Pending and
 	// PendingCounts, which look in the shard and then in the batch, never
 	// miss a use.
@@ -431,12 +450,11 @@ func (r *Recorder) flush(ctx context.Context, current int64) error {
 		r.inflightMu.Lock()
 		s.mu.Lock()
 		for id, ns := range s.uses {
-			minute := ns / int64(time.Minute)
-			if minute >= current {
-				if s.written[id] == minute {
+			if holding {
+				if ns/int64(time.Minute) >= current && s.written[id] >= recent {
 					continue
 				}
-				s.written[id] = minute
+				s.written[id] = ns
 			}
 			batch[id] = ns
 			delete(s.uses, id)
@@ -447,8 +465,8 @@ func (r *Recorder) flush(ctx context.Context, current int64) error {
 				delete(s.counts, ck)
 			}
 		}
-		for id, minute := range s.written {
-			if minute < current {
+		for id, ns := range s.written {
+			if !holding || ns < recent {
 				delete(s.written, id)
 			}
 		}
