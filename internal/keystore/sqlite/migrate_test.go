@@ -3,6 +3,7 @@ package sqlite
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -254,19 +255,27 @@ func TestAVersion3FileIsMigratedAndGetsUsageAndTheAuditLog(t *testing.T) {
 	}
 }
 
-func TestAVersion4FilesLastUseMovesAndItsUsageCountsOnceAfterARollup(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "keys.db")
+// rawDBAt opens the file at path without the store and gives it the
+// schema of version as keygate wrote it: released migrations never
+// change, so the first version of them are that schema.
+func rawDBAt(t *testing.T, path string, version int) *sql.DB {
+	t.Helper()
 	db := rawDB(t, path)
-	// Released migrations never change, so the first four are the
-	// version-4 schema as keygate wrote it.
-	for v, m := range migrations[:4] {
+	for v, m := range migrations[:version] {
 		if _, err := db.ExecContext(t.Context(), m); err != nil {
 			t.Fatalf("creating the version-%d schema: %v", v+1, err)
 		}
 	}
-	if _, err := db.ExecContext(t.Context(), `PRAGMA user_version = 4`); err != nil {
+	// PRAGMA takes no parameters; version is a small integer of the test's.
+	if _, err := db.ExecContext(t.Context(), fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+func TestAVersion4FilesLastUseMovesAndItsUsageCountsOnceAfterARollup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	db := rawDBAt(t, path, 4)
 	// A key as version 4 wrote it, last used a minute ago, and its usage:
 	// each count at all three steps, this minute (a key in use right
 	// before the upgrade) and an hour ago.
@@ -311,15 +320,7 @@ func TestAVersion4FilesLastUseMovesAndItsUsageCountsOnceAfterARollup(t *testing.
 
 func TestAVersion6FilesUsageMovesToTimeOrderWithEveryCount(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.db")
-	db := rawDB(t, path)
-	for v, m := range migrations[:6] {
-		if _, err := db.ExecContext(t.Context(), m); err != nil {
-			t.Fatalf("creating the version-%d schema: %v", v+1, err)
-		}
-	}
-	if _, err := db.ExecContext(t.Context(), `PRAGMA user_version = 6`); err != nil {
-		t.Fatal(err)
-	}
+	db := rawDBAt(t, path, 6)
 	// Two keys as version 6 wrote them, with a rollup halfway: minutes
 	// before the state's until are in the hour and day rows too, the
 	// minute after it only in its minute row (the key above done_key).
