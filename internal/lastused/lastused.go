@@ -150,15 +150,60 @@ type Config struct {
 // shard is one part of the pending set. Times are Unix nanoseconds, which
 // compare and store cheaper than time.Time.
 type shard struct {
-	mu     sync.Mutex
-	uses   map[string]int64
-	counts map[countKey]countRow
+	mu sync.Mutex
+	// keys holds what is pending of each key but its older count rows:
+	// one map lookup per request (see Use).
+	keys map[string]*pendingKey
+	// older holds the count rows of minutes before their key's latest
+	// (counted before a minute's end, not yet written) and rows put back
+	// after a failed write. A key and minute may have a row here and in
+	// keys at once: a flush adds them up.
+	older map[countKey]countRow
 	// written holds, while ticks hold back, the keys whose last use
 	// moved to a batch is recent (see flush), with that use (Unix
 	// nanoseconds): their further uses of the current minute wait for
 	// its end.
 	written map[string]int64
-	_       [32]byte // keeps neighbouring shards' locks off one cache line
+	// spare are records a flush emptied, reused for the next keys so
+	// that a key's first request after a flush allocates nothing.
+	spare []*pendingKey
+	_     [8]byte // keeps neighbouring shards' locks off one cache line
+}
+
+// pendingKey is what a shard holds of one key: its latest use not yet
+// written and its count row of the latest minute it was counted in.
+type pendingKey struct {
+	used    int64    // the latest use; 0 if none is pending
+	minute  int64    // Unix minutes: the minute of row
+	row     countRow // requests of minute by Result
+	counted bool     // row is a pending count row
+}
+
+// key returns id's record, made (or reused) if it has none. s.mu must be
+// held.
+func (s *shard) key(id string) *pendingKey {
+	if p := s.keys[id]; p != nil {
+		return p
+	}
+	var p *pendingKey
+	if n := len(s.spare); n > 0 {
+		p, s.spare = s.spare[n-1], s.spare[:n-1]
+	} else {
+		p = new(pendingKey)
+	}
+	s.keys[id] = p
+	return p
+}
+
+// addOlder adds row to the older row of ck and reports whether ck had
+// one (the rows are then one). s.mu must be held.
+func (s *shard) addOlder(ck countKey, row countRow) (merged bool) {
+	cur, ok := s.older[ck]
+	for i := range cur {
+		cur[i] += row[i]
+	}
+	s.older[ck] = cur
+	return ok
 }
 
 // countKey names a count row: a key and a minute (Unix minutes).
@@ -270,8 +315,8 @@ func New(w Writer, cfg Config) *Recorder {
 		now:           cfg.Now,
 	}
 	for i := range r.shards {
-		r.shards[i].uses = make(map[string]int64)
-		r.shards[i].counts = make(map[countKey]countRow)
+		r.shards[i].keys = make(map[string]*pendingKey)
+		r.shards[i].older = make(map[countKey]countRow)
 		r.shards[i].written = make(map[string]int64)
 	}
 	r.done.Add(1)
@@ -285,69 +330,78 @@ func (r *Recorder) shard(id string) *shard {
 
 // Note records that key id was used at t. A time not after the one pending
 // for id changes nothing, so last use never moves backwards. It allocates
-// nothing for a key that is pending or was pending before (the shard's map
-// keeps its room after a flush).
+// nothing for a key that is pending, nor for a new one while a flush has
+// left records to reuse.
 func (r *Recorder) Note(id string, t time.Time) {
-	ns := t.UnixNano()
 	s := r.shard(id)
 	s.mu.Lock()
-	if cur, ok := s.uses[id]; ok {
-		if ns > cur {
-			s.uses[id] = ns
-		}
-		s.mu.Unlock()
-		return
-	}
-	if r.pending.Add(1) > r.maxPending {
-		r.pending.Add(-1)
-		s.mu.Unlock()
-		r.dropped.Add(1)
-		return
-	}
-	s.uses[id] = ns
+	r.use(s, s.key(id), t.UnixNano())
 	s.mu.Unlock()
-	r.gauge.Inc()
 }
 
 // Use records a request of key id at t with result res: a count of its
-// minute and, for ResultOK, a use (as Note). It allocates nothing for a
-// key and minute already pending, nor for a new one while the shard's map
-// has the room that earlier flushes left it.
+// minute and, for ResultOK, a use (as Note). It looks id up once and
+// allocates nothing for a key already pending, nor for a new one while a
+// flush has left records to reuse: the handler calls it on every request.
 func (r *Recorder) Use(id string, t time.Time, res Result) {
 	ns := t.UnixNano()
-	ck := countKey{id: id, minute: ns / int64(time.Minute)}
+	minute := ns / int64(time.Minute)
 	s := r.shard(id)
 	s.mu.Lock()
-	if row, ok := s.counts[ck]; ok {
-		row[res]++
-		s.counts[ck] = row
-	} else if r.pendingCounts.Add(1) > r.maxCounts {
+	p := s.key(id)
+	if p.counted && p.minute == minute {
+		p.row[res]++
+	} else {
+		r.countOther(s, id, p, minute, res)
+	}
+	if res == ResultOK {
+		r.use(s, p, ns)
+	}
+	s.mu.Unlock()
+}
+
+// countOther counts a request of key id, record p of s, in a minute
+// other than its row's: a new minute (the row then waits in older), or an
+// earlier one of a request that finished late (counted in older). A row of
+// that minute waiting in older is added to, or becomes p's row again.
+// s.mu must be held.
+func (r *Recorder) countOther(s *shard, id string, p *pendingKey, minute int64, res Result) {
+	if p.counted && minute > p.minute {
+		if s.addOlder(countKey{id, p.minute}, p.row) {
+			r.pendingCounts.Add(-1)
+		}
+		p.counted = false
+	}
+	ck := countKey{id, minute}
+	row, ok := s.older[ck]
+	if !ok && r.pendingCounts.Add(1) > r.maxCounts {
 		r.pendingCounts.Add(-1)
 		r.droppedCounts.Add(1)
-	} else {
-		var row countRow
-		row[res] = 1
-		s.counts[ck] = row
-	}
-	if res != ResultOK {
-		s.mu.Unlock()
 		return
 	}
-	if cur, ok := s.uses[id]; ok {
-		if ns > cur {
-			s.uses[id] = ns
-		}
-		s.mu.Unlock()
+	row[res]++
+	if p.counted {
+		s.older[ck] = row
+		return
+	}
+	if ok {
+		delete(s.older, ck)
+	}
+	p.minute, p.row, p.counted = minute, row, true
+}
+
+// use notes a use at ns in p, a record of s. s.mu must be held.
+func (r *Recorder) use(s *shard, p *pendingKey, ns int64) {
+	if p.used != 0 {
+		p.used = max(p.used, ns)
 		return
 	}
 	if r.pending.Add(1) > r.maxPending {
 		r.pending.Add(-1)
-		s.mu.Unlock()
 		r.dropped.Add(1)
 		return
 	}
-	s.uses[id] = ns
-	s.mu.Unlock()
+	p.used = ns
 	r.gauge.Inc()
 }
 
@@ -376,7 +430,12 @@ func (r *Recorder) PendingCounts(id string) []keystore.UsageCount {
 	for i := range shards {
 		s := &shards[i]
 		s.mu.Lock()
-		for ck, row := range s.counts {
+		for id, p := range s.keys {
+			if p.counted {
+				add(countKey{id, p.minute}, p.row)
+			}
+		}
+		for ck, row := range s.older {
 			add(ck, row)
 		}
 		s.mu.Unlock()
@@ -389,9 +448,15 @@ func (r *Recorder) PendingCounts(id string) []keystore.UsageCount {
 
 // Pending returns the latest use of id noted and not yet written.
 func (r *Recorder) Pending(id string) (time.Time, bool) {
+	var (
+		ns int64
+		ok bool
+	)
 	s := r.shard(id)
 	s.mu.Lock()
-	ns, ok := s.uses[id]
+	if p := s.keys[id]; p != nil && p.used != 0 {
+		ns, ok = p.used, true
+	}
 	s.mu.Unlock()
 	r.inflightMu.RLock()
 	if f, found := r.inflight[id]; found && (!ok || f > ns) {
@@ -449,20 +514,29 @@ func (r *Recorder) flush(ctx context.Context, current int64) error {
 		s := &r.shards[i]
 		r.inflightMu.Lock()
 		s.mu.Lock()
-		for id, ns := range s.uses {
-			if holding {
-				if ns/int64(time.Minute) >= current && s.written[id] >= recent {
-					continue
+		for id, p := range s.keys {
+			if ns := p.used; ns != 0 {
+				if !holding || ns/int64(time.Minute) < current || s.written[id] < recent {
+					if holding {
+						s.written[id] = ns
+					}
+					batch[id] = ns
+					p.used = 0
 				}
-				s.written[id] = ns
 			}
-			batch[id] = ns
-			delete(s.uses, id)
+			if p.counted && p.minute < current {
+				r.addRow(counts, countKey{id, p.minute}, p.row)
+				p.counted = false
+			}
+			if p.used == 0 && !p.counted {
+				delete(s.keys, id)
+				s.spare = append(s.spare, p)
+			}
 		}
-		for ck, row := range s.counts {
+		for ck, row := range s.older {
 			if ck.minute < current {
-				counts[ck] = row
-				delete(s.counts, ck)
+				r.addRow(counts, ck, row)
+				delete(s.older, ck)
 			}
 		}
 		for id, ns := range s.written {
@@ -518,6 +592,19 @@ func (r *Recorder) flush(ctx context.Context, current int64) error {
 		r.pendingCounts.Add(-int64(len(c.counts)))
 	}
 	return nil
+}
+
+// addRow adds row to the batch's row of ck; if ck had one, the two are
+// one row now and pendingCounts says so.
+func (r *Recorder) addRow(counts map[countKey]countRow, ck countKey, row countRow) {
+	cur, ok := counts[ck]
+	if ok {
+		r.pendingCounts.Add(-1)
+	}
+	for i := range cur {
+		cur[i] += row[i]
+	}
+	counts[ck] = cur
 }
 
 // tick is the flusher's periodic flush: everything, or with the current
@@ -596,27 +683,18 @@ func (r *Recorder) restore(batch map[string]int64, counts map[countKey]countRow)
 	for id, ns := range batch {
 		s := r.shard(id)
 		s.mu.Lock()
-		if cur, ok := s.uses[id]; ok {
+		p := s.key(id)
+		if p.used != 0 {
 			dups++
-			if ns > cur {
-				s.uses[id] = ns
-			}
-		} else {
-			s.uses[id] = ns
 		}
+		p.used = max(p.used, ns)
 		s.mu.Unlock()
 	}
 	for ck, row := range counts {
 		s := r.shard(ck.id)
 		s.mu.Lock()
-		if cur, ok := s.counts[ck]; ok {
+		if s.addOlder(ck, row) {
 			countDups++
-			for i := range cur {
-				cur[i] += row[i]
-			}
-			s.counts[ck] = cur
-		} else {
-			s.counts[ck] = row
 		}
 		s.mu.Unlock()
 	}
@@ -714,10 +792,17 @@ func (r *Recorder) drop(cause error) {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
-		n += int64(len(s.uses))
-		rows += int64(len(s.counts))
-		clear(s.uses)
-		clear(s.counts)
+		for _, p := range s.keys {
+			if p.used != 0 {
+				n++
+			}
+			if p.counted {
+				rows++
+			}
+		}
+		rows += int64(len(s.older))
+		clear(s.keys)
+		clear(s.older)
 		clear(s.written)
 		s.mu.Unlock()
 	}

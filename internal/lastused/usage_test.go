@@ -82,6 +82,34 @@ func TestAFailedWriteKeepsCountsAndAddsThoseNotedMeanwhile(t *testing.T) {
 	}
 }
 
+func TestARequestFinishingInTheNextMinuteCountsInItsOwnAndRowsAreWrittenOnce(t *testing.T) {
+	w := &scriptedWriter{fail: 1}
+	r, _ := newRecorder(t, w, Config{})
+	r.Use("a", t0, ResultOK)
+	r.Use("a", t0.Add(time.Minute), ResultOK)
+	r.Use("a", t0.Add(59*time.Second), 1) // began at 12:00:59, done after 12:01's first
+	if err := r.Flush(context.Background()); err == nil {
+		t.Fatal("Flush = nil, want the write's error")
+	}
+	// The rows put back meet new counts of both minutes.
+	r.Use("a", t0.Add(time.Minute+time.Second), ResultOK)
+	r.Use("a", t0.Add(10*time.Second), ResultOK)
+	want := []string{"a 12:00 insufficient_scope 1", "a 12:00 ok 2", "a 12:01 ok 2"}
+	if got := countLines(r.PendingCounts("a")); !slices.Equal(got, want) {
+		t.Errorf("pending = %q, want %q", got, want)
+	}
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	written := w.counts[len(w.counts)-1]
+	if got := countLines(written); !slices.Equal(got, want) || len(written) != len(want) {
+		t.Errorf("written = %v, want %q, each key, minute and result once", written, want)
+	}
+	if n := r.pendingCounts.Load(); n != 0 {
+		t.Errorf("pending count rows = %d, want 0", n)
+	}
+}
+
 func TestMaxPendingCountsDropsFurtherRows(t *testing.T) {
 	r, _ := newRecorder(t, &scriptedWriter{}, Config{MaxPendingCounts: 2})
 	for i := range 4 {
@@ -100,7 +128,7 @@ func TestUseAllocatesNothingForAPendingKeyAndMinute(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { r.Use(id, t0, ResultOK); r.Use(id, t0, 1) }); n != 0 {
 		t.Errorf("Use allocates %v times, want 0", n)
 	}
-	// A new minute after a flush reuses the room the map kept.
+	// A new minute after a flush reuses the record the flush left.
 	if err := r.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +137,9 @@ func TestUseAllocatesNothingForAPendingKeyAndMinute(t *testing.T) {
 		minute++
 		r.Use(id, t0.Add(time.Duration(minute)*time.Minute), ResultOK)
 		r.flushing.Lock()
-		s := r.shard(id)
-		s.mu.Lock()
-		clear(s.counts)
-		s.mu.Unlock()
+		forget(r, id) // as a flush does
 		r.pendingCounts.Store(0)
+		r.pending.Store(0)
 		r.flushing.Unlock()
 	}); n != 0 {
 		t.Errorf("Use of a new minute allocates %v times, want 0", n)
