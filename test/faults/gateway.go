@@ -330,7 +330,7 @@ func storedLastUsed(path string, ids []string) (map[string]time.Time, error) {
 }
 
 // storedUsage reads, per key of ids, the admitted requests (result ok)
-// of the day rows in the SQLite file at path, read-only.
+// of the minute rows in the SQLite file at path, read-only.
 func storedUsage(path string, ids []string) (map[string]int64, error) {
 	u := url.URL{Scheme: "file", Path: path, RawQuery: "mode=ro&_pragma=busy_timeout(5000)"}
 	db, err := sql.Open("sqlite", u.String())
@@ -341,7 +341,9 @@ func storedUsage(path string, ids []string) (map[string]int64, error) {
 	got := map[string]int64{}
 	for _, id := range ids {
 		var n sql.NullInt64
-		if err := db.QueryRow("SELECT sum(n) FROM usage WHERE key_id = ? AND step = 86400 AND result = 'ok'", id).Scan(&n); err != nil {
+		// Minute rows: the recorder writes only those (kept 48 hours); the
+		// hour and day rows are rolled up from them later.
+		if err := db.QueryRow("SELECT sum(n) FROM usage WHERE key_id = ? AND step = 60 AND result = 'ok'", id).Scan(&n); err != nil {
 			return nil, fmt.Errorf("reading the usage of key %s: %w", id, err)
 		}
 		got[id] = n.Int64

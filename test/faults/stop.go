@@ -137,7 +137,7 @@ func runSigterm(ctx context.Context, e *env) (*result, error) {
 	res.add("last-used times after SIGTERM", "same run: last_used_at read from the SQLite file after exit, compared per key with the upstream's last request",
 		fmt.Sprintf("%d of %d keys stored; gap (upstream's last request − stored last use) max %v", len(r.gaps), stopKeys, maxGap(r.gaps).Round(time.Microsecond)),
 		fmt.Sprintf("%d keys with no time, %d keys more than 100ms behind", r.missing, lateKeys))
-	res.add("usage counts after SIGTERM", "same run: the admitted requests (usage, result ok, day rows) read from the SQLite file after exit, per key, against the requests of that key the upstream received",
+	res.add("usage counts after SIGTERM", "same run: the admitted requests (usage, result ok, minute rows) read from the SQLite file after exit, per key, against the requests of that key the upstream received",
 		fmt.Sprintf("%d of %d keys count exactly what the upstream received", stopKeys-r.usageOff, stopKeys),
 		fmt.Sprintf("%d keys off, by %d requests in all", r.usageOff, r.usageDiff))
 	return res, nil
