@@ -820,6 +820,9 @@ func TestBrowserConsoleSetsRateLimits(t *testing.T) {
 	if k := g.GetKey(id); strings.Join(k.RateLimits, " ") != "10/1s 600/1h" {
 		t.Fatalf("admin API shows rate limits %q, want the normalised 10/1s 600/1h", k.RateLimits)
 	}
+	// The list is redrawn after the create: its row menu is the new one
+	// once the key's row is there (a click on the old one fails).
+	browserWait(t, ctx, `document.querySelector('tr[data-key-id="`+id+`"]') !== null`)
 	openEdit := func() {
 		browserDo(t, ctx,
 			chromedp.Click(chromedp.CSS(`summary[aria-label="More actions for key Partner"]`)),
