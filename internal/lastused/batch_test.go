@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/docana/keygate/internal/metrics"
 )
 
 func TestATickWithFewKeysPendingWritesEverything(t *testing.T) {
@@ -24,12 +26,20 @@ func TestATickWithFewKeysPendingWritesEverything(t *testing.T) {
 	}
 }
 
+// holdingRecorder returns a recorder whose ticks hold back as if many
+// keys were pending, with a recent window of 10 s, at the time *clock.
+func holdingRecorder(t *testing.T, w Writer, clock *time.Time) (*Recorder, *metrics.Metrics) {
+	t.Helper()
+	r, m := newRecorder(t, w, Config{Now: func() time.Time { return *clock }})
+	r.holdBackAbove = 0
+	r.recentWindow = 10 * time.Second
+	return r, m
+}
+
 func TestATickHoldsBackTheCurrentMinuteAndCloseWritesIt(t *testing.T) {
 	w := &scriptedWriter{}
 	clock := t0.Add(30 * time.Second)
-	r, m := newRecorder(t, w, Config{Now: func() time.Time { return clock }})
-	r.holdBackAbove = 0 // as if many keys were pending
-	r.recentWindow = 10 * time.Second
+	r, m := holdingRecorder(t, w, &clock)
 	r.Use("a", t0.Add(10*time.Second), ResultOK)
 	r.Use("a", t0.Add(20*time.Second), ResultOK)
 	r.Use("b", t0.Add(5*time.Second), 1) // insufficient_scope
@@ -142,9 +152,7 @@ func TestALargeBatchIsWrittenInChunksAndAFailedChunkIsKept(t *testing.T) {
 func TestAKeyWrittenAtTheEndOfAMinuteWaitsForTheEndOfTheNext(t *testing.T) {
 	w := &scriptedWriter{}
 	clock := t0.Add(65 * time.Second)
-	r, _ := newRecorder(t, w, Config{Now: func() time.Time { return clock }})
-	r.holdBackAbove = 0 // as if many keys were pending
-	r.recentWindow = 10 * time.Second
+	r, _ := holdingRecorder(t, w, &clock)
 	r.Use("a", t0.Add(55*time.Second), ResultOK) // 12:00:55
 	r.Use("b", t0.Add(45*time.Second), ResultOK) // 12:00:45
 

@@ -195,14 +195,14 @@ func (s *shard) key(id string) *pendingKey {
 	return p
 }
 
-// addOlder adds row to the older row of ck and reports whether ck had
-// one (the rows are then one). s.mu must be held.
-func (s *shard) addOlder(ck countKey, row countRow) (merged bool) {
-	cur, ok := s.older[ck]
+// addRow adds row to m's row of ck and reports whether m had one: the
+// two are then one row, which the caller's count of pending rows must say.
+func addRow(m map[countKey]countRow, ck countKey, row countRow) (merged bool) {
+	cur, ok := m[ck]
 	for i := range cur {
 		cur[i] += row[i]
 	}
-	s.older[ck] = cur
+	m[ck] = cur
 	return ok
 }
 
@@ -367,7 +367,7 @@ func (r *Recorder) Use(id string, t time.Time, res Result) {
 // s.mu must be held.
 func (r *Recorder) countOther(s *shard, id string, p *pendingKey, minute int64, res Result) {
 	if p.counted && minute > p.minute {
-		if s.addOlder(countKey{id, p.minute}, p.row) {
+		if addRow(s.older, countKey{id, p.minute}, p.row) {
 			r.pendingCounts.Add(-1)
 		}
 		p.counted = false
@@ -525,7 +525,9 @@ func (r *Recorder) flush(ctx context.Context, current int64) error {
 				}
 			}
 			if p.counted && p.minute < current {
-				r.addRow(counts, countKey{id, p.minute}, p.row)
+				if addRow(counts, countKey{id, p.minute}, p.row) {
+					r.pendingCounts.Add(-1)
+				}
 				p.counted = false
 			}
 			if p.used == 0 && !p.counted {
@@ -535,7 +537,9 @@ func (r *Recorder) flush(ctx context.Context, current int64) error {
 		}
 		for ck, row := range s.older {
 			if ck.minute < current {
-				r.addRow(counts, ck, row)
+				if addRow(counts, ck, row) {
+					r.pendingCounts.Add(-1)
+				}
 				delete(s.older, ck)
 			}
 		}
@@ -592,19 +596,6 @@ func (r *Recorder) flush(ctx context.Context, current int64) error {
 		r.pendingCounts.Add(-int64(len(c.counts)))
 	}
 	return nil
-}
-
-// addRow adds row to the batch's row of ck; if ck had one, the two are
-// one row now and pendingCounts says so.
-func (r *Recorder) addRow(counts map[countKey]countRow, ck countKey, row countRow) {
-	cur, ok := counts[ck]
-	if ok {
-		r.pendingCounts.Add(-1)
-	}
-	for i := range cur {
-		cur[i] += row[i]
-	}
-	counts[ck] = cur
 }
 
 // tick is the flusher's periodic flush: everything, or with the current
@@ -693,7 +684,7 @@ func (r *Recorder) restore(batch map[string]int64, counts map[countKey]countRow)
 	for ck, row := range counts {
 		s := r.shard(ck.id)
 		s.mu.Lock()
-		if s.addOlder(ck, row) {
+		if addRow(s.older, ck, row) {
 			countDups++
 		}
 		s.mu.Unlock()
