@@ -820,17 +820,17 @@ func TestBrowserConsoleSetsRateLimits(t *testing.T) {
 	if k := g.GetKey(id); strings.Join(k.RateLimits, " ") != "10/1s 600/1h" {
 		t.Fatalf("admin API shows rate limits %q, want the normalised 10/1s 600/1h", k.RateLimits)
 	}
-	// The list is redrawn after the create: its row menu is the new one
-	// once the key's row is there (a click on the old one fails).
-	browserWait(t, ctx, `document.querySelector('tr[data-key-id="`+id+`"]') !== null`)
-	openEdit := func() {
+	// The list is redrawn after each change: wait until the key's edit
+	// link carries the limits it should (a click on the old list fails).
+	openEdit := func(limits string) {
+		browserWait(t, ctx, fmt.Sprintf(`document.querySelector('a.menu-item[data-dialog="edit"][data-id="%s"]')?.dataset.rateLimits === %q`, id, limits))
 		browserDo(t, ctx,
 			chromedp.Click(chromedp.CSS(`summary[aria-label="More actions for key Partner"]`)),
 			chromedp.Click(chromedp.CSS(`a.menu-item[data-dialog="edit"][data-id="`+id+`"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#edit-dialog[open]`)),
 		)
 	}
-	openEdit()
+	openEdit("10/1s\n600/1h")
 	if got := browserJS[string](t, ctx, `document.getElementById("edit-rate-limits").value`); got != "10/1s\n600/1h" {
 		t.Errorf("edit dialog shows rate limits %q", got)
 	}
@@ -850,7 +850,7 @@ func TestBrowserConsoleSetsRateLimits(t *testing.T) {
 	if k := g.GetKey(id); strings.Join(k.RateLimits, " ") != "100/1m" {
 		t.Errorf("after the edit, admin API shows rate limits %q", k.RateLimits)
 	}
-	openEdit()
+	openEdit("100/1m")
 	if got := browserJS[string](t, ctx, `document.getElementById("edit-rate-limits").value`); got != "100/1m" {
 		t.Errorf("edit dialog opened again shows %q", got)
 	}
